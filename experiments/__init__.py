@@ -1,0 +1,1 @@
+"""Per-paper recipes and report scripts."""

@@ -1,0 +1,1 @@
+"""One LightningModule per method family; components/, losses/ and metrics/ hold plain modules."""
