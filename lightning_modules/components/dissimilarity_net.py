@@ -1,0 +1,56 @@
+"""Deep-MDS symmetric dissimilarity network: a pair of 2D landmarks -> their 3D distance."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+def pair_features(p: Tensor, q: Tensor) -> Tensor:
+    """Symmetric pair encoding of the paper (Eq. 6).
+
+    p, q: (..., 2) 2D points. Returns (..., 6) = [|xp-xq|, |yp-yq|, xp xq, yp yq,
+    exp(-|xp-xq|), exp(-|yp-yq|)]; swapping p and q leaves it unchanged.
+    """
+    ad = (p - q).abs()
+    return torch.cat([ad, p * q, torch.exp(-ad)], dim=-1)
+
+
+class DissimilarityNet(nn.Module):
+    """Five equal-width layers with one additive skip connection, then a linear output.
+
+    Input (..., 6) pair features; output (...,) estimated 3D distance (non-negative via
+    softplus). With width 24 it has 2,593 parameters (< 3000, as the paper requires).
+    The skip adds the first hidden layer's output to the fourth's input.
+    """
+
+    def __init__(self, width: int = 24, n_layers: int = 5, skip_from: int = 1, skip_to: int = 4) -> None:
+        super().__init__()
+        if not 1 <= skip_from < skip_to <= n_layers:
+            raise ValueError(f"DissimilarityNet: need 1 <= skip_from < skip_to <= n_layers, got {skip_from}, {skip_to}, {n_layers}")
+        self.layers = nn.ModuleList([nn.Linear(6 if k == 0 else width, width) for k in range(n_layers)])
+        self.out = nn.Linear(width, 1)
+        self.act = nn.ELU()
+        self.skip_from, self.skip_to = skip_from, skip_to
+
+    def forward(self, feats: Tensor) -> Tensor:
+        """feats: (..., 6) -> (...,) distance."""
+        h = feats
+        saved = None
+        for k, layer in enumerate(self.layers, start=1):
+            if k == self.skip_to and saved is not None:
+                h = h + saved
+            h = self.act(layer(h))
+            if k == self.skip_from:
+                saved = h
+        return nn.functional.softplus(self.out(h)).squeeze(-1)
+
+    def matrix(self, xy: Tensor) -> Tensor:
+        """All-pairs dissimilarity matrix. xy: (B, n, 2) -> (B, n, n), symmetric, zero diagonal."""
+        n = xy.shape[1]
+        iu = torch.triu_indices(n, n, offset=1, device=xy.device)
+        d = self.forward(pair_features(xy[:, iu[0]], xy[:, iu[1]]))  # (B, m)
+        out = xy.new_zeros(xy.shape[0], n, n)
+        out[:, iu[0], iu[1]] = d
+        out[:, iu[1], iu[0]] = d
+        return out
