@@ -1,0 +1,1 @@
+"""Readers and writers of the real on-disk formats (FORMATS.md), numpy only, no Lightning."""
