@@ -1,0 +1,118 @@
+# Dense-landmark face suite. `make help` lists the targets.
+SHELL := /bin/bash
+VENV  ?= .venv
+PY    := $(VENV)/bin/python
+STAMP := $(VENV)/.install-stamp
+
+# Knobs passed through to Hydra (empty = the config's default).
+MODEL      ?=
+DATA       ?=
+TRAINER    ?=
+LOGGER     ?=
+EXPERIMENT ?=
+DEBUG      ?=
+DEVICES    ?=
+ARGS       ?=
+CKPT       ?=
+HYDRA_ARGS = $(if $(MODEL),model=$(MODEL)) $(if $(DATA),data=$(DATA)) $(if $(TRAINER),trainer=$(TRAINER)) \
+             $(if $(LOGGER),logger=$(LOGGER)) $(if $(EXPERIMENT),experiment=$(EXPERIMENT)) \
+             $(if $(DEBUG),debug=$(DEBUG)) $(if $(DEVICES),trainer.devices=$(DEVICES)) $(ARGS)
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-fast lint format train eval models sync clean \
+        facemodels mean-landmarks data check-data fit predict lift sweep reproduce bench
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml scripts/install.sh
+	@bash scripts/install.sh
+
+install: ## create .venv and install everything (idempotent; seconds when nothing changed)
+	@bash scripts/install.sh
+
+test: $(STAMP) ## run the whole test suite (what CI runs)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP) ## the tests without the slow ones
+	$(PY) -m pytest -q -m "not slow"
+
+lint: $(STAMP) ## ruff check
+	$(VENV)/bin/ruff check .
+
+format: $(STAMP) ## ruff format + autofix
+	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
+
+train: $(STAMP) ## train: make train MODEL=resll_convnext [DATA= TRAINER= LOGGER= EXPERIMENT= DEBUG= DEVICES= ARGS="hydra overrides"]
+	$(PY) -m experiments.train $(HYDRA_ARGS)
+
+eval: $(STAMP) ## evaluate a checkpoint: make eval CKPT=path.ckpt [DATA=...]
+	@test -n "$(CKPT)" || { echo "usage: make eval CKPT=path/to.ckpt [DATA=...]"; exit 2; }
+	$(PY) -m experiments.evaluate ckpt_path=$(abspath $(CKPT)) $(HYDRA_ARGS)
+
+models: $(STAMP) ## list the model configs (MODEL=...)
+	@$(PY) -m experiments.list_configs model
+
+sync: ## upload offline W&B runs (after a run without network or API key)
+	@ls -d logs/*/runs/*/wandb/offline-run-* wandb/offline-run-* 2>/dev/null | xargs -r -n1 $(VENV)/bin/wandb sync \
+	  || echo "no offline W&B runs found"
+
+clean: ## remove caches (keeps .venv, data/ and logs/)
+	rm -rf .pytest_cache .ruff_cache **/__pycache__
+
+# --- procedural world ---------------------------------------------------------------------------
+OUT ?=
+N   ?=
+DATASET ?=
+DIR ?=
+
+facemodels: $(STAMP) ## write the procedural FLAME-format folder and BFM files: make facemodels OUT=dir
+	@test -n "$(OUT)" || { echo "usage: make facemodels OUT=dir"; exit 2; }
+	$(PY) -m facemodels.cli facemodels --out $(OUT)
+
+mean-landmarks: $(STAMP) ## the mean face's iBUG-68 landmarks (68,3) metres: make mean-landmarks OUT=file.npy
+	@test -n "$(OUT)" || { echo "usage: make mean-landmarks OUT=file.npy"; exit 2; }
+	$(PY) -m facemodels.cli mean-landmarks --out $(OUT)
+
+data: $(STAMP) ## write a procedural dataset in a real format: make data DATASET=dad3dheads OUT=dir N=100
+	@test -n "$(DATASET)" -a -n "$(OUT)" || { echo "usage: make data DATASET=dad3dheads|w300lp|aflw2000|coma|bfm OUT=dir [N=...]"; exit 2; }
+	$(PY) -m datamodules.write --dataset $(DATASET) --out $(OUT) $(if $(N),--n $(N))
+
+check-data: $(STAMP) ## report every problem in a dataset folder: make check-data DATASET=... DIR=...
+	@test -n "$(DATASET)" -a -n "$(DIR)" || { echo "usage: make check-data DATASET=... DIR=..."; exit 2; }
+	$(PY) -m datamodules.check --dataset $(DATASET) --dir $(DIR)
+
+# --- fitting and inference ----------------------------------------------------------------------
+IMAGES ?=
+INPUT  ?=
+OUTPUT ?=
+METHOD ?=
+
+fit: $(STAMP) ## predict landmarks on a split, fit FLAME, evaluate: make fit CKPT=... [DATA=...]
+	@test -n "$(CKPT)" || { echo "usage: make fit CKPT=path.ckpt [DATA=...]"; exit 2; }
+	$(PY) -m fitting.run ckpt_path=$(abspath $(CKPT)) $(HYDRA_ARGS)
+
+predict: $(STAMP) ## images -> landmarks, confidences, FLAME mesh, overlays: make predict CKPT=... IMAGES=... OUT=dir
+	@test -n "$(CKPT)" -a -n "$(IMAGES)" -a -n "$(OUT)" || { echo "usage: make predict CKPT=... IMAGES=dir_or_file OUT=dir"; exit 2; }
+	$(PY) -m fitting.predict --ckpt $(CKPT) --images $(IMAGES) --out $(OUT)
+
+lift: $(STAMP) ## 2D iBUG-68 px (N,68,2) -> 3D (N,68,3): make lift CKPT=... INPUT=in.npy OUTPUT=out.npy [METHOD=meanshape]
+	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make lift CKPT=... INPUT=in.npy OUTPUT=out.npy [METHOD=meanshape]"; exit 2; }
+	$(PY) -m experiments.lift $(if $(CKPT),--ckpt $(CKPT)) $(if $(METHOD),--method $(METHOD)) --input $(INPUT) --output $(OUTPUT)
+
+# --- experiments at scale -----------------------------------------------------------------------
+SWEEP ?=
+TABLE ?=
+SCALE ?= quick
+BENCH ?=
+
+sweep: $(STAMP) ## W&B sweep (offline: the same grid as a Hydra multirun): make sweep SWEEP=name
+	@test -n "$(SWEEP)" || { echo "usage: make sweep SWEEP=name (see experiments/sweeps/)"; exit 2; }
+	$(PY) -m experiments.sweep $(SWEEP)
+
+reproduce: $(STAMP) ## run a paper's table and write its report: make reproduce TABLE=name SCALE=quick|full
+	@test -n "$(TABLE)" || { echo "usage: make reproduce TABLE=name SCALE=quick|full"; exit 2; }
+	$(PY) -m experiments.reproduce $(TABLE) --scale $(SCALE)
+
+bench: $(STAMP) ## run the benchmarks and write BENCHMARKS.md (BENCH=name runs one)
+	$(PY) -m benchmarks.run $(if $(BENCH),--only $(BENCH))

@@ -1,0 +1,1 @@
+"""The training harness: config resolvers, logger/callback instantiation, atomic checkpoints, summaries."""
