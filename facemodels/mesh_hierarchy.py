@@ -1,0 +1,535 @@
+"""Nested face-region mesh hierarchy for spiral decoders (SpiralNet++-style up-sampling).
+
+On a vertex region of a template mesh (FLAME: the 1609 ``FLAME_masks.pkl['face']``
+vertices) this builds nested levels of 805, 403, 202 and 101 vertices:
+
+* selection: farthest-point sampling (3D Euclidean, on the mean shape) started at the
+  region vertex closest to the region centroid; ties go to the lowest index. The FPS
+  order is computed once, so level ``l+1`` is the first ``n_{l+1}`` points of level
+  ``l``'s order: nested by construction and deterministic. Each level's vertex ids are
+  stored sorted ascending (indices into the full mesh).
+* triangulation: level 0 keeps the template's own triangles (those with all three
+  vertices in the region). Coarser levels are a Delaunay triangulation of a 2D chart
+  (default: frontal projection (x, y), model space y up, z out of the face) from which we
+  drop (1) triangles whose 2D centroid is not covered by the level-0 surface (holes such
+  as the eyes, and the concave parts of the convex hull), (2) triangles with a 3D edge
+  longer than ``long_edge`` times the median edge, (3) then, repeatedly, boundary
+  slivers (min 3D angle below ``sliver_deg``); a triangle is never dropped if that
+  would leave one of its vertices without any triangle.
+* down-sampling ``D_l`` (n_{l+1}, n_l): pure selection (one 1 per row).
+* up-sampling ``U_l`` (n_l, n_{l+1}): each fine vertex gets the barycentric coordinates
+  (in the 2D chart) of the coarse triangle containing it; fine vertices outside every
+  coarse triangle use the triangle maximising the smallest barycentric coordinate (the
+  nearest one), with the unclamped (extrapolating) coordinates. Rows sum to 1 and any
+  affine function of the chart coordinates is reproduced exactly; fine vertices that are
+  also coarse vertices get a one-hot row.
+* spirals per level from :mod:`facemodels.spirals` (angular order in the same chart).
+
+``face_hierarchy(flame_dir)`` builds this for a FLAME-format folder and caches it in
+``<flame_dir>/suite_mesh_hierarchy.npz`` (falling back to ``~/.cache/facesuite`` when the
+folder is read-only), keyed by a hash of the template, region and parameters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.spatial import Delaunay
+
+from facemodels.spirals import spiral_indices
+
+__all__ = [
+    "FACE_LEVEL_SIZES",
+    "MeshHierarchy",
+    "farthest_point_order",
+    "chart_2d",
+    "barycentric_2d",
+    "triangulate_level",
+    "upsample_weights",
+    "build_hierarchy",
+    "face_hierarchy",
+    "read_flame_template",
+    "read_flame_face_region",
+]
+
+FACE_LEVEL_SIZES: tuple[int, ...] = (1609, 805, 403, 202, 101)
+_CACHE_VERSION = 1
+
+
+@dataclass
+class MeshHierarchy:
+    """Nested mesh levels, finest first.
+
+    Attributes:
+        vertex_ids: per level (n_l,) int64 indices into the full template mesh; sorted
+            ascending, except level 0 which keeps the region's given order.
+        faces: per level (T_l, 3) int64 triangles indexing level l's vertices.
+        uv: per level (n_l, 2) float64 chart coordinates (model units, e.g. metres).
+        down_index: per transition l -> l+1, (n_{l+1},) int64 positions in level l:
+            ``D_l[i, down_index[l][i]] = 1``.
+        up_index: per transition, (n_l, 3) int64 positions in level l+1.
+        up_weight: per transition, (n_l, 3) float64 barycentric weights (rows sum to 1).
+        spirals: per level (n_l, L) int64 spiral sequences (column 0 = the vertex).
+        names: per level, e.g. "face1609".
+    """
+
+    vertex_ids: list[np.ndarray]
+    faces: list[np.ndarray]
+    uv: list[np.ndarray]
+    down_index: list[np.ndarray]
+    up_index: list[np.ndarray]
+    up_weight: list[np.ndarray]
+    spirals: list[np.ndarray]
+    names: list[str]
+
+    @property
+    def sizes(self) -> list[int]:
+        return [len(v) for v in self.vertex_ids]
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.vertex_ids)
+
+    def down_matrix(self, level: int, sparse: bool = True) -> torch.Tensor:
+        """Selection matrix D_l, (n_{l+1}, n_l) float32 (sparse COO or dense)."""
+        n_out, n_in = self.sizes[level + 1], self.sizes[level]
+        rows = torch.arange(n_out)
+        cols = torch.as_tensor(self.down_index[level], dtype=torch.long)
+        return _matrix(rows, cols, torch.ones(n_out), (n_out, n_in), sparse)
+
+    def up_matrix(self, level: int, sparse: bool = True) -> torch.Tensor:
+        """Barycentric up-sampling U_l, (n_l, n_{l+1}) float32 (sparse COO or dense)."""
+        n_out, n_in = self.sizes[level], self.sizes[level + 1]
+        rows = torch.arange(n_out).repeat_interleave(3)
+        cols = torch.as_tensor(self.up_index[level], dtype=torch.long).reshape(-1)
+        vals = torch.as_tensor(self.up_weight[level], dtype=torch.float32).reshape(-1)
+        return _matrix(rows, cols, vals, (n_out, n_in), sparse)
+
+    def level_of(self, name: str) -> int:
+        if name not in self.names:
+            raise KeyError(f"MeshHierarchy: no level named {name!r}; levels are {self.names}")
+        return self.names.index(name)
+
+
+def _matrix(rows, cols, vals, shape, sparse: bool) -> torch.Tensor:
+    m = torch.sparse_coo_tensor(torch.stack([rows, cols]), vals.float(), shape, check_invariants=True)
+    m = m.coalesce()
+    return m if sparse else m.to_dense()
+
+
+# ----------------------------------------------------------------------------------------
+# building blocks
+# ----------------------------------------------------------------------------------------
+def farthest_point_order(points: np.ndarray, n: int, start: int | None = None) -> np.ndarray:
+    """Deterministic farthest-point sampling.
+
+    Args:
+        points: (N, D) float.
+        n: number of points to select (<= N).
+        start: first index; default the point closest to the centroid.
+    Returns:
+        (n,) int64 indices into ``points`` in selection order (every prefix is an FPS set).
+    """
+    points = np.asarray(points, dtype=np.float64)
+    N = len(points)
+    if not 1 <= n <= N:
+        raise ValueError(f"farthest_point_order: n must be in [1, {N}], got {n}")
+    if start is None:
+        start = int(np.argmin(((points - points.mean(0)) ** 2).sum(1)))
+    order = np.empty(n, dtype=np.int64)
+    order[0] = start
+    d = ((points - points[start]) ** 2).sum(1)
+    for k in range(1, n):
+        nxt = int(np.argmax(d))  # first maximum: lowest index on ties
+        order[k] = nxt
+        d = np.minimum(d, ((points - points[nxt]) ** 2).sum(1))
+    return order
+
+
+def chart_2d(points: np.ndarray, mode: str = "frontal") -> np.ndarray:
+    """2D chart of a face-like surface (model space: y up, z out of the face).
+
+    Args:
+        points: (N, 3).
+        mode: "frontal" = (x, y); "cylindrical" = (r * atan2(x - cx, z - cz), y) about a
+            vertical axis behind the surface (cx = mean x, r = half the x extent,
+            cz = mean z - r); keeps the sides of a head from folding.
+    Returns:
+        (N, 2) float64, same unit as ``points``.
+    """
+    p = np.asarray(points, dtype=np.float64)
+    if mode == "frontal":
+        return p[:, :2].copy()
+    if mode == "cylindrical":
+        cx = p[:, 0].mean()
+        r = 0.5 * (p[:, 0].max() - p[:, 0].min())
+        cz = p[:, 2].mean() - r
+        return np.stack([r * np.arctan2(p[:, 0] - cx, p[:, 2] - cz), p[:, 1]], 1)
+    raise ValueError(f"chart_2d: mode must be 'frontal' or 'cylindrical', got {mode!r}")
+
+
+def barycentric_2d(p: np.ndarray, tri_uv: np.ndarray, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """For each point, the triangle maximising the smallest barycentric coordinate.
+
+    Args:
+        p: (N, 2) query points.
+        tri_uv: (T, 3, 2) triangle corners.
+        chunk: points per vectorised block.
+    Returns:
+        tri: (N,) int64 best triangle; bary: (N, 3) its barycentric coordinates
+        (sum 1; all >= 0 iff the point is inside). Degenerate (zero-area) triangles are
+        never chosen.
+    """
+    a, b, c = tri_uv[:, 0], tri_uv[:, 1], tri_uv[:, 2]  # (T, 2)
+    v0, v1 = b - a, c - a
+    den = v0[:, 0] * v1[:, 1] - v1[:, 0] * v0[:, 1]  # (T,) twice the signed area
+    scale = max(np.abs(den).max(initial=0.0), 1e-300)
+    ok = np.abs(den) > 1e-12 * scale
+    den_safe = np.where(ok, den, 1.0)
+    tri = np.empty(len(p), dtype=np.int64)
+    bary = np.empty((len(p), 3))
+    for s in range(0, len(p), chunk):
+        q = p[s : s + chunk, None, :] - a[None]  # (n, T, 2)
+        l1 = (q[..., 0] * v1[:, 1] - v1[:, 0] * q[..., 1]) / den_safe
+        l2 = (v0[:, 0] * q[..., 1] - q[..., 0] * v0[:, 1]) / den_safe
+        l0 = 1.0 - l1 - l2
+        m = np.minimum(np.minimum(l0, l1), l2)
+        m[:, ~ok] = -np.inf
+        best = np.argmax(m, axis=1)
+        r = np.arange(len(best))
+        tri[s : s + chunk] = best
+        bary[s : s + chunk] = np.stack([l0[r, best], l1[r, best], l2[r, best]], 1)
+    return tri, bary
+
+
+def _edge_counts(faces: np.ndarray) -> dict[tuple[int, int], int]:
+    counts: dict[tuple[int, int], int] = {}
+    for f in faces:
+        for i, j in ((f[0], f[1]), (f[1], f[2]), (f[2], f[0])):
+            k = (min(i, j), max(i, j))
+            counts[k] = counts.get(k, 0) + 1
+    return counts
+
+
+def _min_angle_deg(tri_xyz: np.ndarray) -> np.ndarray:
+    """(T, 3, 3) -> (T,) smallest interior angle in degrees."""
+    angs = []
+    for i in range(3):
+        u = tri_xyz[:, (i + 1) % 3] - tri_xyz[:, i]
+        v = tri_xyz[:, (i + 2) % 3] - tri_xyz[:, i]
+        cos = (u * v).sum(1) / np.maximum(np.linalg.norm(u, axis=1) * np.linalg.norm(v, axis=1), 1e-300)
+        angs.append(np.degrees(np.arccos(np.clip(cos, -1, 1))))
+    return np.min(np.stack(angs, 1), 1)
+
+
+def triangulate_level(
+    uv: np.ndarray,
+    xyz: np.ndarray,
+    domain_uv: np.ndarray,
+    domain_faces: np.ndarray,
+    long_edge: float = 3.0,
+    sliver_deg: float = 12.0,
+) -> np.ndarray:
+    """Delaunay triangulation of a coarse level restricted to the surface's domain.
+
+    Args:
+        uv: (n, 2) chart coordinates of the level's vertices.
+        xyz: (n, 3) their 3D positions (for edge lengths and angles).
+        domain_uv: (M, 2) chart coordinates of the fine surface's vertices.
+        domain_faces: (F, 3) fine triangles (indices into domain_uv) defining the domain.
+        long_edge: drop triangles with a 3D edge > long_edge * median 3D edge length.
+        sliver_deg: peel boundary triangles whose smallest 3D angle is below this.
+    Returns:
+        (T, 3) int64 triangles, counter-clockwise in the chart.
+    """
+    faces = np.asarray(Delaunay(uv).simplices, dtype=np.int64)
+    # orient counter-clockwise in uv
+    a, b, c = uv[faces[:, 0]], uv[faces[:, 1]], uv[faces[:, 2]]
+    cw = ((b - a)[:, 0] * (c - a)[:, 1] - (c - a)[:, 0] * (b - a)[:, 1]) < 0
+    faces[cw] = faces[cw][:, [0, 2, 1]]
+    n = len(uv)
+
+    def droppable(mask_drop: np.ndarray, current: np.ndarray) -> np.ndarray:
+        # keep a triangle if dropping it would leave a vertex with no triangle
+        keep = ~mask_drop
+        count = np.bincount(current[keep].reshape(-1), minlength=n)
+        out = mask_drop.copy()
+        for t in np.flatnonzero(mask_drop):
+            if (count[current[t]] == 0).any():
+                out[t] = False
+                count[current[t]] += 1
+        return out
+
+    # (1) centroid inside the fine surface
+    cen = uv[faces].mean(1)
+    _, bary = barycentric_2d(cen, domain_uv[domain_faces])
+    outside = bary.min(1) < -1e-9
+    # (2) long 3D edges
+    tri = xyz[faces]  # (T, 3, 3)
+    elen = np.linalg.norm(tri - tri[:, [1, 2, 0]], axis=2)  # (T, 3)
+    med = np.median(elen[~outside]) if (~outside).any() else np.median(elen)
+    long = elen.max(1) > long_edge * med
+    faces = faces[~droppable(outside | long, faces)]
+    # (3) peel boundary slivers
+    while True:
+        counts = _edge_counts(faces)
+        ang = _min_angle_deg(xyz[faces])
+        on_boundary = np.array(
+            [any(counts[(min(i, j), max(i, j))] == 1 for i, j in ((f[0], f[1]), (f[1], f[2]), (f[2], f[0]))) for f in faces]
+        )
+        drop = droppable(on_boundary & (ang < sliver_deg), faces)
+        if not drop.any():
+            break
+        faces = faces[~drop]
+    return faces
+
+
+def upsample_weights(
+    fine_uv: np.ndarray, coarse_uv: np.ndarray, coarse_faces: np.ndarray, coarse_pos_in_fine: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Barycentric interpolation of fine vertices from a coarse triangulation.
+
+    Args:
+        fine_uv: (n_f, 2).
+        coarse_uv: (n_c, 2).
+        coarse_faces: (T, 3) triangles over the coarse vertices.
+        coarse_pos_in_fine: (n_c,) position of each coarse vertex in the fine level.
+    Returns:
+        index (n_f, 3) int64 coarse vertex positions and weight (n_f, 3) float64, rows
+        summing to 1; coarse vertices get a one-hot row.
+    """
+    tri, bary = barycentric_2d(fine_uv, coarse_uv[coarse_faces])
+    index = coarse_faces[tri].copy()
+    weight = bary.copy()
+    index[coarse_pos_in_fine] = np.arange(len(coarse_uv))[:, None]
+    weight[coarse_pos_in_fine] = np.array([1.0, 0.0, 0.0])
+    return index, weight
+
+
+# ----------------------------------------------------------------------------------------
+# the hierarchy
+# ----------------------------------------------------------------------------------------
+def build_hierarchy(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    region: np.ndarray,
+    sizes: Sequence[int] = FACE_LEVEL_SIZES,
+    spiral_length: int = 9,
+    chart: str = "frontal",
+    names: Sequence[str] | None = None,
+) -> MeshHierarchy:
+    """Build nested levels on a vertex region of a template mesh.
+
+    Args:
+        vertices: (V, 3) template (mean shape) vertices.
+        faces: (F, 3) template triangles.
+        region: (R,) vertex ids of the region (level 0, kept in the given order).
+        sizes: level sizes, finest first; ``sizes[0]`` must equal R, strictly decreasing.
+        spiral_length: L of the spirals on every level.
+        chart: 2D chart for Delaunay, barycentric weights and spiral order (see chart_2d).
+        names: optional level names; default ``face{n}``.
+    Returns:
+        MeshHierarchy.
+    """
+    vertices = np.asarray(vertices, dtype=np.float64)
+    faces = np.asarray(faces, dtype=np.int64)
+    region = np.asarray(region, dtype=np.int64).reshape(-1)
+    sizes = [int(s) for s in sizes]
+    if sizes[0] != len(region):
+        raise ValueError(f"build_hierarchy: sizes[0] = {sizes[0]} but the region has {len(region)} vertices")
+    if any(b >= a for a, b in zip(sizes, sizes[1:])) or sizes[-1] < 3:
+        raise ValueError(f"build_hierarchy: sizes must strictly decrease and end >= 3, got {sizes}")
+    if len(np.unique(region)) != len(region):
+        raise ValueError("build_hierarchy: region has repeated vertex ids")
+    names = list(names) if names is not None else [f"face{s}" for s in sizes]
+
+    # level 0: template triangles inside the region, reindexed
+    pos = np.full(len(vertices), -1, dtype=np.int64)
+    pos[region] = np.arange(len(region))
+    inside = (pos[faces] >= 0).all(1)
+    faces0 = pos[faces[inside]]
+    xyz0 = vertices[region]
+    uv0 = chart_2d(xyz0, chart)
+
+    order = farthest_point_order(xyz0, sizes[1])  # positions in level 0
+    vertex_ids = [region.copy()]
+    level_pos0 = [np.arange(len(region))]  # positions in level 0 of each level's vertices
+    for s in sizes[1:]:
+        sel = order[:s]
+        sel = sel[np.argsort(region[sel])]  # vertex ids ascending
+        level_pos0.append(sel)
+        vertex_ids.append(region[sel])
+
+    all_faces = [faces0]
+    uvs = [uv0]
+    for lp in level_pos0[1:]:
+        uvs.append(uv0[lp])
+        all_faces.append(triangulate_level(uv0[lp], xyz0[lp], uv0, faces0))
+
+    down_index, up_index, up_weight = [], [], []
+    for lvl in range(len(sizes) - 1):
+        fine_ids, coarse_ids = vertex_ids[lvl], vertex_ids[lvl + 1]
+        lookup = {int(v): i for i, v in enumerate(fine_ids)}
+        d = np.array([lookup[int(v)] for v in coarse_ids], dtype=np.int64)
+        down_index.append(d)
+        idx, w = upsample_weights(uvs[lvl], uvs[lvl + 1], all_faces[lvl + 1], d)
+        up_index.append(idx)
+        up_weight.append(w)
+
+    spirals = [spiral_indices(f, uv, spiral_length) for f, uv in zip(all_faces, uvs)]
+    return MeshHierarchy(vertex_ids, all_faces, uvs, down_index, up_index, up_weight, spirals, names)
+
+
+# ----------------------------------------------------------------------------------------
+# FLAME folder + cache
+# ----------------------------------------------------------------------------------------
+def _load_pickle(path: Path) -> object:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found")
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f, encoding="latin1")
+    except ModuleNotFoundError as e:  # real FLAME files pickle chumpy arrays
+        raise ModuleNotFoundError(f"{path}: unpickling needs module {e.name!r} (real FLAME files need chumpy)") from e
+
+
+def read_flame_template(flame_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """(v_template (5023, 3) float64 metres, f (9976, 3) int64) from ``FLAME_NEUTRAL.pkl``."""
+    path = Path(flame_dir) / "FLAME_NEUTRAL.pkl"
+    data = _load_pickle(path)
+    if not isinstance(data, dict) or "v_template" not in data or "f" not in data:
+        raise KeyError(f"{path}: expected a dict with keys 'v_template' (V, 3) and 'f' (F, 3)")
+    v = np.asarray(data["v_template"], dtype=np.float64)
+    f = np.asarray(data["f"], dtype=np.int64)
+    if v.ndim != 2 or v.shape[1] != 3 or f.ndim != 2 or f.shape[1] != 3:
+        raise ValueError(f"{path}: 'v_template' must be (V, 3) and 'f' (F, 3), got {v.shape}, {f.shape}")
+    return v, f
+
+
+def read_flame_face_region(flame_dir: str | os.PathLike) -> np.ndarray:
+    """``FLAME_masks.pkl['face']`` as (R,) int64 vertex ids (1609 for FLAME)."""
+    path = Path(flame_dir) / "FLAME_masks.pkl"
+    masks = _load_pickle(path)
+    if not isinstance(masks, dict) or "face" not in masks:
+        keys = sorted(masks) if isinstance(masks, dict) else type(masks).__name__
+        raise KeyError(f"{path}: expected key 'face' (face-region vertex ids); found {keys}")
+    return np.asarray(masks["face"], dtype=np.int64).reshape(-1)
+
+
+def _hash_inputs(*arrays: np.ndarray, extra: str = "") -> str:
+    h = hashlib.sha1()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(str(a.dtype).encode() + str(a.shape).encode() + a.tobytes())
+    h.update(extra.encode())
+    return h.hexdigest()
+
+
+def _cache_candidates(model_dir: Path, filename: str, key: str) -> list[Path]:
+    user = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "facesuite" / key[:16]
+    return [model_dir / filename, user / filename]
+
+
+def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
+    """Write ``path`` via a temporary file + rename (safe against concurrent readers)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
+    os.close(fd)
+    try:
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _to_arrays(h: MeshHierarchy, key: str) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {
+        "version": np.array(_CACHE_VERSION),
+        "key": np.array(key),
+        "names": np.array(h.names),
+    }
+    for lvl in range(h.num_levels):
+        out[f"vertex_ids_{lvl}"] = h.vertex_ids[lvl]
+        out[f"faces_{lvl}"] = h.faces[lvl]
+        out[f"uv_{lvl}"] = h.uv[lvl]
+        out[f"spirals_{lvl}"] = h.spirals[lvl]
+    for lvl in range(h.num_levels - 1):
+        out[f"down_index_{lvl}"] = h.down_index[lvl]
+        out[f"up_index_{lvl}"] = h.up_index[lvl]
+        out[f"up_weight_{lvl}"] = h.up_weight[lvl]
+    return out
+
+
+def _from_arrays(z: dict[str, np.ndarray]) -> MeshHierarchy:
+    names = [str(s) for s in z["names"]]
+    n = len(names)
+    return MeshHierarchy(
+        vertex_ids=[z[f"vertex_ids_{i}"] for i in range(n)],
+        faces=[z[f"faces_{i}"] for i in range(n)],
+        uv=[z[f"uv_{i}"] for i in range(n)],
+        down_index=[z[f"down_index_{i}"] for i in range(n - 1)],
+        up_index=[z[f"up_index_{i}"] for i in range(n - 1)],
+        up_weight=[z[f"up_weight_{i}"] for i in range(n - 1)],
+        spirals=[z[f"spirals_{i}"] for i in range(n)],
+        names=names,
+    )
+
+
+_MEMO: dict[str, MeshHierarchy] = {}
+
+
+def face_hierarchy(
+    flame_dir: str | os.PathLike | None = None,
+    spiral_length: int = 9,
+    chart: str = "frontal",
+    sizes: Sequence[int] = FACE_LEVEL_SIZES,
+) -> MeshHierarchy:
+    """The face-region hierarchy of a FLAME-format folder, cached on disk and in memory.
+
+    Args:
+        flame_dir: folder with FLAME_NEUTRAL.pkl and FLAME_masks.pkl; default
+            ``facemodels.world.default_flame_dir()``.
+        spiral_length, chart, sizes: see :func:`build_hierarchy`.
+    Returns:
+        MeshHierarchy with levels named face1609, face805, face403, face202, face101.
+    """
+    if flame_dir is None:
+        from facemodels.world import default_flame_dir
+
+        flame_dir = default_flame_dir()
+    flame_dir = Path(flame_dir)
+    v, f = read_flame_template(flame_dir)
+    region = read_flame_face_region(flame_dir)
+    key = _hash_inputs(v, f, region, extra=f"v{_CACHE_VERSION}|{spiral_length}|{chart}|{list(sizes)}")
+    if key in _MEMO:
+        return _MEMO[key]
+    candidates = _cache_candidates(flame_dir, "suite_mesh_hierarchy.npz", key)
+    for path in candidates:
+        if path.is_file():
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    arrays = {k: z[k] for k in z.files}
+                if str(arrays.get("key")) == key:
+                    _MEMO[key] = _from_arrays(arrays)
+                    return _MEMO[key]
+            except (OSError, ValueError, KeyError):
+                pass  # unreadable or stale: rebuild
+    h = build_hierarchy(v, f, region, sizes=sizes, spiral_length=spiral_length, chart=chart)
+    arrays = _to_arrays(h, key)
+    for path in candidates:
+        try:
+            save_npz_atomic(path, **arrays)
+            break
+        except OSError:
+            continue
+    _MEMO[key] = h
+    return h

@@ -1,0 +1,211 @@
+"""Tests for facemodels.mesh_hierarchy and facemodels.spirals on synthetic meshes."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial import Delaunay
+
+from facemodels.mesh_hierarchy import (
+    barycentric_2d,
+    build_hierarchy,
+    farthest_point_order,
+    upsample_weights,
+)
+from facemodels.spirals import edge_list, spiral_indices, vertex_adjacency
+
+
+def grid_hemisphere(n_side: int = 33, radius: float = 0.1):
+    """Unit-ish hemisphere facing +z sampled on a frontal grid, Delaunay-triangulated."""
+    g = np.linspace(-0.95, 0.95, n_side)
+    X, Y = np.meshgrid(g, g)
+    m = X**2 + Y**2 < 0.9
+    xy = np.stack([X[m], Y[m]], 1)
+    z = np.sqrt(1 - (xy**2).sum(1))
+    v = np.concatenate([xy, z[:, None]], 1) * radius
+    return v, np.asarray(Delaunay(xy).simplices, dtype=np.int64)
+
+
+def icosphere(subdiv: int = 3):
+    t = (1 + 5**0.5) / 2
+    v = [[-1, t, 0], [1, t, 0], [-1, -t, 0], [1, -t, 0], [0, -1, t], [0, 1, t], [0, -1, -t], [0, 1, -t],
+         [t, 0, -1], [t, 0, 1], [-t, 0, -1], [-t, 0, 1]]  # fmt: skip
+    f = [[0, 11, 5], [0, 5, 1], [0, 1, 7], [0, 7, 10], [0, 10, 11], [1, 5, 9], [5, 11, 4], [11, 10, 2],
+         [10, 7, 6], [7, 1, 8], [3, 9, 4], [3, 4, 2], [3, 2, 6], [3, 6, 8], [3, 8, 9], [4, 9, 5],
+         [2, 4, 11], [6, 2, 10], [8, 6, 7], [9, 8, 1]]  # fmt: skip
+    v = [np.array(p, float) / np.linalg.norm(p) for p in v]
+    for _ in range(subdiv):
+        cache, nf = {}, []
+        for a, b, c in f:
+            mids = []
+            for i, j in ((a, b), (b, c), (c, a)):
+                k = (min(i, j), max(i, j))
+                if k not in cache:
+                    m = v[i] + v[j]
+                    v.append(m / np.linalg.norm(m))
+                    cache[k] = len(v) - 1
+                mids.append(cache[k])
+            ab, bc, ca = mids
+            nf += [[a, ab, ca], [b, bc, ab], [c, ca, bc], [ab, bc, ca]]
+        f = nf
+    return np.array(v), np.array(f, dtype=np.int64)
+
+
+@pytest.fixture(scope="module")
+def hemi():
+    v, f = grid_hemisphere()
+    n = len(v)
+    sizes = (n, n // 2, n // 4, n // 8, n // 16)
+    return v, f, build_hierarchy(v, f, np.arange(n), sizes=sizes, spiral_length=9)
+
+
+@pytest.fixture(scope="module")
+def ico_cap():
+    v, f = icosphere(3)  # 642 vertices
+    region = np.flatnonzero(v[:, 2] > 0.1)  # a frontal cap, a strict subset of the mesh
+    n = len(region)
+    sizes = (n, n // 2, n // 4, n // 8)
+    return v, f, region, build_hierarchy(v, f, region, sizes=sizes, spiral_length=12)
+
+
+# ------------------------------------------------------------------ building blocks
+def test_farthest_point_order_hand_case():
+    pts = np.array([[0.0, 0], [1, 0], [10, 0], [0.4, 0], [5, 0]])
+    # centroid x = 3.28 -> closest is x=5 (index 4): |5-3.28|=1.72 < |1-3.28|=2.28
+    order = farthest_point_order(pts, 5)
+    # explicit: from 4 (x=5): farthest is 0 (d=5) vs 2 (d=5): tie -> lowest index 0
+    assert order[1] == 0 and order[2] == 2
+    # then x=1 (d to {5,0,10} = 1) vs x=0.4 (0.4) -> 1 then 3
+    assert order.tolist() == [4, 0, 2, 1, 3]
+
+
+def test_barycentric_2d_hand_case():
+    tri = np.array([[[0.0, 0], [2, 0], [0, 2]], [[2.0, 0], [2, 2], [0, 2]]])
+    t, b = barycentric_2d(np.array([[0.5, 0.5], [1.5, 1.5], [3.0, 1.0]]), tri)
+    assert t.tolist() == [0, 1, 1]
+    np.testing.assert_allclose(b[0], [0.5, 0.25, 0.25])
+    np.testing.assert_allclose(b[1], [0.25, 0.5, 0.25])
+    # outside: extrapolates, sums to 1: 0.5*(2,0) + 1*(2,2) - 0.5*(0,2) = (3,1)
+    np.testing.assert_allclose(b[2], [0.5, 1.0, -0.5])
+
+
+def test_upsample_weights_hand_case():
+    coarse_uv = np.array([[0.0, 0], [2, 0], [0, 2]])
+    fine_uv = np.array([[0.0, 0], [1, 0], [0.5, 0.5], [2, 0], [0, 2]])
+    idx, w = upsample_weights(fine_uv, coarse_uv, np.array([[0, 1, 2]]), np.array([0, 3, 4]))
+    np.testing.assert_allclose(w[1], [0.5, 0.5, 0.0])
+    assert idx[1].tolist() == [0, 1, 2]
+    assert idx[3].tolist() == [1, 1, 1] and w[3].tolist() == [1.0, 0.0, 0.0]
+
+
+# ------------------------------------------------------------------ hierarchy
+@pytest.mark.parametrize("which", ["hemi", "ico_cap"])
+def test_nesting_counts_and_selection(which, request):
+    data = request.getfixturevalue(which)
+    h = data[-1]
+    region = data[2] if which == "ico_cap" else np.arange(len(data[0]))
+    assert h.sizes[0] == len(region)
+    np.testing.assert_array_equal(h.vertex_ids[0], region)
+    for lvl in range(h.num_levels - 1):
+        fine, coarse = set(h.vertex_ids[lvl].tolist()), set(h.vertex_ids[lvl + 1].tolist())
+        assert coarse <= fine and len(coarse) == h.sizes[lvl + 1]
+        assert (np.diff(h.vertex_ids[lvl + 1]) > 0).all()  # sorted ids
+        D = h.down_matrix(lvl, sparse=False)
+        assert D.shape == (h.sizes[lvl + 1], h.sizes[lvl])
+        assert torch.equal(D.sum(1), torch.ones(h.sizes[lvl + 1]))
+        # D selects the right vertices
+        ids = torch.as_tensor(h.vertex_ids[lvl], dtype=torch.float32)
+        np.testing.assert_array_equal((D @ ids).numpy(), h.vertex_ids[lvl + 1].astype(np.float32))
+
+
+@pytest.mark.parametrize("which", ["hemi", "ico_cap"])
+def test_up_rows_sum_to_one_and_reproduce_affine_functions(which, request):
+    h = request.getfixturevalue(which)[-1]
+    g = np.random.default_rng(0)
+    for lvl in range(h.num_levels - 1):
+        U = h.up_matrix(lvl, sparse=False).double()
+        assert U.shape == (h.sizes[lvl], h.sizes[lvl + 1])
+        torch.testing.assert_close(U.sum(1), torch.ones(h.sizes[lvl], dtype=torch.float64), atol=1e-6, rtol=0)
+        A, b = g.normal(size=(2, 3)), g.normal(size=3)
+        f_coarse = torch.as_tensor(h.uv[lvl + 1] @ A + b)
+        f_fine = torch.as_tensor(h.uv[lvl] @ A + b)
+        torch.testing.assert_close(U @ f_coarse, f_fine, atol=1e-5 * float(np.abs(f_fine.numpy()).max()), rtol=0)
+        # coarse vertices are copied exactly: U D^T restricted to the coarse rows is identity
+        D = h.down_matrix(lvl, sparse=False).double()
+        torch.testing.assert_close(D @ U, torch.eye(h.sizes[lvl + 1], dtype=torch.float64))
+        # sparse and dense agree
+        torch.testing.assert_close(h.up_matrix(lvl).to_dense().double(), U)
+
+
+def test_coarse_triangulations_are_valid(hemi):
+    v, _, h = hemi
+    for lvl in range(1, h.num_levels):
+        f = h.faces[lvl]
+        assert f.min() >= 0 and f.max() < h.sizes[lvl]
+        # every vertex used, no edge shared by more than two triangles
+        assert (np.bincount(f.reshape(-1), minlength=h.sizes[lvl]) > 0).all()
+        e = np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), 1)
+        _, counts = np.unique(e, axis=0, return_counts=True)
+        assert counts.max() <= 2
+        # counter-clockwise in the chart: positive area
+        uv = h.uv[lvl][f]
+        area = np.cross(uv[:, 1] - uv[:, 0], uv[:, 2] - uv[:, 0])
+        assert (area > 0).all()
+        # Euler characteristic of a disc: V - E + F = 1
+        assert h.sizes[lvl] - len(counts) + len(f) == 1
+
+
+def test_holes_are_not_filled():
+    # an annulus (a disc with a hole): coarse triangles must not cover the hole
+    v, f = grid_hemisphere(41)
+    r = np.hypot(v[:, 0], v[:, 1]) / 0.1
+    region = np.flatnonzero(r > 0.35)
+    n = len(region)
+    h = build_hierarchy(v, f, region, sizes=(n, n // 3, n // 9), spiral_length=9)
+    for lvl in (1, 2):
+        cen = h.uv[lvl][h.faces[lvl]].mean(1)
+        assert (np.hypot(cen[:, 0], cen[:, 1]) / 0.1 > 0.3).all()
+
+
+def test_spirals_start_at_vertex_and_contain_one_ring(ico_cap):
+    _, _, _, h = ico_cap
+    for lvl in range(h.num_levels):
+        S = h.spirals[lvl]
+        assert S.shape == (h.sizes[lvl], 12)
+        np.testing.assert_array_equal(S[:, 0], np.arange(h.sizes[lvl]))
+        adj = vertex_adjacency(h.faces[lvl], h.sizes[lvl])
+        for i in range(h.sizes[lvl]):
+            ring = adj[i]
+            k = len(ring)
+            if k < 11:  # the whole 1-ring fits: it follows the centre, in any angular order
+                assert set(S[i, 1 : 1 + k].tolist()) == set(ring.tolist())
+
+
+def test_spiral_order_hand_case():
+    # a fan: centre 0 with neighbours at angles 0, 90, 180, 270 deg; a 2-ring vertex 5
+    uv = np.array([[0.0, 0], [1, 0], [0, 1], [-1, 0], [0, -1], [2, 1]])
+    faces = np.array([[0, 1, 2], [0, 2, 3], [0, 3, 4], [0, 4, 1], [1, 5, 2]])
+    S = spiral_indices(faces, uv, length=6)
+    assert S[0].tolist() == [0, 1, 2, 3, 4, 5]
+    # vertex 3: ring 1 = {0, 2, 4} at angles 0, 45 (2 is at (1,1) from 3), 315 deg
+    assert S[3].tolist()[:4] == [3, 0, 2, 4]
+    # padding by repetition on a single triangle
+    S = spiral_indices(np.array([[0, 1, 2]]), uv[:3], length=7)
+    assert S[0].tolist() == [0, 1, 2, 0, 1, 2, 0]
+    # dilation 2: first 3*2 elements [0,1,2,3,4,5], every other one
+    S2 = spiral_indices(faces, uv, length=3, dilation=2)
+    assert S2[0].tolist() == [0, 2, 4]
+
+
+def test_edge_list_and_adjacency():
+    faces = np.array([[0, 1, 2], [2, 1, 3]])
+    assert edge_list(faces).tolist() == [[0, 1], [0, 2], [1, 2], [1, 3], [2, 3]]
+    adj = vertex_adjacency(faces, 5)
+    assert [a.tolist() for a in adj] == [[1, 2], [0, 2, 3], [0, 1, 3], [1, 2], []]
+
+
+def test_bad_sizes_raise():
+    v, f = grid_hemisphere(9)
+    with pytest.raises(ValueError, match="sizes"):
+        build_hierarchy(v, f, np.arange(len(v)), sizes=(len(v) + 1, 10))
+    with pytest.raises(ValueError, match="decrease"):
+        build_hierarchy(v, f, np.arange(len(v)), sizes=(len(v), 20, 30))
