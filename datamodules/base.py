@@ -1,0 +1,191 @@
+"""Shared pieces of the suite's DataModules: the Lightning wrapper and the Dataset base.
+
+Every DataModule: resolves its data folder (``data_dir``, or writes the procedural world
+in the real format once, cached, when ``data_dir`` is null), builds train / val / test /
+predict Datasets that read that folder with the real-format reader, and serves
+DataLoaders with ``num_workers``, ``pin_memory`` (default: when CUDA is available) and
+``persistent_workers`` (when ``num_workers > 0``).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from datamodules.transforms import AugmentConfig
+
+__all__ = ["FaceDataset", "FaceDataModule", "to_tensors", "sample_rng"]
+
+log = logging.getLogger(__name__)
+
+
+def sample_rng(index: int, counter: int) -> np.random.Generator:
+    """Per-sample generator: differs across workers, epochs (torch's worker seed changes
+    every epoch) and repeated calls in one process (``counter``)."""
+    return np.random.default_rng([torch.initial_seed() % (2**63), int(index), int(counter)])
+
+
+def to_tensors(sample: dict) -> dict:
+    """numpy arrays -> torch tensors (float64 -> float32), recursing into dicts."""
+    out = {}
+    for k, v in sample.items():
+        if isinstance(v, dict):
+            out[k] = to_tensors(v)
+        elif isinstance(v, np.ndarray):
+            t = torch.from_numpy(np.ascontiguousarray(v))
+            out[k] = t.float() if t.is_floating_point() else t
+        elif isinstance(v, float):
+            out[k] = torch.tensor(v, dtype=torch.float32)
+        elif isinstance(v, (int, np.integer)):
+            out[k] = torch.tensor(int(v), dtype=torch.int64)
+        else:
+            out[k] = v
+    return out
+
+
+class FaceDataset(Dataset):
+    """Base Dataset: ``load(i)`` reads + transforms sample i (subclasses), ``__getitem__``
+    adds the corrupt-file policy.
+
+    skip_corrupt: False -> a broken sample raises (the error names its file);
+        True -> it is logged with its path, counted in ``n_skipped`` (per process) and the
+        next sample is returned instead.
+    """
+
+    def __init__(self, skip_corrupt: bool = False):
+        self.skip_corrupt = bool(skip_corrupt)
+        self.n_skipped = 0
+        self._counter = 0
+
+    def __len__(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def load(self, index: int, rng: np.random.Generator) -> dict:  # pragma: no cover
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> dict:
+        n = len(self)
+        for attempt in range(min(n, 50)):
+            i = (int(index) + attempt) % n
+            self._counter += 1
+            try:
+                sample = self.load(i, sample_rng(i, self._counter))
+                sample["index"] = np.int64(i)
+                return to_tensors(sample)
+            except (OSError, ValueError, KeyError, SyntaxError) as e:
+                if not self.skip_corrupt:
+                    raise
+                self.n_skipped += 1
+                log.warning("skipping corrupt sample %d: %s", i, e)
+        raise RuntimeError(f"{type(self).__name__}: 50 consecutive corrupt samples from index {index}")
+
+
+class FaceDataModule(pl.LightningDataModule):
+    """Base class; subclasses implement ``_build_root()`` and ``_build_datasets(root)``.
+
+    Args:
+        data_dir: dataset root in the real layout; None -> procedural data written once
+            under ``cache_root`` (default ``<repo>/data/procedural``).
+        landmark_set: name from docs/ARCHITECTURE.md (e.g. "face1609", "ibug68").
+        image_size: crop side in px.
+        batch_size, num_workers, pin_memory (None = when CUDA), persistent_workers.
+        augment: dict of :class:`AugmentConfig` fields (train only).
+        seed: procedural data seed and split shuffling.
+        skip_corrupt: see :class:`FaceDataset`.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        landmark_set: str = "ibug68",
+        image_size: int = 256,
+        batch_size: int = 32,
+        num_workers: int = 2,
+        pin_memory: bool | None = None,
+        persistent_workers: bool = True,
+        augment: dict | None = None,
+        seed: int = 0,
+        skip_corrupt: bool = False,
+        cache_root: str | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__()
+        if kwargs:
+            raise TypeError(f"{type(self).__name__}: unknown arguments {sorted(kwargs)}")
+        self.data_dir = data_dir
+        self.landmark_set = landmark_set
+        self.image_size = int(image_size)
+        self.batch_size = int(batch_size)
+        self.num_workers = int(num_workers)
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
+        self.persistent_workers = bool(persistent_workers)
+        self.augment = AugmentConfig(**(dict(augment) if augment else {}))
+        self.seed = int(seed)
+        self.skip_corrupt = bool(skip_corrupt)
+        self.cache_root = cache_root
+        self.root: Path | None = None
+        self.datasets: dict[str, Dataset] = {}
+
+    # -- to implement -------------------------------------------------------------
+    def _build_root(self) -> Path:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _build_datasets(self, root: Path) -> dict[str, Dataset]:  # pragma: no cover
+        raise NotImplementedError
+
+    # -- Lightning hooks ----------------------------------------------------------
+    def prepare_data(self) -> None:
+        """Writes the procedural dataset once (rank 0); no-op when ``data_dir`` is set."""
+        self.root = self._resolve_root()
+
+    def _resolve_root(self) -> Path:
+        if self.data_dir is not None:
+            root = Path(self.data_dir).expanduser()
+            if not root.exists():
+                raise FileNotFoundError(f"{type(self).__name__}: data_dir {root} does not exist; "
+                                        f"{self.layout_help()}")
+            return root
+        return self._build_root()
+
+    def layout_help(self) -> str:
+        return ""
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        if self.root is None:
+            self.root = self._resolve_root()
+        self.datasets = self._build_datasets(self.root)
+
+    def _loader(self, name: str, shuffle: bool) -> DataLoader:
+        if not self.datasets:
+            self.setup()
+        if name not in self.datasets:
+            raise KeyError(f"{type(self).__name__} has no '{name}' split (has {sorted(self.datasets)})")
+        return DataLoader(
+            self.datasets[name],
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers and self.num_workers > 0,
+            drop_last=shuffle and len(self.datasets[name]) > self.batch_size,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict" if "predict" in self.datasets else "test", shuffle=False)

@@ -1,0 +1,107 @@
+"""FLAME-topology facts the loaders need, from a FLAME model folder (real or procedural).
+
+- ``LandmarkSet(name, flame_dir)``: how to get the configured landmark set from FLAME
+  vertices (vertex indices for the face-region sets, barycentric embedding for iBUG-68),
+  and its horizontal-flip permutation (``facemodels.landmarks.flip_permutation``).
+- ``landmarks68(vertices)``: iBUG-68 = cat(17 dynamic contour at zero pose, 51 static),
+  barycentric in the FLAME triangles (FORMATS.md, DAD-3DHeads' definition).
+- ``mesh_flip_permutation``: the 5023-vertex mirror correspondence (nearest mirrored
+  template vertex), used to mirror ``vertices`` on a horizontal flip.
+"""
+
+from __future__ import annotations
+
+import pickle
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["FlameTopology", "flame_topology", "LandmarkSet"]
+
+# Row of the dynamic (79 x 17) contour embedding for yaw 0 (rows cover yaw -39..39 deg).
+_DYNAMIC_ZERO_ROW = 39
+
+
+def _load_pickle(path: Path) -> dict:
+    with open(path, "rb") as f:
+        return pickle.load(f, encoding="latin1")
+
+
+class FlameTopology:
+    """Faces, template and the iBUG-68 embedding of a FLAME folder (numpy)."""
+
+    def __init__(self, flame_dir: str | Path):
+        d = Path(flame_dir)
+        model_file = next((d / n for n in ("FLAME_NEUTRAL.pkl", "generic_model.pkl", "FLAME_MALE.pkl")
+                           if (d / n).is_file()), None)
+        if model_file is None:
+            raise FileNotFoundError(f"no FLAME_NEUTRAL.pkl in {d} (expected a FLAME model folder)")
+        m = _load_pickle(model_file)
+        self.faces = np.asarray(m["f"], dtype=np.int64)  # (9976, 3)
+        self.template = np.asarray(m["v_template"], dtype=np.float64)  # (5023, 3) metres
+        st = _load_pickle(d / "flame_static_embedding.pkl")
+        dyn = np.load(d / "flame_dynamic_embedding.npy", allow_pickle=True, encoding="latin1")[()]
+        dyn_face = np.asarray(dyn["lmk_face_idx"])[_DYNAMIC_ZERO_ROW]  # (17,)
+        dyn_bary = np.asarray(dyn["lmk_b_coords"])[_DYNAMIC_ZERO_ROW]  # (17, 3)
+        self.lmk_faces = np.concatenate([dyn_face, np.asarray(st["lmk_face_idx"])]).astype(np.int64)
+        self.lmk_bary = np.concatenate([dyn_bary, np.asarray(st["lmk_b_coords"])]).astype(np.float64)
+        self._mesh_perm: np.ndarray | None = None
+
+    def landmarks68(self, vertices: np.ndarray) -> np.ndarray:
+        """(5023, 3) -> (68, 3) by barycentric interpolation (same units)."""
+        tri = vertices[self.faces[self.lmk_faces]]  # (68, 3 corners, 3)
+        return np.einsum("lc,lcd->ld", self.lmk_bary, tri)
+
+    def landmark_vertices(self) -> np.ndarray:
+        """(68, 3) vertex indices of each iBUG-68 landmark's triangle."""
+        return self.faces[self.lmk_faces]
+
+    @property
+    def mesh_flip_permutation(self) -> np.ndarray:
+        """(5023,) index of the mirror partner of every vertex: (F v)[perm] is the
+        mirrored mesh in the original vertex order."""
+        if self._mesh_perm is None:
+            from scipy.spatial import cKDTree
+
+            mirrored = self.template * np.array([-1.0, 1.0, 1.0])
+            _, idx = cKDTree(mirrored).query(self.template)
+            self._mesh_perm = idx.astype(np.int64)
+        return self._mesh_perm
+
+
+@lru_cache(maxsize=4)
+def flame_topology(flame_dir: str) -> FlameTopology:
+    return FlameTopology(flame_dir)
+
+
+class LandmarkSet:
+    """The configured landmark set on FLAME vertices.
+
+    ``points(V)`` -> (L, 3) from (5023, 3) vertices (same frame and units);
+    ``flip`` (L,) permutation; ``vertex_ids`` (L, k) vertex ids whose visibility decides
+    the landmark's (k = 1 for vertex sets, 3 for barycentric iBUG-68).
+    """
+
+    def __init__(self, name: str, flame_dir: str | Path):
+        from facemodels import landmarks as fl
+
+        self.name = name
+        self.topo = flame_topology(str(flame_dir))
+        if name == "ibug68":
+            self.indices = None
+            self.vertex_ids = self.topo.landmark_vertices()
+        else:
+            self.indices = np.asarray(fl.landmark_vertex_indices(name, flame_dir), dtype=np.int64)
+            self.vertex_ids = self.indices[:, None]
+        self.flip = np.asarray(fl.flip_permutation(name, flame_dir), dtype=np.int64)
+        self.flip68 = np.asarray(fl.flip_permutation("ibug68", flame_dir), dtype=np.int64)
+
+    def points(self, vertices: np.ndarray) -> np.ndarray:
+        if self.indices is None:
+            return self.topo.landmarks68(vertices)
+        return vertices[self.indices]
+
+    def visibility(self, vertex_visibility: np.ndarray) -> np.ndarray:
+        """(5023,) 0/1 -> (L,) float32: majority of the landmark's vertices."""
+        return (vertex_visibility[self.vertex_ids].mean(1) >= 0.5).astype(np.float32)

@@ -1,0 +1,1 @@
+"""Writers of the procedural world in each real dataset layout (FORMATS.md)."""
