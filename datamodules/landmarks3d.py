@@ -1,0 +1,254 @@
+"""In-memory 3D iBUG-68 landmark sets with view augmentation, for the lifting methods.
+
+Shapes come from the morphable models of the procedural world (or the real files, via
+FACESUITE_FLAME_DIR / FACESUITE_BFM_DIR): FLAME (random shape, expression and jaw) and
+the BFM-format model (random identity and expression), both as iBUG-68 landmarks in
+model space (metres, y up, z out of the face). The two sources are brought into one
+frame by a rigid alignment of the BFM mean landmarks onto the FLAME mean landmarks, so
+nothing relies on either model's axis conventions beyond "y up, z forward" for FLAME.
+
+Every access draws a new weak-perspective view (yaw, pitch, roll, scale, translation;
+optionally mild perspective) and adds Gaussian 2D noise. Validation / test views are
+fixed per index (seeded). Identities are disjoint across splits (each split draws its
+own random parameters from its own seed).
+
+Batch keys (docs/ARCHITECTURE.md; `landmarks3d_model` is specific to this module):
+- `landmarks_px` (B, 68, 2): noisy 2D input, image px (x right, y down).
+- `landmarks3d` (B, 68, 3): clean x, y (px) and depth z in px, positive towards the
+  camera, zero-mean over the landmarks.
+- `landmarks3d_model` (B, 68, 3): the same face in model space, metres, centred.
+- `yaw` (B,) degrees; `index` (B,) int64.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from pytorch_lightning import LightningDataModule
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from facemodels.rotations import euler_to_matrix
+
+IBUG68 = 68
+
+
+# --------------------------------------------------------------------------------------
+# shape sources (model space, metres)
+# --------------------------------------------------------------------------------------
+def flame_landmarks68(
+    n: int, seed: int, n_shape: int = 100, n_exp: int = 50, shape_std: float = 1.0,
+    exp_std: float = 1.0, jaw_max_deg: float = 20.0, folder: str | None = None,
+) -> Tensor:
+    """Random FLAME faces at zero global pose -> (n, 68, 3) iBUG-68 landmarks, metres."""
+    from facemodels.flame import FlameModel
+    from facemodels.world import default_flame_dir
+
+    g = torch.Generator().manual_seed(seed)
+    model = FlameModel(folder or default_flame_dir(), n_shape=n_shape, n_exp=n_exp)
+    shape = torch.randn(n, n_shape, generator=g) * shape_std
+    exp = torch.randn(n, n_exp, generator=g) * exp_std
+    jaw = torch.zeros(n, 3)
+    jaw[:, 0] = torch.rand(n, generator=g) * math.radians(jaw_max_deg)
+    zeros3 = torch.zeros(n, 3)
+    out = []
+    with torch.no_grad():
+        for s in range(0, n, 512):
+            sl = slice(s, s + 512)
+            m = sl.stop - sl.start if sl.stop <= n else n - s
+            o = model(
+                shape=shape[sl], expression=exp[sl], global_orient=zeros3[sl], neck_pose=zeros3[sl],
+                jaw_pose=jaw[sl], eye_pose=torch.zeros(min(m, n - s), 6), transl=zeros3[sl],
+            )
+            out.append(o.landmarks68.float())
+    return torch.cat(out)
+
+
+def bfm_landmarks68(
+    n: int, seed: int, n_id: int = 80, n_exp: int = 29, id_std: float = 1.0,
+    exp_std: float = 1.0, folder: str | None = None,
+) -> Tensor:
+    """Random BFM-format faces -> (n, 68, 3) iBUG-68 landmarks, metres (file unit um * 1e-6).
+
+    Identity / expression coefficients are in units of the model's standard deviations
+    (the first n_id / n_exp modes; the rest zero).
+    """
+    from facemodels.bfm import LinearBFM
+    from facemodels.world import default_bfm_dir
+
+    g = torch.Generator().manual_seed(seed)
+    model = LinearBFM(folder or default_bfm_dir())
+    sp = torch.zeros(n, model.n_shape)
+    ep = torch.zeros(n, model.n_exp)
+    sp[:, :n_id] = torch.randn(n, n_id, generator=g) * id_std
+    ep[:, :n_exp] = torch.randn(n, n_exp, generator=g) * exp_std
+    sp = sp * model.shape_std.view(1, -1)
+    ep = ep * model.exp_std.view(1, -1)
+    with torch.no_grad():
+        lm = torch.cat([model.landmarks(sp[s : s + 256], ep[s : s + 256]) for s in range(0, n, 256)])
+    return lm.float() * 1e-6
+
+
+# --------------------------------------------------------------------------------------
+# views
+# --------------------------------------------------------------------------------------
+@dataclass
+class ViewConfig:
+    """Ranges of the random camera. Angles in degrees, uniform in [-max, max]."""
+
+    yaw_max: float = 90.0
+    pitch_max: float = 30.0
+    roll_max: float = 25.0
+    px_per_metre: tuple[float, float] = (500.0, 1500.0)  # face ~ 70-210 px wide
+    translation_px: float = 40.0
+    image_size: int = 256
+    perspective_prob: float = 0.3
+    camera_distance_m: tuple[float, float] = (0.4, 3.0)
+    noise_iod: float = 0.02  # 2D noise std as a fraction of the outer-eye distance
+
+
+def sample_views(shapes: Tensor, cfg: ViewConfig, gen: torch.Generator) -> dict[str, Tensor]:
+    """Random views of model-space shapes.
+
+    shapes: (B, L, 3) metres, model space (y up, z out of the face), any position.
+    Returns `landmarks_px` (B, L, 2) noisy, `landmarks3d` (B, L, 3) clean (x, y px, z px
+    towards the camera, zero-mean), `landmarks3d_model` (B, L, 3) centred metres, `yaw`.
+    """
+    b = shapes.shape[0]
+    centred = shapes - shapes.mean(1, keepdim=True)
+
+    def unif(lo: float, hi: float) -> Tensor:
+        return lo + (hi - lo) * torch.rand(b, generator=gen)
+
+    yaw = unif(-cfg.yaw_max, cfg.yaw_max)
+    ang = torch.stack([yaw, unif(-cfg.pitch_max, cfg.pitch_max), unif(-cfg.roll_max, cfg.roll_max)], -1)
+    rot = euler_to_matrix(ang)  # (B, 3, 3) model space
+    cam = centred @ rot.transpose(1, 2)  # (B, L, 3) y up, z towards the camera
+    s = unif(*cfg.px_per_metre).view(b, 1, 1)
+    # optional perspective: points nearer the camera (larger z) are magnified
+    persp = (torch.rand(b, generator=gen) < cfg.perspective_prob).float().view(b, 1, 1)
+    dist = unif(*cfg.camera_distance_m).view(b, 1, 1)
+    mag = persp * dist / (dist - cam[..., 2:3]).clamp_min(0.05) + (1 - persp)
+    c = cfg.image_size / 2
+    t = c + cfg.translation_px * (2 * torch.rand(b, 1, 2, generator=gen) - 1)
+    x = s * cam[..., 0:1] * mag
+    y = -s * cam[..., 1:2] * mag  # image y down
+    xy = torch.cat([x, y], -1) + t
+    z = s * cam[..., 2:3]
+    z = z - z.mean(1, keepdim=True)
+    lm3d = torch.cat([xy, z], -1)
+    iod = (xy[:, 36] - xy[:, 45]).norm(dim=-1).view(b, 1, 1) if xy.shape[1] == IBUG68 else s * 0.1
+    noisy = xy + cfg.noise_iod * iod * torch.randn(xy.shape, generator=gen)
+    return {"landmarks_px": noisy, "landmarks3d": lm3d, "landmarks3d_model": centred, "yaw": yaw}
+
+
+class Landmarks3DDataset(Dataset):
+    """Views of a fixed pool of shapes. Training draws a fresh view per access; with
+    `fixed_views=True` view i is always the same (seed + i)."""
+
+    def __init__(self, shapes: Tensor, cfg: ViewConfig, fixed_views: bool, seed: int, views_per_shape: int = 1) -> None:
+        if shapes.dim() != 3 or shapes.shape[-1] != 3:
+            raise ValueError(f"Landmarks3DDataset: shapes must be (N, L, 3), got {tuple(shapes.shape)}")
+        self.shapes, self.cfg, self.fixed, self.seed = shapes, cfg, fixed_views, seed
+        self.views_per_shape = views_per_shape
+        self._gen = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return self.shapes.shape[0] * self.views_per_shape
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + i) if self.fixed else self._gen
+        out = sample_views(self.shapes[i % self.shapes.shape[0]][None], self.cfg, gen)
+        item = {k: v[0] for k, v in out.items()}
+        item["index"] = torch.tensor(i, dtype=torch.int64)
+        return item
+
+
+class Landmarks3DDataModule(LightningDataModule):
+    """iBUG-68 3D landmark sets from FLAME- and BFM-format sources with random views.
+
+    n_train / n_val / n_test: identities per split (disjoint random draws);
+    bfm_fraction: share of identities from the BFM-format model (the rest FLAME);
+    views_per_shape: accesses per identity per epoch (each a new random view in training).
+    """
+
+    def __init__(
+        self,
+        n_train: int = 4000,
+        n_val: int = 500,
+        n_test: int = 1000,
+        bfm_fraction: float = 0.5,
+        views_per_shape: int = 4,
+        batch_size: int = 256,
+        num_workers: int = 0,
+        seed: int = 0,
+        landmark_set: str = "ibug68",
+        image_size: int = 256,
+        view: ViewConfig | dict | None = None,
+        flame_kwargs: dict | None = None,
+        bfm_kwargs: dict | None = None,
+    ) -> None:
+        super().__init__()
+        if landmark_set != "ibug68":
+            raise ValueError(f"Landmarks3DDataModule: landmark_set must be 'ibug68', got {landmark_set!r}")
+        if not 0.0 <= bfm_fraction <= 1.0:
+            raise ValueError(f"Landmarks3DDataModule: bfm_fraction must be in [0, 1], got {bfm_fraction}")
+        self.save_hyperparameters(logger=False)
+        view = dict(view or {})
+        view.setdefault("image_size", image_size)
+        self.view = view if isinstance(view, ViewConfig) else ViewConfig(**view)
+        self.shapes: dict[str, Tensor] = {}
+
+    def _make_split(self, n: int, seed: int) -> Tensor:
+        """(n, 68, 3) model-space shapes, metres: FLAME and BFM-format identities."""
+        hp = self.hparams
+        fk, bk = hp.flame_kwargs or {}, hp.bfm_kwargs or {}
+        n_bfm = int(round(n * hp.bfm_fraction))
+        parts = []
+        if n - n_bfm > 0:
+            parts.append(flame_landmarks68(n - n_bfm, seed, **fk))
+        if n_bfm > 0:
+            ref = flame_landmarks68(1, 0, shape_std=0.0, exp_std=0.0, jaw_max_deg=0.0, **fk)[0]
+            bfm_mean = bfm_landmarks68(1, 0, id_std=0.0, exp_std=0.0, **bk)[0]
+            # one rigid map (from the BFM mean) for all BFM faces keeps their variation
+            parts.append(rigid_from_mean(bfm_mean, ref, bfm_landmarks68(n_bfm, seed + 7, **bk)))
+        return torch.cat(parts)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.shapes:
+            return
+        hp = self.hparams
+        # distinct seeds per split -> disjoint random identities
+        self.shapes = {
+            "train": self._make_split(hp.n_train, hp.seed * 101 + 1),
+            "val": self._make_split(hp.n_val, hp.seed * 101 + 2),
+            "test": self._make_split(hp.n_test, hp.seed * 101 + 3),
+        }
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        ds = Landmarks3DDataset(
+            self.shapes[split], self.view, fixed_views=split != "train", seed=self.hparams.seed * 7 + len(split),
+            views_per_shape=self.hparams.views_per_shape if split == "train" else 1,
+        )
+        return DataLoader(ds, batch_size=self.hparams.batch_size, shuffle=shuffle, num_workers=self.hparams.num_workers)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", False)
+
+
+def rigid_from_mean(src_mean: Tensor, ref: Tensor, shapes: Tensor) -> Tensor:
+    """Apply to `shapes` (N, L, 3) the rigid map (proper rotation + translation) that best
+    takes `src_mean` (L, 3) onto `ref` (L, 3)."""
+    mu_s, mu_r = src_mean.mean(0), ref.mean(0)
+    u, _, vh = torch.linalg.svd((ref - mu_r).T @ (src_mean - mu_s))
+    d = torch.sign(torch.linalg.det(u @ vh))
+    rot = u @ torch.diag(torch.tensor([1.0, 1.0, float(d)])) @ vh
+    return (shapes - mu_s) @ rot.T + mu_r

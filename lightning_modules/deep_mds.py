@@ -1,0 +1,99 @@
+"""Deep-MDS (METHODS.md E): view auto-encoder + learned 3D dissimilarities + non-metric MDS.
+
+Training (both parts in one system, each with its own loss, summed):
+- auto-encoder: standardised input view -> the face's canonical view (orthographic,
+  rotated by `canonical_yaw_deg` about the vertical axis; default 0 = frontal, the paper
+  uses a profile view), MSE (Eq. 7);
+- dissimilarity net: pairs of canonical-view landmarks of the same face (all pairs of
+  each face in the batch) -> their 3D distance, squared error (Eq. 8). Its input is the
+  ground-truth canonical view (`dissim_input="target"`) or the auto-encoder's detached
+  output (`"predicted"`).
+Units: the canonical view and the 3D shape are divided by the canonical view's Zhao
+scale ((std x + std y) / 2), so distances are in canonical standardised units.
+
+Evaluation / lifting: AE -> dissimilarity matrix -> batched SMACOF NMDS (fitting/nmds.py)
+-> mirror-fix (iBUG-68 chirality) -> weak-perspective fit to the input 2D landmarks ->
+depth in px (fitting/weak_perspective.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+from torch import Tensor
+
+from fitting.nmds import pairwise_distances, smacof_nmds
+from fitting.weak_perspective import fix_chirality_ibug68, lift_with_shape
+from lightning_modules.components.depth_mlp import standardise_2d
+from lightning_modules.components.dissimilarity_net import DeepMDSNet
+from lightning_modules.lifting_base import LiftingModule, centred_depth
+
+PAPER_N_PARAMETERS = 27_505
+
+
+def canonical_view(shape_model: Tensor, yaw_deg: float) -> tuple[Tensor, Tensor]:
+    """Canonical orthographic view of model-space shapes and the matching 3D normalisation.
+
+    shape_model: (B, L, 3) model space (y up, z out), any unit. Returns (canon (B, L, 2)
+    standardised 2D in image orientation (y down), shape_norm (B, L, 3) the centred shape
+    divided by the same scale).
+    """
+    a = math.radians(yaw_deg)
+    c, s = math.cos(a), math.sin(a)
+    x = shape_model - shape_model.mean(1, keepdim=True)
+    xr = c * x[..., 0] + s * x[..., 2]  # Ry(yaw) applied, x row
+    proj = torch.stack([xr, -x[..., 1]], -1)  # (B, L, 2) image orientation
+    canon, _, scale = standardise_2d(proj)
+    return canon, x / scale
+
+
+class DeepMDSLifter(LiftingModule):
+    """Batch keys: `landmarks_px` (B, 68, 2), `landmarks3d` (B, 68, 3) px, and
+    `landmarks3d_model` (B, 68, 3) model-space shape (datamodules.landmarks3d)."""
+
+    def __init__(
+        self,
+        net: DeepMDSNet,
+        optimizer: functools.partial,
+        scheduler: functools.partial | None = None,
+        landmark_set: str = "ibug68",
+        image_size: int = 256,
+        early_stopping_patience: int | None = None,
+        monitor: str = "val/gte",
+        canonical_yaw_deg: float = 0.0,
+        dissim_weight: float = 1.0,
+        dissim_input: str = "target",
+        nmds_iters: int = 100,
+    ) -> None:
+        super().__init__(net, optimizer, scheduler, landmark_set, image_size, early_stopping_patience, monitor)
+        if dissim_input not in ("target", "predicted"):
+            raise ValueError(f"DeepMDSLifter: dissim_input must be 'target' or 'predicted', got {dissim_input!r}")
+        self.save_hyperparameters(ignore=["net"])
+        print(f"Deep-MDS trainable parameters: {net.n_parameters():,} (paper: {PAPER_N_PARAMETERS:,})")
+
+    def lift(self, xy_px: Tensor) -> Tensor:
+        """(B, 68, 2) px -> (B, 68, 3) px: x, y unchanged, zero-mean z towards the camera."""
+        xy_std, _, _ = standardise_2d(xy_px)
+        _, dis = self.net(xy_std)
+        res = smacof_nmds(dis.double(), dim=3, n_iter=self.hparams.nmds_iters)
+        shape = fix_chirality_ibug68(res.points).to(xy_px.dtype)
+        return centred_depth(lift_with_shape(shape, xy_px))
+
+    def model_step(self, batch: dict[str, Tensor], full: bool = True) -> tuple[Tensor, Tensor | None, Tensor]:
+        if "landmarks3d_model" not in batch:
+            raise KeyError("DeepMDSLifter: batch needs 'landmarks3d_model' (B, 68, 3) (datamodules.landmarks3d)")
+        xy = batch["landmarks_px"]
+        canon_gt, shape_norm = canonical_view(batch["landmarks3d_model"], self.hparams.canonical_yaw_deg)
+        xy_std, _, _ = standardise_2d(xy)
+        canon = self.net.autoencoder(xy_std)
+        ae_loss = ((canon - canon_gt) ** 2).sum(-1).mean()
+        dis_in = canon_gt if self.hparams.dissim_input == "target" else canon.detach()
+        dis = self.net.dissimilarity.matrix(dis_in)  # (B, L, L), all pairs of each face
+        d_gt = pairwise_distances(shape_norm)
+        n = dis.shape[1]
+        dis_loss = ((dis - d_gt) ** 2).sum((1, 2)).mean() / (n * (n - 1))
+        loss = ae_loss + self.hparams.dissim_weight * dis_loss
+        preds = self.lift(xy) if full else None
+        return loss, preds, batch["landmarks3d"]

@@ -1,0 +1,94 @@
+"""Shared LightningModule plumbing of the 2D -> 3D landmark lifting methods (Zhao, Deep-MDS).
+
+A subclass implements `model_step(batch) -> (loss, preds, targets)` with preds / targets
+(B, 68, 3) in image px (x right, y down, z towards the camera) and `lift(xy_px)`.
+This base logs train/loss, val/loss, and val|test/{gte, cvgtce, ape, mse_procrustes,
+depth_corr} (one torchmetrics object per stage), configures the optimizer partial and,
+when `early_stopping_patience` is set, adds an EarlyStopping callback on `monitor`.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import EarlyStopping
+from torch import Tensor, nn
+
+from lightning_modules.metrics.shape3d import APE, CVGTCE, GTE, DepthCorr, ProcrustesMSE
+
+
+def _stage_metrics() -> nn.ModuleDict:
+    return nn.ModuleDict(
+        {"gte": GTE(), "cvgtce": CVGTCE(), "ape": APE(), "mse_procrustes": ProcrustesMSE(), "depth_corr": DepthCorr()}
+    )
+
+
+class LiftingModule(pl.LightningModule):
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: functools.partial,
+        scheduler: functools.partial | None = None,
+        landmark_set: str = "ibug68",
+        image_size: int = 256,
+        early_stopping_patience: int | None = None,
+        monitor: str = "val/gte",
+    ) -> None:
+        super().__init__()
+        if landmark_set != "ibug68":
+            raise ValueError(f"{type(self).__name__}: landmark_set must be 'ibug68', got {landmark_set!r}")
+        self.net = net
+        self.metrics = nn.ModuleDict({"val": _stage_metrics(), "test": _stage_metrics()})
+
+    # subclasses: model_step, lift
+    def model_step(self, batch: dict[str, Tensor], full: bool) -> tuple[Tensor, Tensor | None, Tensor]:
+        raise NotImplementedError
+
+    def lift(self, xy_px: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, xy_px: Tensor) -> Tensor:
+        """(B, 68, 2) image px -> (B, 68, 3) px, z towards the camera."""
+        return self.lift(xy_px)
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        loss, _, _ = self.model_step(batch, full=False)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch["landmarks_px"].shape[0])
+        return loss
+
+    def _eval_step(self, stage: str, batch: dict[str, Tensor]) -> None:
+        loss, preds, targets = self.model_step(batch, full=True)
+        bsz = targets.shape[0]
+        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val", batch_size=bsz)
+        for name, metric in self.metrics[stage].items():
+            metric(preds, targets)
+            self.log(f"{stage}/{name}", metric, on_epoch=True, prog_bar=name == "gte", batch_size=bsz)
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._eval_step("val", batch)
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._eval_step("test", batch)
+
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        return self.lift(batch["landmarks_px"])
+
+    def configure_optimizers(self):
+        opt = self.hparams.optimizer(params=self.parameters())
+        if self.hparams.get("scheduler") is None:
+            return opt
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": self.hparams.scheduler(optimizer=opt), "monitor": self.hparams.monitor}}
+
+    def configure_callbacks(self):
+        patience = self.hparams.get("early_stopping_patience")
+        if patience is None:
+            return []
+        return [EarlyStopping(monitor=self.hparams.monitor, mode="min", patience=int(patience))]
+
+
+def centred_depth(preds: Tensor) -> Tensor:
+    """Subtract each face's mean depth (depth is only defined up to a constant). (B, L, 3)."""
+    z = preds[..., 2:] - preds[..., 2:].mean(1, keepdim=True)
+    return torch.cat([preds[..., :2], z], -1)
