@@ -4,10 +4,12 @@ On a vertex region of a template mesh (FLAME: the 1609 ``FLAME_masks.pkl['face']
 vertices) this builds nested levels of 805, 403, 202 and 101 vertices:
 
 * selection: farthest-point sampling (3D Euclidean, on the mean shape) started at the
-  region vertex closest to the region centroid; ties go to the lowest index. The FPS
-  order is computed once, so level ``l+1`` is the first ``n_{l+1}`` points of level
-  ``l``'s order: nested by construction and deterministic. Each level's vertex ids are
-  stored sorted ascending (indices into the full mesh).
+  (midline) region vertex closest to the region centroid; ties go to the lowest index.
+  For a left-right symmetric region every pick also takes its mirror partner (odd slots
+  go to midline vertices), so each level is mirror-closed and has an exact flip
+  permutation. The FPS order is computed once and level ``l`` is its first ``n_l``
+  points: nested by construction and deterministic. Each level's vertex ids are stored
+  sorted ascending (indices into the full mesh).
 * triangulation: level 0 keeps the template's own triangles (those with all three
   vertices in the region). Coarser levels are a Delaunay triangulation of a 2D chart
   (default: frontal projection (x, y), model space y up, z out of the face) from which we
@@ -24,6 +26,7 @@ vertices) this builds nested levels of 805, 403, 202 and 101 vertices:
   affine function of the chart coordinates is reproduced exactly; fine vertices that are
   also coarse vertices get a one-hot row.
 * spirals per level from :mod:`facemodels.spirals` (angular order in the same chart).
+* flips per level: the horizontal-flip permutation (see :mod:`facemodels.landmarks`).
 
 ``face_hierarchy(flame_dir)`` builds this for a FLAME-format folder and caches it in
 ``<flame_dir>/suite_mesh_hierarchy.npz`` (falling back to ``~/.cache/facesuite`` when the
@@ -50,6 +53,7 @@ __all__ = [
     "FACE_LEVEL_SIZES",
     "MeshHierarchy",
     "farthest_point_order",
+    "symmetric_farthest_point_order",
     "chart_2d",
     "barycentric_2d",
     "triangulate_level",
@@ -61,7 +65,7 @@ __all__ = [
 ]
 
 FACE_LEVEL_SIZES: tuple[int, ...] = (1609, 805, 403, 202, 101)
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 
 
 @dataclass
@@ -79,6 +83,11 @@ class MeshHierarchy:
         up_weight: per transition, (n_l, 3) float64 barycentric weights (rows sum to 1).
         spirals: per level (n_l, L) int64 spiral sequences (column 0 = the vertex).
         names: per level, e.g. "face1609".
+        flips: per level (n_l,) int64 horizontal-flip permutation (positions in the level).
+        flip_mismatch: per level, max distance between a mirrored vertex and its partner
+            (model units; 0 for an exactly symmetric mean shape).
+        symmetric: True when the region's nearest-mirror matching is an involution within
+            tolerance; then every level is mirror-closed and ``flips`` are involutions.
     """
 
     vertex_ids: list[np.ndarray]
@@ -89,6 +98,9 @@ class MeshHierarchy:
     up_weight: list[np.ndarray]
     spirals: list[np.ndarray]
     names: list[str]
+    flips: list[np.ndarray]
+    flip_mismatch: list[float]
+    symmetric: bool
 
     @property
     def sizes(self) -> list[int]:
@@ -152,6 +164,65 @@ def farthest_point_order(points: np.ndarray, n: int, start: int | None = None) -
         order[k] = nxt
         d = np.minimum(d, ((points - points[nxt]) ** 2).sum(1))
     return order
+
+
+def symmetric_farthest_point_order(
+    points: np.ndarray, mirror: np.ndarray, targets: Sequence[int]
+) -> np.ndarray:
+    """Farthest-point sampling that keeps left-right pairs together.
+
+    Each pick of a vertex also picks its mirror partner, so every prefix whose length is
+    in ``targets`` is closed under the mirror; when only one slot is left before a target
+    the farthest unpicked self-symmetric (midline) vertex is taken instead.
+
+    Args:
+        points: (N, 3) positions.
+        mirror: (N,) involution, ``mirror[i]`` = partner of i (``i`` on the midline).
+        targets: sizes whose prefixes must be mirror-closed; the result has max(targets).
+    Returns:
+        (max(targets),) int64 indices in selection order.
+    Raises:
+        ValueError: if a target cannot be met (no midline vertex left for an odd slot).
+    """
+    p = np.asarray(points, dtype=np.float64)
+    mirror = np.asarray(mirror, dtype=np.int64)
+    N = len(p)
+    if not (mirror[mirror] == np.arange(N)).all():
+        raise ValueError("symmetric_farthest_point_order: mirror must be an involution")
+    targets = sorted(int(t) for t in targets)
+    if targets[0] < 1 or targets[-1] > N:
+        raise ValueError(f"symmetric_farthest_point_order: targets must lie in [1, {N}], got {targets}")
+    mid = mirror == np.arange(N)
+    d2c = ((p - p.mean(0)) ** 2).sum(1)
+    start = int(np.argmin(np.where(mid, d2c, np.inf))) if mid.any() else int(np.argmin(d2c))
+    order: list[int] = []
+    d = np.full(N, np.inf)
+
+    def add(i: int) -> None:
+        order.append(i)
+        np.minimum(d, ((p - p[i]) ** 2).sum(1), out=d)
+        d[i] = -1.0  # picked
+
+    add(start)
+    if mirror[start] != start:
+        add(int(mirror[start]))
+    for t in targets:
+        if len(order) > t:
+            raise ValueError(f"symmetric_farthest_point_order: cannot stop at {t} (already {len(order)})")
+        while len(order) < t:
+            cand = int(np.argmax(d))
+            if mirror[cand] == cand:
+                add(cand)
+            elif t - len(order) >= 2:
+                add(cand)
+                add(int(mirror[cand]))
+            else:
+                dm = np.where(mid, d, -1.0)
+                cand = int(np.argmax(dm))
+                if dm[cand] < 0:
+                    raise ValueError(f"symmetric_farthest_point_order: no midline vertex left to reach {t}")
+                add(cand)
+    return np.asarray(order, dtype=np.int64)
 
 
 def chart_2d(points: np.ndarray, mode: str = "frontal") -> np.ndarray:
@@ -325,8 +396,15 @@ def build_hierarchy(
     spiral_length: int = 9,
     chart: str = "frontal",
     names: Sequence[str] | None = None,
+    plane_x: float | None = None,
+    symmetry_tol: float = 1e-3,
 ) -> MeshHierarchy:
     """Build nested levels on a vertex region of a template mesh.
+
+    If the region is left-right symmetric (nearest-mirror matching across ``x = plane_x``
+    is an involution with max mismatch <= ``symmetry_tol`` times the region's bounding-box
+    diagonal) the levels come from :func:`symmetric_farthest_point_order` and are closed
+    under the mirror; otherwise plain FPS is used and ``symmetric`` is False.
 
     Args:
         vertices: (V, 3) template (mean shape) vertices.
@@ -336,6 +414,8 @@ def build_hierarchy(
         spiral_length: L of the spirals on every level.
         chart: 2D chart for Delaunay, barycentric weights and spiral order (see chart_2d).
         names: optional level names; default ``face{n}``.
+        plane_x: symmetry plane; default the mean x of all template vertices.
+        symmetry_tol: relative tolerance of the symmetry test (see above).
     Returns:
         MeshHierarchy.
     """
@@ -359,7 +439,17 @@ def build_hierarchy(
     xyz0 = vertices[region]
     uv0 = chart_2d(xyz0, chart)
 
-    order = farthest_point_order(xyz0, sizes[1])  # positions in level 0
+    from facemodels.landmarks import mirror_match
+
+    if plane_x is None:
+        plane_x = float(vertices[:, 0].mean())
+    mm = mirror_match(xyz0, plane_x)
+    diag = float(np.linalg.norm(xyz0.max(0) - xyz0.min(0)))
+    symmetric = mm.involution and mm.max_mismatch <= symmetry_tol * diag
+    if symmetric:
+        order = symmetric_farthest_point_order(xyz0, mm.perm, sizes[1:])
+    else:
+        order = farthest_point_order(xyz0, sizes[1])  # positions in level 0
     vertex_ids = [region.copy()]
     level_pos0 = [np.arange(len(region))]  # positions in level 0 of each level's vertices
     for s in sizes[1:]:
@@ -385,7 +475,25 @@ def build_hierarchy(
         up_weight.append(w)
 
     spirals = [spiral_indices(f, uv, spiral_length) for f, uv in zip(all_faces, uvs)]
-    return MeshHierarchy(vertex_ids, all_faces, uvs, down_index, up_index, up_weight, spirals, names)
+
+    flips, mismatch = [], []
+    for lp in level_pos0:
+        if symmetric:
+            where = np.full(len(region), -1, dtype=np.int64)
+            where[lp] = np.arange(len(lp))
+            fl = where[mm.perm[lp]]
+            mirrored = xyz0[lp].copy()
+            mirrored[:, 0] = 2.0 * plane_x - mirrored[:, 0]
+            mismatch.append(float(np.linalg.norm(mirrored - xyz0[lp][fl], axis=1).max()))
+        else:
+            r = mirror_match(xyz0[lp], plane_x)
+            fl = r.perm
+            mismatch.append(r.max_mismatch)
+        flips.append(fl)
+    return MeshHierarchy(
+        vertex_ids, all_faces, uvs, down_index, up_index, up_weight, spirals, names,
+        flips, mismatch, bool(symmetric),
+    )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------
@@ -456,12 +564,15 @@ def _to_arrays(h: MeshHierarchy, key: str) -> dict[str, np.ndarray]:
         "version": np.array(_CACHE_VERSION),
         "key": np.array(key),
         "names": np.array(h.names),
+        "flip_mismatch": np.array(h.flip_mismatch, dtype=np.float64),
+        "symmetric": np.array(h.symmetric),
     }
     for lvl in range(h.num_levels):
         out[f"vertex_ids_{lvl}"] = h.vertex_ids[lvl]
         out[f"faces_{lvl}"] = h.faces[lvl]
         out[f"uv_{lvl}"] = h.uv[lvl]
         out[f"spirals_{lvl}"] = h.spirals[lvl]
+        out[f"flip_{lvl}"] = h.flips[lvl]
     for lvl in range(h.num_levels - 1):
         out[f"down_index_{lvl}"] = h.down_index[lvl]
         out[f"up_index_{lvl}"] = h.up_index[lvl]
@@ -481,6 +592,9 @@ def _from_arrays(z: dict[str, np.ndarray]) -> MeshHierarchy:
         up_weight=[z[f"up_weight_{i}"] for i in range(n - 1)],
         spirals=[z[f"spirals_{i}"] for i in range(n)],
         names=names,
+        flips=[z[f"flip_{i}"] for i in range(n)],
+        flip_mismatch=[float(x) for x in z["flip_mismatch"]],
+        symmetric=bool(z["symmetric"]),
     )
 
 

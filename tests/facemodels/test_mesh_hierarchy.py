@@ -9,6 +9,7 @@ from facemodels.mesh_hierarchy import (
     barycentric_2d,
     build_hierarchy,
     farthest_point_order,
+    symmetric_farthest_point_order,
     upsample_weights,
 )
 from facemodels.spirals import edge_list, spiral_indices, vertex_adjacency
@@ -209,3 +210,48 @@ def test_bad_sizes_raise():
         build_hierarchy(v, f, np.arange(len(v)), sizes=(len(v) + 1, 10))
     with pytest.raises(ValueError, match="decrease"):
         build_hierarchy(v, f, np.arange(len(v)), sizes=(len(v), 20, 30))
+
+
+# ------------------------------------------------------------------ symmetry
+def test_symmetric_fps_hand_case():
+    # midline points 0 (0,0), 3 (0,5), 6 (0,-2); pairs (1,2) at (+-1,0), (4,5) at (+-4,1)
+    pts = np.array([[0.0, 0, 0], [1, 0, 0], [-1, 0, 0], [0, 5, 0], [4, 1, 0], [-4, 1, 0], [0, -2, 0]])
+    mirror = np.array([0, 2, 1, 3, 5, 4, 6])
+    # centroid (0, 5/7): closest midline vertex 0. Squared distances from 0: 3 -> 25,
+    # 4/5 -> 17, 6 -> 4, 1/2 -> 1. Pick 3 (midline). Then min-distances to {0, 3}:
+    # 4/5 -> 17, 6 -> 4, 1/2 -> 1: pick the pair 4, 5 (size 4); one slot left before 5:
+    # a pair does not fit, take the farthest midline vertex 6. Then the pair 1, 2.
+    sym = symmetric_farthest_point_order(pts, mirror, [5, 7])
+    assert sym.tolist() == [0, 3, 4, 5, 6, 1, 2]
+    # target 3: after [0, 3] the farthest (4) is a pair, but one slot is left -> 6
+    sym = symmetric_farthest_point_order(pts, mirror, [3, 7])
+    assert sym.tolist() == [0, 3, 6, 4, 5, 1, 2]
+    # no midline vertex left for an odd slot
+    with pytest.raises(ValueError, match="midline"):
+        symmetric_farthest_point_order(pts, mirror, [2, 3, 4])
+    with pytest.raises(ValueError, match="involution"):
+        symmetric_farthest_point_order(pts, np.array([1, 2, 0, 3, 4, 5, 6]), [3])
+
+
+@pytest.mark.parametrize("which", ["hemi", "ico_cap"])
+def test_levels_are_mirror_closed_with_involutive_flips(which, request):
+    data = request.getfixturevalue(which)
+    v, h = data[0], data[-1]
+    assert h.symmetric
+    for lvl in range(h.num_levels):
+        perm = h.flips[lvl]
+        np.testing.assert_array_equal(perm[perm], np.arange(h.sizes[lvl]))
+        p = v[h.vertex_ids[lvl]]
+        mirrored = p * np.array([-1.0, 1.0, 1.0])
+        np.testing.assert_allclose(mirrored, p[perm], atol=1e-12)
+        assert h.flip_mismatch[lvl] < 1e-12
+
+
+def test_asymmetric_region_falls_back_to_plain_fps():
+    v, f = grid_hemisphere(21)
+    v = v.copy()
+    v[:, 0] += 0.02 * v[:, 1] ** 2 / 0.01  # shear: no longer symmetric
+    n = len(v)
+    h = build_hierarchy(v, f, np.arange(n), sizes=(n, n // 2, n // 4))
+    assert not h.symmetric
+    assert max(h.flip_mismatch) > 1e-3
