@@ -1,0 +1,85 @@
+"""AFLW2000-3D DataModule + Dataset (test only).
+
+Layout: ``<root>/image0XXXX.jpg + image0XXXX.mat`` (300W-LP keys + pt3d_68 (3, 68) float32,
+pt2d (2, 21) AFLW points). The 3DDFA protocol arrays are written next to them by our
+writer with 3DDFA's file names: ``AFLW2000-3D.pts68.npy`` (N, 3, 68), ``AFLW2000-3D.pose.npy``
+(N,) yaw degrees, ``AFLW2000-3D_crop.roi_box.npy`` (N, 4) and ``AFLW2000-3D_crop.list``
+(image names, one per line); the loader does not need them.
+
+Per sample (no augmentation): ``landmarks68_px`` / ``landmarks_px`` / ``landmarks`` from
+pt3d_68[:2]; ``landmarks3d`` (68, 3) from pt3d_68 (z centred, crop px scale); ``bbox`` =
+min / max box of the 68 ground-truth points (the NME protocol box); ``yaw`` degrees from
+Pose_Para; ``params`` as 300W-LP.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from datamodules.base import FaceDataModule
+from datamodules.cache import cached_dataset
+from datamodules.formats.matfiles import AFLW2000_SPEC
+from datamodules.w300lp import W300LPDataset, bbox_from_points
+
+__all__ = ["Aflw2000Dataset", "Aflw2000DataModule", "list_aflw2000", "LAYOUT", "roi_box_from_landmarks"]
+
+LAYOUT = "expected AFLW2000-3D layout: <root>/image0XXXX.jpg + <root>/image0XXXX.mat"
+
+
+def list_aflw2000(root: str | Path) -> list[Path]:
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"AFLW2000-3D root {root} does not exist; {LAYOUT}")
+    mats = sorted(root.glob("image*.mat"))
+    if not mats:
+        raise FileNotFoundError(f"no image0XXXX.mat files under {root}; {LAYOUT}")
+    return mats
+
+
+def roi_box_from_landmarks(pts: np.ndarray) -> np.ndarray:
+    """3DDFA's ``parse_roi_box_from_landmark``: (2|3, 68) -> [x1, y1, x2, y2]."""
+    x0, y0, x1, y1 = pts[0].min(), pts[1].min(), pts[0].max(), pts[1].max()
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    r = max(x1 - x0, y1 - y0) / 2
+    llength = np.sqrt((2 * r) ** 2 * 2)
+    return np.array([cx - llength / 2, cy - llength / 2, cx + llength / 2, cy + llength / 2])
+
+
+class Aflw2000Dataset(W300LPDataset):
+    spec = AFLW2000_SPEC
+
+    def __init__(self, mats: list[Path], image_size: int = 256, landmark_set: str = "ibug68",
+                 skip_corrupt: bool = False, **_: object):
+        super().__init__(mats, image_size, landmark_set, train=False, with_3d=False,
+                         skip_corrupt=skip_corrupt)
+
+    def landmarks68(self, m: dict) -> np.ndarray:
+        return m["pt3d_68"][:2].T.astype(np.float64)
+
+    def _keypoints3d(self, m: dict, H: int) -> np.ndarray:
+        return m["pt3d_68"].T.astype(np.float64)  # (68, 3) px, y down, z to the camera
+
+
+class Aflw2000DataModule(FaceDataModule):
+    """AFLW2000-3D (test only; ``train``/``val`` absent). ``data_dir`` null -> procedural
+    AFLW2000-3D-format set of ``n`` images."""
+
+    def __init__(self, n: int = 200, bfm_dir: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.n, self.bfm_dir = int(n), bfm_dir
+
+    def layout_help(self) -> str:
+        return LAYOUT
+
+    def _build_root(self) -> Path:
+        from datamodules.writers.aflw2000 import write_aflw2000
+
+        params = {"n": self.n, "seed": self.seed, "bfm_dir": self.bfm_dir}
+        return cached_dataset("aflw2000", params, write_aflw2000, self.cache_root)
+
+    def _build_datasets(self, root: Path) -> dict:
+        ds = Aflw2000Dataset(list_aflw2000(root), self.image_size, self.landmark_set,
+                             skip_corrupt=self.skip_corrupt)
+        return {"test": ds, "val": ds}
