@@ -1,0 +1,125 @@
+"""Theseus cost functions of the landmark fit, with analytic Jacobians.
+
+* :class:`ReprojectionCost`: ``c_l * (Pi(K, R v_l + t) - y_l)`` over all landmarks (2L
+  rows); optimisation variables are any subset of rot, transl, coeffs, pose, the rest
+  are auxiliary (held fixed).
+* :class:`L2PriorCost`: ``sqrt(w) * x`` (so the objective gains ``0.5 * sum w x^2``).
+
+Theseus' objective is ``0.5 * sum(error^2)``; the weights live in the errors (conf) and
+in the prior scales, the cost weights are 1.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import theseus as th
+import torch
+from torch import Tensor
+
+from .reprojection import reprojection
+
+__all__ = ["PARAM_NAMES", "UnitCostWeight", "ReprojectionCost", "L2PriorCost"]
+
+#: The fitted quantities, in Jacobian column order inside the reprojection cost.
+PARAM_NAMES = ("rot", "transl", "coeffs", "pose")
+
+
+class UnitCostWeight(th.CostWeight):
+    """Weight 1 without touching the tensors (the weights live inside the errors)."""
+
+    def is_zero(self) -> Tensor:
+        return torch.zeros(1, dtype=torch.bool)
+
+    def weight_error(self, error: Tensor) -> Tensor:
+        return error
+
+    def weight_jacobians_and_error(self, jacobians: list[Tensor], error: Tensor) -> tuple[list[Tensor], Tensor]:
+        return jacobians, error
+
+    def _copy_impl(self, new_name: Optional[str] = None) -> UnitCostWeight:
+        return UnitCostWeight(name=new_name)
+
+
+class ReprojectionCost(th.CostFunction):
+    """Confidence-weighted landmark re-projection residual (B, 2L).
+
+    Args:
+        model: :class:`fitting.landmark_model.LandmarkLBS` (landmark-restricted model).
+        params: dict name -> th.Vector for all of :data:`PARAM_NAMES`.
+        optim: names (subset of PARAM_NAMES) optimised in this objective.
+        target: th.Variable (B, 2L) landmarks px, interleaved x, y.
+        conf: th.Variable (B, L) confidences.
+        K: th.Variable (B, 9) intrinsics, row-major, px.
+    """
+
+    def __init__(
+        self,
+        model,
+        params: dict[str, th.Vector],
+        optim: tuple[str, ...],
+        target: th.Variable,
+        conf: th.Variable,
+        K: th.Variable,
+        name: Optional[str] = None,
+    ) -> None:
+        super().__init__(UnitCostWeight(), name=name)
+        self.model = model
+        self.optim = tuple(n for n in PARAM_NAMES if n in optim)
+        self.fixed = tuple(n for n in PARAM_NAMES if n not in optim)
+        for n in PARAM_NAMES:
+            setattr(self, n, params[n])
+        self.target, self.conf, self.K = target, conf, K
+        self.register_optim_vars(list(self.optim))
+        self.register_aux_vars(list(self.fixed) + ["target", "conf", "K"])
+
+    def _terms(self, wrt: tuple[str, ...]):
+        B = self.target.tensor.shape[0]
+        t = {n: getattr(self, n).tensor for n in PARAM_NAMES}
+        B = max(B, *(v.shape[0] for v in t.values()))
+        t = {n: v.expand(B, -1) for n, v in t.items()}
+        target = self.target.tensor.expand(B, -1).reshape(B, -1, 2)
+        return reprojection(
+            self.model, t["rot"], t["transl"], t["coeffs"], t["pose"],
+            self.K.tensor.expand(B, -1).reshape(B, 3, 3), target, self.conf.tensor.expand(B, -1), wrt=wrt,
+        )
+
+    def error(self) -> Tensor:
+        return self._terms(()).error
+
+    def jacobians(self) -> tuple[list[Tensor], Tensor]:
+        terms = self._terms(self.optim)
+        return [terms.J[n] for n in self.optim], terms.error
+
+    def dim(self) -> int:
+        return self.conf.tensor.shape[1] * 2
+
+    def _copy_impl(self, new_name: Optional[str] = None) -> ReprojectionCost:
+        params = {n: getattr(self, n).copy() for n in PARAM_NAMES}
+        return ReprojectionCost(
+            self.model, params, self.optim, self.target.copy(), self.conf.copy(), self.K.copy(), name=new_name
+        )
+
+
+class L2PriorCost(th.CostFunction):
+    """``error = sqrt_w * x`` for a vector variable x (B, n); sqrt_w (n,) constant."""
+
+    def __init__(self, var: th.Vector, sqrt_w: Tensor, name: Optional[str] = None) -> None:
+        super().__init__(UnitCostWeight(), name=name)
+        self.var = var
+        self.sqrt_w = sqrt_w.to(var.dtype)
+        self.register_optim_vars(["var"])
+
+    def error(self) -> Tensor:
+        return self.var.tensor * self.sqrt_w.to(self.var.device)
+
+    def jacobians(self) -> tuple[list[Tensor], Tensor]:
+        x = self.var.tensor
+        J = torch.diag_embed(self.sqrt_w.to(x.device).expand(x.shape[0], -1))
+        return [J], self.error()
+
+    def dim(self) -> int:
+        return self.var.dof()
+
+    def _copy_impl(self, new_name: Optional[str] = None) -> L2PriorCost:
+        return L2PriorCost(self.var.copy(), self.sqrt_w, name=new_name)

@@ -1,0 +1,362 @@
+"""A FLAME-like linear-blend-skinning model restricted to the landmark vertices, with
+analytic Jacobians.
+
+The fitter never evaluates the 5023-vertex mesh inside the LM loop: the blendshapes,
+pose correctives and skinning weights are cut down to the ``U`` *support* vertices the
+landmarks need (``U = L`` for vertex landmarks; ``U <= 3L`` for barycentric embeddings
+such as the iBUG-68 ones), and the full mesh is rebuilt once at the end.
+
+Model (FLAME / smplx ``lbs`` with the root joint held at the identity; the rigid head
+motion lives outside, in the camera extrinsics ``X_cam = R X + t``)::
+
+    v_shaped = T + D c                      c = [shape, expression]        (K,)
+    J        = Jreg v_shaped                joints                         (NJ, 3)
+    pf       = vec(R_j - I), j = 1..NJ-1    pose feature                   (9 (NJ-1),)
+    v_posed  = v_shaped + P pf
+    v_i      = sum_k w_ik (G_k^R v_posed_i + A_k^t)   (rigid chain, A_k^t = G_k^t - G_k^R J_k)
+
+Everything is in model space (metres for FLAME). ``c`` enters linearly for a fixed pose,
+so ``dv/dc`` is exact and cheap; ``dv/dpose`` (a handful of axis-angle entries) is a
+hand-written forward-mode pass through the kinematic chain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from facemodels.rotations import axis_angle_to_matrix, hat
+
+from .so3 import so3_right_jacobian
+
+__all__ = ["LBSArrays", "LandmarkSelection", "LandmarkLBS", "lbs_full"]
+
+
+@dataclass
+class LBSArrays:
+    """The arrays of a FLAME-format model that fitting needs (numpy or torch, float).
+
+    Attributes:
+        v_template: (V, 3) metres.
+        shapedirs: (V, 3, S) identity blendshapes (columns 0..S-1 are used as ``shape``).
+        exprdirs: (V, 3, E) expression blendshapes (may have E = 0).
+        posedirs: (V, 3, 9 (NJ - 1)) pose correctives (may be all zero).
+        J_regressor: (NJ, V) joint regressor (dense).
+        weights: (V, NJ) skinning weights.
+        parents: (NJ,) int, parents[0] = -1.
+        faces: (F, 3) int triangles (only used to write meshes).
+    """
+
+    v_template: np.ndarray | Tensor
+    shapedirs: np.ndarray | Tensor
+    exprdirs: np.ndarray | Tensor
+    posedirs: np.ndarray | Tensor
+    J_regressor: np.ndarray | Tensor
+    weights: np.ndarray | Tensor
+    parents: np.ndarray | Tensor
+    faces: np.ndarray | Tensor | None = None
+
+    @classmethod
+    def from_flame(cls, flame, n_shape: int = 100, n_expr: int = 100) -> LBSArrays:
+        """From ``facemodels.flame.load_flame_arrays`` output (shapedirs (V, 3, 300 + 100)).
+
+        Args:
+            flame: object with v_template, shapedirs, posedirs, J_regressor, weights,
+                parents and faces (or f) attributes.
+            n_shape, n_expr: coefficients kept (<= 300, <= 100).
+        """
+        sd = np.asarray(flame.shapedirs)
+        n_id = sd.shape[2] - 100 if sd.shape[2] > 100 else sd.shape[2]
+        if n_shape > n_id or n_expr > sd.shape[2] - n_id:
+            raise ValueError(
+                f"LBSArrays.from_flame: shapedirs has {n_id} shape + {sd.shape[2] - n_id} "
+                f"expression columns; asked for {n_shape} + {n_expr}"
+            )
+        faces = getattr(flame, "faces", None)
+        if faces is None:
+            faces = getattr(flame, "f", None)
+        jreg = flame.J_regressor
+        if hasattr(jreg, "toarray"):
+            jreg = jreg.toarray()
+        return cls(
+            v_template=np.asarray(flame.v_template),
+            shapedirs=sd[:, :, :n_shape],
+            exprdirs=sd[:, :, n_id : n_id + n_expr],
+            posedirs=np.asarray(flame.posedirs),
+            J_regressor=np.asarray(jreg),
+            weights=np.asarray(flame.weights),
+            parents=np.asarray(flame.parents).astype(np.int64),
+            faces=None if faces is None else np.asarray(faces).astype(np.int64),
+        )
+
+
+@dataclass
+class LandmarkSelection:
+    """Which model points are the landmarks.
+
+    Either plain vertex indices ``(L,)`` or a barycentric embedding: ``face_idx`` (L,)
+    into ``faces`` with ``bary`` (L, 3) weights.
+    """
+
+    vertex_idx: np.ndarray | None = None
+    face_idx: np.ndarray | None = None
+    bary: np.ndarray | None = None
+
+    def support_and_interp(self, faces: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Returns the support vertex indices (U,) and an (L, U) interpolation matrix
+        (None when the landmarks are the support vertices themselves)."""
+        if self.vertex_idx is not None:
+            return np.asarray(self.vertex_idx, dtype=np.int64).reshape(-1), None
+        if self.face_idx is None or self.bary is None or faces is None:
+            raise ValueError(
+                "LandmarkSelection: give vertex_idx, or face_idx + bary with model faces"
+            )
+        tri = np.asarray(faces, dtype=np.int64)[np.asarray(self.face_idx, dtype=np.int64)]  # (L, 3)
+        support, inv = np.unique(tri.reshape(-1), return_inverse=True)
+        L = tri.shape[0]
+        interp = np.zeros((L, support.shape[0]), dtype=np.float64)
+        np.add.at(interp, (np.repeat(np.arange(L), 3), inv), np.asarray(self.bary, np.float64).reshape(-1))
+        return support, interp
+
+
+def _t(x, dtype) -> Tensor:
+    return torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x).to(dtype)
+
+
+class LandmarkLBS(nn.Module):
+    """LBS evaluated on the landmark support vertices only, with Jacobians.
+
+    Args:
+        arrays: the model arrays.
+        selection: the landmark set.
+        free_joints: joint indices (>= 1) whose axis-angle is a fitting parameter, e.g.
+            (1, 2) = FLAME neck and jaw. Other joints stay at the identity.
+        dtype: computation dtype.
+
+    Parameters at call time: ``coeffs`` (B, K) = [shape (S), expression (E)], ``pose``
+    (B, 3 * len(free_joints)) axis-angle radians.
+    """
+
+    def __init__(
+        self,
+        arrays: LBSArrays,
+        selection: LandmarkSelection,
+        free_joints: tuple[int, ...] = (1, 2),
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        super().__init__()
+        faces = None if arrays.faces is None else np.asarray(arrays.faces)
+        support, interp = selection.support_and_interp(faces)
+        V = np.asarray(arrays.v_template).shape[0]
+        if support.size == 0 or support.min() < 0 or support.max() >= V:
+            raise ValueError(f"LandmarkLBS: landmark vertex indices must lie in [0, {V}), got "
+                             f"range [{support.min() if support.size else None}, "
+                             f"{support.max() if support.size else None}]")
+        parents = np.asarray(arrays.parents).astype(np.int64).reshape(-1)
+        nj = parents.shape[0]
+        if any(j <= 0 or j >= nj for j in free_joints):
+            raise ValueError(f"LandmarkLBS: free_joints must be in [1, {nj}), got {free_joints}")
+        self.parents = [int(p) for p in parents]
+        self.free_joints = tuple(int(j) for j in free_joints)
+        self.n_shape = np.asarray(arrays.shapedirs).shape[2]
+        self.n_expr = np.asarray(arrays.exprdirs).shape[2] if arrays.exprdirs is not None else 0
+        sup = torch.as_tensor(support)
+        dirs = torch.cat([_t(arrays.shapedirs, torch.float64), _t(arrays.exprdirs, torch.float64)], 2)
+        jreg = _t(arrays.J_regressor, torch.float64)  # (NJ, V)
+        tmpl = _t(arrays.v_template, torch.float64)
+        posedirs = _t(arrays.posedirs, torch.float64)
+        if posedirs.shape[-1] != 9 * (nj - 1):
+            raise ValueError(f"LandmarkLBS: posedirs must be (V, 3, {9 * (nj - 1)}), got {tuple(posedirs.shape)}")
+        self.register_buffer("T", tmpl[sup].to(dtype))  # (U, 3)
+        self.register_buffer("D", dirs[sup].to(dtype))  # (U, 3, K)
+        self.register_buffer("P", posedirs[sup].to(dtype))  # (U, 3, 9 (NJ-1))
+        self.register_buffer("W", _t(arrays.weights, torch.float64)[sup].to(dtype))  # (U, NJ)
+        self.register_buffer("JT", (jreg @ tmpl).to(dtype))  # (NJ, 3)
+        self.register_buffer("JD", torch.einsum("jv,vdk->jdk", jreg, dirs).to(dtype))  # (NJ, 3, K)
+        self.register_buffer("interp", None if interp is None else torch.as_tensor(interp).to(dtype))  # (L, U)
+        self.register_buffer("support", sup)
+        self.n_landmarks = support.shape[0] if interp is None else interp.shape[0]
+
+    @property
+    def n_coeffs(self) -> int:
+        return self.n_shape + self.n_expr
+
+    @property
+    def n_pose(self) -> int:
+        return 3 * len(self.free_joints)
+
+    # ------------------------------------------------------------------ helpers
+    def _rotations(self, pose: Tensor) -> Tensor:
+        """(B, 3 F) axis-angle -> (B, NJ, 3, 3) joint rotations (root and fixed joints = I)."""
+        B = pose.shape[0]
+        nj = len(self.parents)
+        eye = torch.eye(3, dtype=pose.dtype, device=pose.device)
+        rots = [eye.expand(B, 3, 3)] * nj
+        if self.free_joints:
+            Rf = axis_angle_to_matrix(pose.reshape(B, len(self.free_joints), 3))  # (B, F, 3, 3)
+            for i, j in enumerate(self.free_joints):
+                rots[j] = Rf[:, i]
+        return torch.stack(rots, 1)
+
+    def _chain(self, rots: Tensor, joints: Tensor) -> tuple[Tensor, Tensor]:
+        """World rotations (B, NJ, 3, 3) and skinning translations A^t (B, NJ, 3)."""
+        GR, Gt = [rots[:, 0]], [joints[:, 0]]
+        for k in range(1, len(self.parents)):
+            p = self.parents[k]
+            GR.append(GR[p] @ rots[:, k])
+            Gt.append(Gt[p] + (GR[p] @ (joints[:, k] - joints[:, p])[..., None])[..., 0])
+        GR_t, Gt_t = torch.stack(GR, 1), torch.stack(Gt, 1)
+        At = Gt_t - (GR_t @ joints[..., None])[..., 0]
+        return GR_t, At
+
+    def _translation_coeffs(self, GR: Tensor) -> Tensor:
+        """C (B, NJ, NJ, 3, 3) with A^t_k = sum_m C[k, m] J_m (A^t is linear in J for fixed rotations)."""
+        B, nj = GR.shape[0], len(self.parents)
+        eye = torch.eye(3, dtype=GR.dtype, device=GR.device).expand(B, 3, 3)
+        zero = torch.zeros_like(eye)
+        CG = [[eye if m == 0 else zero for m in range(nj)]]
+        for k in range(1, nj):
+            p = self.parents[k]
+            row = []
+            for m in range(nj):
+                c = CG[p][m]
+                if m == k:
+                    c = c + GR[:, p]
+                if m == p:
+                    c = c - GR[:, p]
+                row.append(c)
+            CG.append(row)
+        C = [[CG[k][m] - (GR[:, k] if m == k else 0) for m in range(nj)] for k in range(nj)]
+        return torch.stack([torch.stack(r, 1) for r in C], 1)
+
+    def _support_points(self, coeffs: Tensor, pose: Tensor) -> dict[str, Tensor]:
+        """Support vertices v (B, U, 3) plus the intermediate quantities the Jacobians reuse."""
+        v_shaped = self.T + torch.einsum("udk,bk->bud", self.D, coeffs)  # (B, U, 3)
+        joints = self.JT + torch.einsum("jdk,bk->bjd", self.JD, coeffs)  # (B, NJ, 3)
+        rots = self._rotations(pose)
+        eye = torch.eye(3, dtype=pose.dtype, device=pose.device)
+        pf = (rots[:, 1:] - eye).reshape(pose.shape[0], -1)  # (B, 9 (NJ-1))
+        v_posed = v_shaped + torch.einsum("udp,bp->bud", self.P, pf)
+        GR, At = self._chain(rots, joints)
+        Rw = torch.einsum("uk,bkij->buij", self.W, GR)  # (B, U, 3, 3)
+        tw = torch.einsum("uk,bki->bui", self.W, At)  # (B, U, 3)
+        v = (Rw @ v_posed[..., None])[..., 0] + tw
+        return {"v": v, "GR": GR, "Rw": Rw, "rots": rots, "joints": joints, "v_posed": v_posed}
+
+    def _pose_tangents(self, pose: Tensor, st: dict[str, Tensor]) -> Tensor:
+        """Forward-mode derivative of the support vertices w.r.t. the free-joint
+        axis-angles, by hand through the chain: (B, T = 3F, U, 3)."""
+        B, F = pose.shape[0], len(self.free_joints)
+        rots, joints, GR = st["rots"], st["joints"], st["GR"]
+        w = pose.reshape(B * F, 3)
+        # dR/dw_a = R hat(J_r(w) e_a): (B, F, a, 3, 3)
+        Jr = so3_right_jacobian(w)  # (B F, 3, 3)
+        Rf = rots[:, list(self.free_joints)].reshape(B * F, 3, 3)
+        dRf = Rf[:, None] @ hat(Jr.transpose(1, 2))  # (B F, a, 3, 3): column a of J_r
+        dRf = dRf.reshape(B, F, 3, 3, 3)
+        nj = len(self.parents)
+        zero = rots.new_zeros(B, 3 * F, 3, 3)
+        dR = [zero] * nj  # per joint: (B, T, 3, 3)
+        for i, j in enumerate(self.free_joints):
+            d = rots.new_zeros(B, F, 3, 3, 3)
+            d[:, i] = dRf[:, i]
+            dR[j] = d.reshape(B, 3 * F, 3, 3)
+        dGR, dGt = [zero], [rots.new_zeros(B, 3 * F, 3)]
+        for k in range(1, nj):
+            p = self.parents[k]
+            dGR.append(dGR[p] @ rots[:, None, k] + GR[:, None, p] @ dR[k])
+            dGt.append(dGt[p] + (dGR[p] @ (joints[:, k] - joints[:, p])[:, None, :, None])[..., 0])
+        dGR_t, dGt_t = torch.stack(dGR, 2), torch.stack(dGt, 2)  # (B, T, NJ, 3, 3), (B, T, NJ, 3)
+        dAt = dGt_t - (dGR_t @ joints[:, None, :, :, None])[..., 0]
+        dpf = torch.stack(dR[1:], 2).reshape(B, 3 * F, -1)  # (B, T, 9 (NJ-1))
+        dv_posed = torch.einsum("udp,btp->btud", self.P, dpf)  # (B, T, U, 3)
+        dRw = torch.einsum("uk,btkij->btuij", self.W, dGR_t)  # (B, T, U, 3, 3)
+        dtw = torch.einsum("uk,btki->btui", self.W, dAt)
+        return (dRw @ st["v_posed"][:, None, :, :, None])[..., 0] + (st["Rw"][:, None] @ dv_posed[..., None])[..., 0] + dtw
+
+    def _coeff_translation_derivative(self, GR: Tensor) -> Tensor:
+        """d A^t / d coeffs: (B, NJ, 3, K)."""
+        C = self._translation_coeffs(GR)  # (B, NJ, NJ, 3, 3)
+        return torch.einsum("bkmij,mjK->bkiK", C, self.JD)
+
+    def _to_landmarks(self, x: Tensor) -> Tensor:
+        """Support-vertex quantity (B, U, ...) -> landmark quantity (B, L, ...)."""
+        if self.interp is None:
+            return x
+        shp = x.shape
+        return (self.interp @ x.reshape(shp[0], shp[1], -1)).reshape(shp[0], -1, *shp[2:])
+
+    # ------------------------------------------------------------------ public
+    def forward(self, coeffs: Tensor, pose: Tensor) -> Tensor:
+        """Landmarks in model space.
+
+        Args:
+            coeffs: (B, K) [shape, expression].
+            pose: (B, 3 F) axis-angle of the free joints, radians.
+        Returns:
+            (B, L, 3) metres (model units).
+        """
+        return self._to_landmarks(self._support_points(coeffs, pose)["v"])
+
+    def evaluate(self, coeffs: Tensor, pose: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """Landmarks (B, L, 3) and a state for :meth:`contract`."""
+        st = self._support_points(coeffs, pose)
+        st["pose"] = pose
+        return self._to_landmarks(st["v"]), st
+
+    def jacobians(self, coeffs: Tensor, pose: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Landmarks and their exact Jacobians.
+
+        Returns:
+            points (B, L, 3), d points / d coeffs (B, L, 3, K), d points / d pose (B, L, 3, 3F).
+        """
+        st = self._support_points(coeffs, pose)
+        dAt = self._coeff_translation_derivative(st["GR"])
+        dv_dc = torch.einsum("buij,ujK->buiK", st["Rw"], self.D) + torch.einsum("uk,bkiK->buiK", self.W, dAt)
+        if self.free_joints:
+            dv_dp = self._pose_tangents(pose, st).permute(0, 2, 3, 1)  # (B, U, 3, T)
+        else:
+            dv_dp = st["v"].new_zeros(*st["v"].shape, 0)
+        return self._to_landmarks(st["v"]), self._to_landmarks(dv_dc), self._to_landmarks(dv_dp)
+
+    def contract(self, M: Tensor, st: dict[str, Tensor], wrt_coeffs: bool, wrt_pose: bool
+                 ) -> tuple[Tensor | None, Tensor | None]:
+        """Left-multiply the landmark Jacobians by M without forming d points / d coeffs.
+
+        Args:
+            M: (B, L, R, 3) derivative of R residual rows per landmark w.r.t. the landmark.
+            st: from :meth:`evaluate`.
+        Returns:
+            (B, L, R, K) and (B, L, R, 3F) (or None where not requested).
+        """
+        Jc = Jp = None
+        B = M.shape[0]
+        if wrt_coeffs:
+            dAt = self._coeff_translation_derivative(st["GR"])  # (B, NJ, 3, K)
+            if self.interp is None:
+                G = M @ st["Rw"]  # (B, L, R, 3)
+                Jc = sum(G[..., j, None] * self.D[None, :, None, j, :] for j in range(3))  # (B, L, R, K)
+                Hm = M[:, :, :, None, :] * self.W[None, :, None, :, None]  # (B, L, R, NJ, 3)
+                Lr = M.shape[1] * M.shape[2]
+                Jc = Jc + (Hm.reshape(B, Lr, -1) @ dAt.reshape(B, -1, dAt.shape[-1])).reshape(Jc.shape)
+            else:
+                dv_dc = torch.einsum("buij,ujK->buiK", st["Rw"], self.D) + torch.einsum("uk,bkiK->buiK", self.W, dAt)
+                dv_dc = self._to_landmarks(dv_dc)  # (B, L, 3, K)
+                Jc = sum(M[..., j, None] * dv_dc[:, :, None, j, :] for j in range(3))
+        if wrt_pose:
+            if self.free_joints:
+                dv = self._to_landmarks(self._pose_tangents(st["pose"], st).permute(0, 2, 3, 1))  # (B, L, 3, T)
+                Jp = M @ dv
+            else:
+                Jp = M.new_zeros(*M.shape[:3], 0)
+        return Jc, Jp
+
+
+def lbs_full(arrays: LBSArrays, coeffs: Tensor, pose: Tensor, free_joints: tuple[int, ...] = (1, 2)) -> Tensor:
+    """The full mesh (B, V, 3) for the same parameters (one evaluation, not in the LM loop)."""
+    V = np.asarray(arrays.v_template).shape[0]
+    full = LandmarkLBS(arrays, LandmarkSelection(vertex_idx=np.arange(V)), free_joints, coeffs.dtype)
+    return full.to(coeffs.device)(coeffs, pose)

@@ -1,0 +1,111 @@
+"""The landmark re-projection residual and its analytic Jacobians (pure torch).
+
+Parameters of one image (all batched):
+    rot    (B, 3)  axis-angle of the head rotation in model space, radians; the camera
+                   rotation is ``R = diag(1, -1, -1) @ R(rot)`` (docs/ARCHITECTURE.md)
+    transl (B, 3)  camera-frame translation, metres: ``X_cam = R X + transl``
+    coeffs (B, K)  [shape, expression]
+    pose   (B, 3F) free-joint axis-angles (FLAME: neck, jaw), radians
+
+Residual (B, 2L), interleaved (x0, y0, x1, y1, ...)::
+
+    e_l = c_l * (Pi(K, R v_l + transl) - y_l)         px
+
+so that ``0.5 * ||e||^2`` is the thesis' ``0.5 * ||C r||^2`` (eq. 3.40).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from facemodels.rotations import axis_angle_to_matrix, hat
+
+from .so3 import so3_right_jacobian
+
+__all__ = ["FLIP", "camera_rotation", "so3_right_jacobian", "project", "ReprojectionTerms", "reprojection"]
+
+def camera_rotation(rot: Tensor) -> Tensor:
+    """(B, 3) model-space axis-angle -> (B, 3, 3) CV camera rotation ``diag(1,-1,-1) R(rot)``."""
+    R = axis_angle_to_matrix(rot)
+    return R * torch.tensor([1.0, -1.0, -1.0], dtype=rot.dtype, device=rot.device)[:, None]
+
+
+FLIP = (1.0, -1.0, -1.0)
+
+
+def project(points_cam: Tensor, K: Tensor) -> Tensor:
+    """Pinhole projection. points_cam (B, N, 3) metres, K (B, 3, 3) px -> (B, N, 2) px."""
+    z = points_cam[..., 2]
+    u = K[:, 0, 0, None] * points_cam[..., 0] / z + K[:, 0, 1, None] * points_cam[..., 1] / z + K[:, 0, 2, None]
+    v = K[:, 1, 1, None] * points_cam[..., 1] / z + K[:, 1, 2, None]
+    return torch.stack([u, v], -1)
+
+
+class ReprojectionTerms:
+    """Residual and Jacobian blocks of one evaluation (see :func:`reprojection`).
+
+    Attributes:
+        error: (B, 2L) weighted residual, px.
+        uv: (B, L, 2) projected landmarks, px.
+        J: dict name -> (B, 2L, dof) for the requested variables among
+           'rot' (3), 'transl' (3), 'coeffs' (K), 'pose' (3F).
+    """
+
+    def __init__(self, error: Tensor, uv: Tensor, J: dict[str, Tensor]):
+        self.error, self.uv, self.J = error, uv, J
+
+
+def reprojection(
+    model,
+    rot: Tensor,
+    transl: Tensor,
+    coeffs: Tensor,
+    pose: Tensor,
+    K: Tensor,
+    target: Tensor,
+    conf: Tensor,
+    wrt: tuple[str, ...] = (),
+) -> ReprojectionTerms:
+    """Weighted re-projection residual and (optionally) its Jacobians.
+
+    Args:
+        model: a :class:`fitting.landmark_model.LandmarkLBS` (or anything with its
+            ``evaluate`` / ``contract`` methods).
+        rot, transl, coeffs, pose: parameters (see module doc).
+        K: (B, 3, 3) intrinsics, px.
+        target: (B, L, 2) landmarks, px.
+        conf: (B, L) confidences (weights, >= 0).
+        wrt: variable names to differentiate with respect to.
+    """
+    B = rot.shape[0]
+    v, st = model.evaluate(coeffs, pose)  # (B, L, 3) model space
+    R = camera_rotation(rot)  # (B, 3, 3)
+    p = v @ R.transpose(1, 2) + transl[:, None, :]  # (B, L, 3) camera frame
+    uv = project(p, K)
+    error = (conf[..., None] * (uv - target)).reshape(B, -1)
+    J: dict[str, Tensor] = {}
+    if wrt:
+        x, y, z = p.unbind(-1)
+        iz = 1.0 / z
+        fx, fy, s = K[:, 0, 0, None], K[:, 1, 1, None], K[:, 0, 1, None]
+        zero = torch.zeros_like(z)
+        # d uv / d p, weighted by the confidence: (B, L, 2, 3)
+        row_u = torch.stack([fx * iz, s * iz, -(fx * x + s * y) * iz * iz], -1)
+        row_v = torch.stack([zero, fy * iz, -fy * y * iz * iz], -1)
+        dpi = torch.stack([row_u, row_v], -2) * conf[..., None, None]
+        L = v.shape[1]
+        if "transl" in wrt:
+            J["transl"] = dpi.reshape(B, 2 * L, 3)
+        dpiR = dpi @ R[:, None]  # (B, L, 2, 3): d uv / d (model-space point)
+        if "rot" in wrt:
+            # d(R(w) v)/dw = -R [v]x J_r(w)  and  m^T [v]x = (m x v)^T
+            Jr = so3_right_jacobian(rot)  # (B, 3, 3)
+            rows = -torch.linalg.cross(dpiR, v[:, :, None, :].expand_as(dpiR), dim=-1)  # (B, L, 2, 3)
+            J["rot"] = (rows.reshape(B, 2 * L, 3) @ Jr)
+        Jc, Jp = model.contract(dpiR, st, "coeffs" in wrt, "pose" in wrt)
+        if Jc is not None:
+            J["coeffs"] = Jc.reshape(B, 2 * L, -1)
+        if Jp is not None:
+            J["pose"] = Jp.reshape(B, 2 * L, -1)
+    return ReprojectionTerms(error, uv, J)
