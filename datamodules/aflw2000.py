@@ -21,7 +21,7 @@ import numpy as np
 from datamodules.base import FaceDataModule
 from datamodules.cache import cached_dataset
 from datamodules.formats.matfiles import AFLW2000_SPEC
-from datamodules.w300lp import W300LPDataset, bbox_from_points
+from datamodules.w300lp import W300LPDataset
 
 __all__ = ["Aflw2000Dataset", "Aflw2000DataModule", "list_aflw2000", "LAYOUT", "roi_box_from_landmarks"]
 

@@ -39,7 +39,12 @@ from datamodules.base import FaceDataModule, FaceDataset
 from datamodules.cache import REPO_ROOT, cached_dataset
 from datamodules.flame_info import LandmarkSet, flame_topology
 from datamodules.formats import dad
-from datamodules.transforms import AugmentConfig, FaceCropTransform, normalise_image, transform_camera
+from datamodules.transforms import (
+    AugmentConfig,
+    FaceCropTransform,
+    normalise_image,
+    transform_camera,
+)
 
 __all__ = ["Dad3DHeadsDataset", "Dad3DHeadsDataModule", "load_split_annotations"]
 

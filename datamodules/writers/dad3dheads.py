@@ -46,10 +46,11 @@ def write_dad3dheads(
     flame_dir: str | None = None,
 ) -> Path:
     """Write n_train / n_val / n_test procedural images in the DAD-3DHeads layout."""
-    from facemodels.cameras import krt_to_gl
     from facemodels.flame import FlameModel
-    from facemodels.sampler import SceneSampler
     from facemodels.world import default_flame_dir
+
+    from facemodels.cameras import krt_to_gl
+    from facemodels.sampler import SceneSampler
 
     out = Path(out)
     fd = Path(flame_dir) if flame_dir else default_flame_dir()

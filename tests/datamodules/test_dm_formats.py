@@ -29,9 +29,9 @@ def test_ply_round_trip(tmp_path, ascii):
 
 def test_ply_big_endian_double_with_extra_props(tmp_path):
     v = np.array([[0.0, 1.0, 2.0], [3.0, 4.0, 5.0], [6.0, 7.0, 8.5]])
-    head = ("ply\nformat binary_big_endian 1.0\ncomment x\nelement vertex 3\n"
-            "property double x\nproperty double y\nproperty double z\nproperty uchar red\n"
-            "element face 1\nproperty list uchar uint vertex_indices\nend_header\n").encode()
+    head = (b"ply\nformat binary_big_endian 1.0\ncomment x\nelement vertex 3\n"
+            b"property double x\nproperty double y\nproperty double z\nproperty uchar red\n"
+            b"element face 1\nproperty list uchar uint vertex_indices\nend_header\n")
     dt = np.dtype([("x", ">f8"), ("y", ">f8"), ("z", ">f8"), ("r", "u1")])
     rec = np.zeros(3, dt)
     rec["x"], rec["y"], rec["z"], rec["r"] = v[:, 0], v[:, 1], v[:, 2], 7
