@@ -35,7 +35,9 @@ CV_FROM_GL = torch.diag(torch.tensor([1.0, -1.0, -1.0]))
 
 def _check(name: str, x: Tensor, shape: tuple[int | None, ...]) -> None:
     """Raise a ValueError naming ``name`` when ``x`` does not match ``shape`` (None = any)."""
-    ok = x.dim() == len(shape) and all(s is None or s == d for s, d in zip(shape, x.shape))
+    ok = x.dim() == len(shape) and all(
+        s is None or s == d for s, d in zip(shape, x.shape, strict=False)
+    )
     if not ok:
         want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
         raise ValueError(f"facemodels.cameras: {name} must have shape {want}, got {tuple(x.shape)}")
@@ -92,9 +94,7 @@ def transform_points(points: Tensor, R: Tensor, t: Tensor) -> Tensor:
     return points @ R.transpose(1, 2) + t[:, None, :]
 
 
-def project_perspective(
-    points: Tensor, R: Tensor, t: Tensor, K: Tensor
-) -> tuple[Tensor, Tensor]:
+def project_perspective(points: Tensor, R: Tensor, t: Tensor, K: Tensor) -> tuple[Tensor, Tensor]:
     """Pinhole projection ``u = K (R p + t) / z``.
 
     Args:
@@ -126,9 +126,7 @@ def project_orthographic(points: Tensor, R: Tensor, t2d: Tensor) -> Tuple2:
     return cam[..., :2] + t2d[:, None, :], cam[..., 2]
 
 
-def project_weak_perspective(
-    points: Tensor, R: Tensor, scale: Tensor, t2d: Tensor
-) -> Tuple2:
+def project_weak_perspective(points: Tensor, R: Tensor, scale: Tensor, t2d: Tensor) -> Tuple2:
     """Weak perspective (scaled orthographic): ``uv = s (R p)[:2] + t2d``.
 
     Args:
@@ -196,7 +194,13 @@ def gl_projection(
 
 
 def krt_to_gl(
-    K: Tensor, R: Tensor, t: Tensor, H: int, W: int, near: float = 0.01, far: float = 100.0,
+    K: Tensor,
+    R: Tensor,
+    t: Tensor,
+    H: int,
+    W: int,
+    near: float = 0.01,
+    far: float = 100.0,
     ndc: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """(K, R, t) -> (MV, P) in the DAD-3DHeads layout.
@@ -217,9 +221,7 @@ def krt_to_gl(
     return MV, gl_projection(K, H, W, near, far, ndc)
 
 
-def project_gl(
-    points: Tensor, MV: Tensor, P: Tensor, H: int, W: int, ndc: bool = False
-) -> Tensor:
+def project_gl(points: Tensor, MV: Tensor, P: Tensor, H: int, W: int, ndc: bool = False) -> Tensor:
     """Project like DAD-3DHeads: ``p = P MV [v, 1]``, ``xy = p[:2] / p[3]``, ``y = H - y``.
 
     Args:
@@ -260,7 +262,6 @@ def gl_to_krt(
     _check("MV", MV, (None, 4, 4))
     _check("P", P, (MV.shape[0], 4, 4))
     dtype = MV.dtype
-    B = MV.shape[0]
     A = torch.zeros(3, 4, dtype=torch.float64, device=MV.device)
     if ndc:  # x_px = (x_ndc + 1) W / 2 ; y_px = H - (y_ndc + 1) H / 2
         A[0, 0], A[0, 3] = W / 2.0, W / 2.0

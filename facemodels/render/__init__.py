@@ -24,6 +24,7 @@ from facemodels.render.backgrounds import (
     make_background,
     occluder_mask,
 )
+from facemodels.render.holes import boundary_loops, faces_to_rasterize
 from facemodels.render.raster import Raster, rasterize, vertex_visibility
 from facemodels.render.shading import Lighting, face_normals, shade_vertices, vertex_normals
 
@@ -98,6 +99,7 @@ def render_mesh(
     ssaa: int = 1,
     interior_color: tuple[float, float, float] = (0.22, 0.07, 0.07),
     visibility_tol: float = 0.01,
+    cull_back_faces: bool = True,
 ) -> RenderOutput:
     """Render one mesh.
 
@@ -114,18 +116,24 @@ def render_mesh(
         ssaa: supersampling factor per axis (1 = no anti-aliasing, 2 = 4 samples per pixel).
         interior_color: albedo of back-facing triangles seen through openings (mouth).
         visibility_tol: metres, see :func:`vertex_visibility`.
+        cull_back_faces: skip back faces that cannot show through a hole (exact for meshes
+            without self-intersections, see :mod:`facemodels.render.holes`).
     Returns:
         :class:`RenderOutput`.
     """
     H, W = (size, size) if isinstance(size, int) else size
     V = _np(vertices)
-    F = np.asarray(faces.detach().cpu().numpy() if isinstance(faces, torch.Tensor) else faces, dtype=np.int64)
+    F = np.asarray(
+        faces.detach().cpu().numpy() if isinstance(faces, torch.Tensor) else faces, dtype=np.int64
+    )
     Kn, Rn, tn = _np(K), _np(R), _np(t)
     alb = _np(albedo, np.float32)
     if V.ndim != 2 or V.shape[1] != 3:
         raise ValueError(f"facemodels.render.render_mesh: vertices must be (N, 3), got {V.shape}")
     if alb.shape != V.shape:
-        raise ValueError(f"facemodels.render.render_mesh: albedo must be {V.shape}, got {alb.shape}")
+        raise ValueError(
+            f"facemodels.render.render_mesh: albedo must be {V.shape}, got {alb.shape}"
+        )
     if Kn.shape != (3, 3) or Rn.shape != (3, 3) or tn.shape != (3,):
         raise ValueError(
             f"facemodels.render.render_mesh: K, R must be (3, 3) and t (3,), got {Kn.shape}, {Rn.shape}, {tn.shape}"
@@ -135,7 +143,10 @@ def render_mesh(
     light = lighting or Lighting()
 
     uv_t, z_t = project_perspective(
-        torch.from_numpy(V)[None], torch.from_numpy(Rn)[None], torch.from_numpy(tn)[None], torch.from_numpy(Kn)[None]
+        torch.from_numpy(V)[None],
+        torch.from_numpy(Rn)[None],
+        torch.from_numpy(tn)[None],
+        torch.from_numpy(Kn)[None],
     )
     uv, z = uv_t[0].numpy(), z_t[0].numpy()  # (N, 2) px, (N,) m
     cam = V @ Rn.T + tn  # (N, 3) camera frame
@@ -145,16 +156,28 @@ def render_mesh(
     front_f = np.einsum("fd,fd->f", fn, -cam[F[:, 0]]) > 0  # (F,)
 
     s = ssaa
-    r = rasterize(uv * s + 0.5 * (s - 1) if s > 1 else uv, z, F, H * s, W * s)
+    # Back faces can only show through holes (see facemodels.render.holes): skip the rest.
+    sub = (
+        faces_to_rasterize(uv, F, front_f, boundary_loops(F))
+        if cull_back_faces
+        else np.arange(len(F))
+    )
+    r = rasterize(uv * s + 0.5 * (s - 1) if s > 1 else uv, z, F[sub], H * s, W * s)
 
     color_v = np.clip(shade_vertices(alb, vn, light), 0.0, 1.0).astype(np.float32)  # (N, 3)
-    inner = np.clip(np.asarray(interior_color, np.float32) * (light.ambient + 0.3 * light.diffuse), 0, 1)
+    inner = np.clip(
+        np.asarray(interior_color, np.float32) * (light.ambient + 0.3 * light.diffuse), 0, 1
+    )
     flat_id = r.face_id.reshape(-1)
     sel = np.nonzero(flat_id >= 0)[0]  # covered samples
-    fid = flat_id[sel]
+    fid = sub[flat_id[sel]]
     tri = F[fid]  # (P, 3)
     b = r.bary.reshape(-1, 3)[sel]  # (P, 3)
-    col = b[:, 0:1] * color_v[tri[:, 0]] + b[:, 1:2] * color_v[tri[:, 1]] + b[:, 2:3] * color_v[tri[:, 2]]
+    col = (
+        b[:, 0:1] * color_v[tri[:, 0]]
+        + b[:, 1:2] * color_v[tri[:, 1]]
+        + b[:, 2:3] * color_v[tri[:, 2]]
+    )
     col[~front_f[fid]] = inner
 
     if isinstance(background, BackgroundSpec):
@@ -165,7 +188,9 @@ def render_mesh(
         img = np.asarray(background)
         img = img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else img.astype(np.float32)
         if img.shape != (H, W, 3):
-            raise ValueError(f"facemodels.render.render_mesh: background must be {(H, W, 3)}, got {img.shape}")
+            raise ValueError(
+                f"facemodels.render.render_mesh: background must be {(H, W, 3)}, got {img.shape}"
+            )
 
     if s == 1:
         img.reshape(-1, 3)[sel] = col

@@ -113,7 +113,9 @@ def make_background(spec: BackgroundSpec, H: int, W: int) -> np.ndarray:
         )
     if spec.grain > 0:
         img = img + np.float32(spec.grain) * rng.standard_normal((H, W, 1), dtype=np.float32)
-    return np.clip(img, 0.0, 1.0, out=img if img.dtype == np.float32 else None).astype(np.float32, copy=False)
+    return np.clip(img, 0.0, 1.0, out=img if img.dtype == np.float32 else None).astype(
+        np.float32, copy=False
+    )
 
 
 def occluder_mask(occ: Occluder, H: int, W: int) -> np.ndarray:
@@ -135,7 +137,9 @@ def occluder_mask(occ: Occluder, H: int, W: int) -> np.ndarray:
     elif occ.shape == "ellipse":
         m = (lx / max(hw, 1e-6)) ** 2 + (ly / max(hh, 1e-6)) ** 2 <= 1.0
     else:
-        raise ValueError(f"facemodels.render.Occluder: shape must be 'rect' or 'ellipse', got {occ.shape!r}")
+        raise ValueError(
+            f"facemodels.render.Occluder: shape must be 'rect' or 'ellipse', got {occ.shape!r}"
+        )
     mask[i0:i1, j0:j1] = m
     return mask
 

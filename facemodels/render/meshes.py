@@ -22,7 +22,11 @@ def uv_ellipsoid(
     phi = np.linspace(0, 2 * np.pi, n_lon, endpoint=False)
     st, ct = np.sin(theta)[:, None], np.cos(theta)[:, None]
     ring = np.stack(
-        [st * np.sin(phi)[None, :], np.broadcast_to(ct, (theta.size, n_lon)), st * np.cos(phi)[None, :]],
+        [
+            st * np.sin(phi)[None, :],
+            np.broadcast_to(ct, (theta.size, n_lon)),
+            st * np.cos(phi)[None, :],
+        ],
         axis=-1,
     ).reshape(-1, 3)
     verts = np.concatenate([[[0, 1, 0]], ring, [[0, -1, 0]]]) * np.asarray(radii)
@@ -57,5 +61,7 @@ def grid_plane(n: int = 10, size: float = 0.2, z: float = 0.0) -> tuple[np.ndarr
     verts = np.stack([x.ravel(), y.ravel(), np.full(n * n, z)], 1)
     idx = np.arange(n * n).reshape(n, n)
     a, b, c, d = idx[:-1, :-1], idx[:-1, 1:], idx[1:, :-1], idx[1:, 1:]
-    faces = np.concatenate([np.stack([a, b, d], -1).reshape(-1, 3), np.stack([a, d, c], -1).reshape(-1, 3)])
+    faces = np.concatenate(
+        [np.stack([a, b, d], -1).reshape(-1, 3), np.stack([a, d, c], -1).reshape(-1, 3)]
+    )
     return verts, faces.astype(np.int64)

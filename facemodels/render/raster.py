@@ -4,7 +4,7 @@ Pixel convention (docs/ARCHITECTURE.md): pixel (i, j) is sampled at x = j, y = i
 spans x in [-0.5, W - 0.5]. Depth is metres along the optical axis (CV camera, z forward).
 
 Algorithm: every triangle's integer bounding box is expanded into candidate samples
-(``np.repeat`` + offsets), screen-space barycentrics decide coverage, depth is interpolated
+(size classes evaluated by broadcasting k x k blocks; larger boxes by ``np.repeat``), screen-space barycentrics decide coverage, depth is interpolated
 perspective-correctly (1/z is affine in screen space) and the nearest candidate per pixel
 wins (``np.minimum.at``).
 """
@@ -98,29 +98,28 @@ def rasterize(
 
     bw = (x1[idx] - bx0 + 1).astype(np.int32)
     bh = (y1[idx] - by0 + 1).astype(np.int32)
-    counts = bw * bh
-    total = int(counts.sum())
-    # Candidate samples: triangle k contributes its bw x bh box.  (T,) each
-    owner = np.repeat(np.arange(idx.size, dtype=np.int32), counts)
-    starts = np.cumsum(counts, dtype=np.int64) - counts
-    local = (np.arange(total, dtype=np.int64) - starts[owner]).astype(np.int32)
-    bw_o = bw[owner]
-    ly = local // bw_o
-    lx = local - ly * bw_o
-    lxf, lyf = lx.astype(np.float32), ly.astype(np.float32)
-
-    wa = Aa[owner] * lxf + Ba[owner] * lyf + Ca[owner]
-    wb = Ab[owner] * lxf + Bb[owner] * lyf + Cb[owner]
-    wc = 1.0 - wa - wb
-    eps = -1e-5
-    sel = np.nonzero((wa >= eps) & (wb >= eps) & (wc >= eps))[0]
-    owner = owner[sel]
-    pa = wa[sel] * iza[owner]
-    pb = wb[sel] * izb[owner]
-    pc = wc[sel] * izc[owner]
-    z = 1.0 / (pa + pb + pc)  # (T',) perspective-correct depth, metres
     origin = by0.astype(np.int64) * W + bx0.astype(np.int64)  # (K,) flat index of box corner
-    pix = origin[owner] + ly[sel].astype(np.int64) * W + lx[sel]
+    coef = (Aa, Ba, Ca, Ab, Bb, Cb, iza, izb, izc)
+
+    # Small boxes (the vast majority on a dense mesh) are evaluated by broadcasting over a
+    # k x k sample block per size class (no per-sample gathers); larger ones by expansion.
+    side = np.maximum(bw, bh)
+    parts = []
+    lo = 0
+    for k in _BLOCK_SIZES:
+        sel_k = np.nonzero((side > lo) & (side <= k))[0]
+        lo = k
+        if sel_k.size:
+            parts.append(_cover_block(sel_k, k, bw, bh, coef))
+    big = np.nonzero(side > lo)[0]
+    if big.size:
+        parts.append(_cover_expand(big, bw, bh, coef))
+    owner = np.concatenate([q[0] for q in parts])
+    ly = np.concatenate([q[1] for q in parts]).astype(np.int64)
+    lx = np.concatenate([q[2] for q in parts]).astype(np.int64)
+    pa, pb, pc = (np.concatenate([q[i] for q in parts]) for i in (3, 4, 5))
+    z = 1.0 / (pa + pb + pc)  # (T',) perspective-correct depth, metres
+    pix = origin[owner] + ly * W + lx
 
     # Nearest candidate per pixel.
     zflat = zbuf.reshape(-1)
@@ -162,3 +161,48 @@ def vertex_visibility(
     zb = np.full(depth.shape, -np.inf, dtype=np.float32)
     zb[inside] = zbuf[i[inside], j[inside]]
     return inside & front_facing & (depth <= zb + tol)
+
+
+_BLOCK_SIZES = (1, 2, 3, 4, 6, 8)
+_EPS = np.float32(-1e-5)  # inside test tolerance on barycentrics (shared edges stay closed)
+
+
+def _cover_block(sel: np.ndarray, k: int, bw: np.ndarray, bh: np.ndarray, coef: tuple) -> tuple:
+    """Covered samples of triangles ``sel`` (boxes at most k x k) by broadcasting.
+
+    Returns (owner, ly, lx, pa, pb, pc): owner indexes the kept triangles, (ly, lx) the
+    sample offset in the box, p* = barycentric / vertex depth (perspective weights).
+    """
+    Aa, Ba, Ca, Ab, Bb, Cb, iza, izb, izc = (c[sel] for c in coef)
+    r = np.arange(k, dtype=np.float32)
+    lxs, lys = r[None, None, :], r[None, :, None]  # (1, 1, k), (1, k, 1)
+    wa = Aa[:, None, None] * lxs + (Ba[:, None, None] * lys + Ca[:, None, None])  # (S, k, k)
+    wb = Ab[:, None, None] * lxs + (Bb[:, None, None] * lys + Cb[:, None, None])
+    wc = 1.0 - wa - wb
+    m = (wa >= _EPS) & (wb >= _EPS) & (wc >= _EPS)
+    if k > 1:
+        ri = np.arange(k)
+        m &= (ri[None, None, :] < bw[sel][:, None, None]) & (
+            ri[None, :, None] < bh[sel][:, None, None]
+        )
+    t, ly, lx = np.nonzero(m)
+    return sel[t], ly, lx, wa[m] * iza[t], wb[m] * izb[t], wc[m] * izc[t]
+
+
+def _cover_expand(sel: np.ndarray, bw: np.ndarray, bh: np.ndarray, coef: tuple) -> tuple:
+    """Covered samples of triangles ``sel`` by expanding every box into its samples."""
+    Aa, Ba, Ca, Ab, Bb, Cb, iza, izb, izc = (c[sel] for c in coef)
+    w, h = bw[sel], bh[sel]
+    counts = w.astype(np.int64) * h
+    owner = np.repeat(np.arange(sel.size), counts)  # (T,)
+    starts = np.cumsum(counts) - counts
+    local = np.arange(int(counts.sum())) - starts[owner]
+    ly = local // w[owner]
+    lx = local - ly * w[owner]
+    lxf, lyf = lx.astype(np.float32), ly.astype(np.float32)
+    wa = Aa[owner] * lxf + Ba[owner] * lyf + Ca[owner]
+    wb = Ab[owner] * lxf + Bb[owner] * lyf + Cb[owner]
+    wc = 1.0 - wa - wb
+    keep = np.nonzero((wa >= _EPS) & (wb >= _EPS) & (wc >= _EPS))[0]
+    o = owner[keep]
+    return sel[o], ly[keep], lx[keep], wa[keep] * iza[o], wb[keep] * izb[o], wc[keep] * izc[o]

@@ -147,7 +147,9 @@ def test_dad_annotation_by_hand():
 
 def test_bad_shapes_raise_with_names():
     with pytest.raises(ValueError, match="R must have shape"):
-        C.project_perspective(torch.zeros(2, 5, 3), torch.zeros(3, 3), torch.zeros(2, 3), torch.zeros(2, 3, 3))
+        C.project_perspective(
+            torch.zeros(2, 5, 3), torch.zeros(3, 3), torch.zeros(2, 3), torch.zeros(2, 3, 3)
+        )
     with pytest.raises(ValueError, match="singular"):
         C.gl_to_krt(torch.zeros(1, 4, 4), torch.zeros(1, 4, 4), 10, 10)
 

@@ -63,8 +63,12 @@ def test_nearest_triangle_wins_regardless_of_order():
 
 
 def test_triangles_behind_camera_and_off_screen_are_dropped():
-    uv = np.array([[0.0, 0.0], [20.0, 0.0], [0.0, 20.0], [100.0, 100.0], [120.0, 100.0], [100.0, 120.0]])
-    r = rasterize(uv, np.array([-1.0, 2.0, 2.0, 1.0, 1.0, 1.0]), np.array([[0, 1, 2], [3, 4, 5]]), 16, 16)
+    uv = np.array(
+        [[0.0, 0.0], [20.0, 0.0], [0.0, 20.0], [100.0, 100.0], [120.0, 100.0], [100.0, 120.0]]
+    )
+    r = rasterize(
+        uv, np.array([-1.0, 2.0, 2.0, 1.0, 1.0, 1.0]), np.array([[0, 1, 2], [3, 4, 5]]), 16, 16
+    )
     assert not r.mask.any()
 
 
@@ -123,7 +127,9 @@ def test_visibility_occluded_by_a_nearer_plane():
     Vb, Fb = grid_plane(11, 0.3, z=0.0)
     V = np.concatenate([Vf, Vb])
     F = np.concatenate([Ff, Fb + len(Vf)])
-    out = render_mesh(V, F, _camera(64, 64), FRONTAL, np.array([0, 0, 0.6]), np.full_like(V, 0.5), 64)
+    out = render_mesh(
+        V, F, _camera(64, 64), FRONTAL, np.array([0, 0, 0.6]), np.full_like(V, 0.5), 64
+    )
     back = np.arange(len(Vf), len(V))
     hidden = back[(np.abs(Vb[:, 0]) < 0.04) & (np.abs(Vb[:, 1]) < 0.04)]
     shown = back[(np.abs(Vb[:, 0]) > 0.08) & (np.abs(Vb[:, 0]) < 0.14)]
@@ -151,19 +157,39 @@ def test_lambert_shading_by_hand():
     px = out.image[16, 16].astype(float) / 255
     assert np.allclose(px, np.array([0.5, 0.4, 0.2]) * 0.9, atol=1 / 255)
     # Light at 60 degrees from the normal: cos = 0.5.
-    light = Lighting(direction=(np.sin(np.pi / 3), 0.0, -np.cos(np.pi / 3)), ambient=0.3, diffuse=0.6)
+    light = Lighting(
+        direction=(np.sin(np.pi / 3), 0.0, -np.cos(np.pi / 3)), ambient=0.3, diffuse=0.6
+    )
     out = render_mesh(V, F, _camera(32, 32), FRONTAL, np.array([0, 0, 0.5]), alb, 32, light)
     assert np.allclose(out.image[16, 16] / 255, np.array([0.5, 0.4, 0.2]) * 0.6, atol=1 / 255)
     # Light from behind: ambient only.
-    out = render_mesh(V, F, _camera(32, 32), FRONTAL, np.array([0, 0, 0.5]), alb, 32, Lighting((0, 0, 1.0), 0.3, 0.6))
+    out = render_mesh(
+        V,
+        F,
+        _camera(32, 32),
+        FRONTAL,
+        np.array([0, 0, 0.5]),
+        alb,
+        32,
+        Lighting((0, 0, 1.0), 0.3, 0.6),
+    )
     assert np.allclose(out.image[16, 16] / 255, np.array([0.5, 0.4, 0.2]) * 0.3, atol=1 / 255)
 
 
 def test_back_faces_get_interior_colour():
     V, F = grid_plane(4, 0.3)
     F = F[:, ::-1].copy()  # now facing away from the camera
-    out = render_mesh(V, F, _camera(32, 32), FRONTAL, np.array([0, 0, 0.5]), np.full_like(V, 0.9), 32,
-                      Lighting(ambient=0.5, diffuse=0.5), interior_color=(0.2, 0.1, 0.1))
+    out = render_mesh(
+        V,
+        F,
+        _camera(32, 32),
+        FRONTAL,
+        np.array([0, 0, 0.5]),
+        np.full_like(V, 0.9),
+        32,
+        Lighting(ambient=0.5, diffuse=0.5),
+        interior_color=(0.2, 0.1, 0.1),
+    )
     assert np.allclose(out.image[16, 16] / 255, np.array([0.2, 0.1, 0.1]) * 0.65, atol=1 / 255)
 
 
@@ -172,18 +198,47 @@ def test_background_occluder_and_ssaa():
     K = _camera(32, 32)
     bg = BackgroundSpec("flat", color_a=(0.0, 0.0, 1.0))
     occ = Occluder("rect", center=(0.1, 0.1), size=(0.3, 0.3), color=(1.0, 0.0, 0.0))
-    out = render_mesh(V, F, K, FRONTAL, np.array([0, 0, 0.5]), np.full_like(V, 1.0), 32,
-                      Lighting(ambient=1.0, diffuse=0.0), background=bg, occluders=[occ])
+    out = render_mesh(
+        V,
+        F,
+        K,
+        FRONTAL,
+        np.array([0, 0, 0.5]),
+        np.full_like(V, 1.0),
+        32,
+        Lighting(ambient=1.0, diffuse=0.0),
+        background=bg,
+        occluders=[occ],
+    )
     assert out.image[31, 31].tolist() == [0, 0, 255]
     assert out.image[0, 0].tolist() == [255, 0, 0] and out.occluder_mask[0, 0]
     assert out.image[16, 16].tolist() == [255, 255, 255]
     assert out.image.dtype == np.uint8 and out.image.shape == (32, 32, 3)
     # With 2x2 supersampling the silhouette gets intermediate values, the interior does not.
     rolled = model_to_cv_rotation(euler_to_matrix(torch.tensor([0.0, 0.0, 30.0]).double())).numpy()
-    out = render_mesh(V, F, K, rolled, np.array([0, 0, 0.5]), np.full_like(V, 1.0), 32,
-                      Lighting(ambient=1.0, diffuse=0.0), background=bg)
-    out2 = render_mesh(V, F, K, rolled, np.array([0, 0, 0.5]), np.full_like(V, 1.0), 32,
-                       Lighting(ambient=1.0, diffuse=0.0), background=bg, ssaa=2)
+    out = render_mesh(
+        V,
+        F,
+        K,
+        rolled,
+        np.array([0, 0, 0.5]),
+        np.full_like(V, 1.0),
+        32,
+        Lighting(ambient=1.0, diffuse=0.0),
+        background=bg,
+    )
+    out2 = render_mesh(
+        V,
+        F,
+        K,
+        rolled,
+        np.array([0, 0, 0.5]),
+        np.full_like(V, 1.0),
+        32,
+        Lighting(ambient=1.0, diffuse=0.0),
+        background=bg,
+        ssaa=2,
+    )
     assert out2.image[16, 16].tolist() == [255, 255, 255]
     mixed = (out2.image[..., 0] > 5) & (out2.image[..., 0] < 250)
     assert mixed.any()
@@ -195,7 +250,9 @@ def test_background_occluder_and_ssaa():
 
 @pytest.mark.parametrize("kind", BACKGROUND_KINDS)
 def test_backgrounds_deterministic_and_in_range(kind):
-    spec = BackgroundSpec(kind, (0.1, 0.5, 0.2), (0.9, 0.3, 0.6), angle=0.7, frequency=5, seed=3, grain=0.02)
+    spec = BackgroundSpec(
+        kind, (0.1, 0.5, 0.2), (0.9, 0.3, 0.6), angle=0.7, frequency=5, seed=3, grain=0.02
+    )
     a = make_background(spec, 40, 50)
     b = make_background(spec, 40, 50)
     assert a.shape == (40, 50, 3) and a.dtype == np.float32
@@ -211,3 +268,26 @@ def test_bad_inputs_raise():
     V, F = grid_plane(3, 0.1)
     with pytest.raises(ValueError, match="albedo must be"):
         render_mesh(V, F, _camera(8, 8), FRONTAL, np.array([0, 0, 1.0]), np.zeros((2, 3)), 8)
+
+
+def test_boundary_loops_and_back_face_culling_is_exact():
+    from facemodels.render.holes import boundary_loops
+
+    V, F = uv_ellipsoid(30, 40, (0.1, 0.1, 0.1))
+    assert boundary_loops(F) == []  # closed
+    # Cut a hole around the +z pole (facing the camera) and one at the back.
+    c = V[F].mean(1)
+    Fh = F[(c[:, 2] < 0.085) & (c[:, 2] > -0.095)]
+    loops = boundary_loops(Fh)
+    assert len(loops) == 2
+    assert all(np.abs(V[lp, 2]).min() > 0.08 for lp in loops)
+    alb = np.full_like(V, 0.8)
+    for yaw in (0.0, 25.0):
+        R = model_to_cv_rotation(euler_to_matrix(torch.tensor([yaw, 0.0, 0.0]).double())).numpy()
+        args = (V, Fh, _camera(64, 64), R, np.array([0, 0, 0.45]), alb, 64)
+        a = render_mesh(*args, cull_back_faces=True)
+        b = render_mesh(*args, cull_back_faces=False)
+        assert np.array_equal(a.image, b.image) and np.array_equal(a.depth, b.depth)
+        assert np.array_equal(a.visibility, b.visibility)
+    # Through the front hole we see the interior (back faces, dark interior colour).
+    assert (a.image[32, 32] < 100).all()
