@@ -121,31 +121,26 @@ class MirrorMatch:
     involution: bool
 
 
-def mirror_match(points: np.ndarray, plane_x: float = 0.0, chunk: int = 1024) -> MirrorMatch:
+def mirror_match(points: np.ndarray, plane_x: float = 0.0) -> MirrorMatch:
     """Match each point to the nearest mirror image across the plane ``x = plane_x``.
 
     Args:
         points: (N, D) with x in column 0 (D = 2 or 3), e.g. mean-shape vertices.
         plane_x: x of the symmetry plane (same unit as points).
-        chunk: rows per block of the brute-force distance matrix.
     Returns:
-        MirrorMatch.
+        MirrorMatch (k-d tree nearest neighbours).
     """
+    from scipy.spatial import cKDTree
+
     p = np.asarray(points, dtype=np.float64)
-    if p.ndim != 2 or p.shape[1] not in (2, 3):
-        raise ValueError(f"mirror_match: points must be (N, 2) or (N, 3), got {p.shape}")
+    if p.ndim != 2 or p.shape[1] not in (2, 3) or len(p) == 0:
+        raise ValueError(f"mirror_match: points must be (N, 2) or (N, 3) with N > 0, got {p.shape}")
     m = p.copy()
     m[:, 0] = 2.0 * plane_x - m[:, 0]
-    perm = np.empty(len(p), dtype=np.int64)
-    dist = np.empty(len(p))
-    sq = (p * p).sum(1)
-    for s in range(0, len(p), chunk):
-        q = m[s : s + chunk]
-        d2 = (q * q).sum(1)[:, None] - 2.0 * q @ p.T + sq[None]  # (n, N)
-        j = np.argmin(d2, axis=1)
-        perm[s : s + chunk] = j
-        dist[s : s + chunk] = np.linalg.norm(q - p[j], axis=1)
-    return MirrorMatch(perm, dist, float(dist.max(initial=0.0)), bool((perm[perm] == np.arange(len(p))).all()))
+    dist, perm = cKDTree(p).query(m)
+    perm = np.asarray(perm, dtype=np.int64)
+    dist = np.asarray(dist, dtype=np.float64)
+    return MirrorMatch(perm, dist, float(dist.max()), bool((perm[perm] == np.arange(len(p))).all()))
 
 
 def mirror_permutation(points: np.ndarray, plane_x: float = 0.0, tol: float | None = None) -> np.ndarray:

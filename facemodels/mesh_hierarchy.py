@@ -140,34 +140,46 @@ def _matrix(rows, cols, vals, shape, sparse: bool) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------
 # building blocks
 # ----------------------------------------------------------------------------------------
-def farthest_point_order(points: np.ndarray, n: int, start: int | None = None) -> np.ndarray:
+def farthest_point_order(
+    points: np.ndarray, n: int, start: int | None = None, initial: Sequence[int] = ()
+) -> np.ndarray:
     """Deterministic farthest-point sampling.
 
     Args:
         points: (N, D) float.
         n: number of points to select (<= N).
-        start: first index; default the point closest to the centroid.
+        start: first index; default the point closest to the centroid (ignored when
+            ``initial`` is given).
+        initial: indices selected first, in this order (their count may exceed n: then
+            the first n are returned).
     Returns:
-        (n,) int64 indices into ``points`` in selection order (every prefix is an FPS set).
+        (n,) int64 indices into ``points`` in selection order (every prefix after the
+        initial ones is an FPS extension).
     """
     points = np.asarray(points, dtype=np.float64)
     N = len(points)
     if not 1 <= n <= N:
         raise ValueError(f"farthest_point_order: n must be in [1, {N}], got {n}")
-    if start is None:
-        start = int(np.argmin(((points - points.mean(0)) ** 2).sum(1)))
-    order = np.empty(n, dtype=np.int64)
-    order[0] = start
-    d = ((points - points[start]) ** 2).sum(1)
-    for k in range(1, n):
+    init = [int(i) for i in initial]
+    if not init:
+        init = [int(np.argmin(((points - points.mean(0)) ** 2).sum(1))) if start is None else int(start)]
+    if len(set(init)) != len(init):
+        raise ValueError("farthest_point_order: initial indices repeat")
+    order = list(init[:n])
+    d = np.full(N, np.inf)
+    for i in order:
+        np.minimum(d, ((points - points[i]) ** 2).sum(1), out=d)
+    d[order] = -1.0
+    while len(order) < n:
         nxt = int(np.argmax(d))  # first maximum: lowest index on ties
-        order[k] = nxt
-        d = np.minimum(d, ((points - points[nxt]) ** 2).sum(1))
-    return order
+        order.append(nxt)
+        np.minimum(d, ((points - points[nxt]) ** 2).sum(1), out=d)
+        d[nxt] = -1.0
+    return np.asarray(order, dtype=np.int64)
 
 
 def symmetric_farthest_point_order(
-    points: np.ndarray, mirror: np.ndarray, targets: Sequence[int]
+    points: np.ndarray, mirror: np.ndarray, targets: Sequence[int], initial: Sequence[int] = ()
 ) -> np.ndarray:
     """Farthest-point sampling that keeps left-right pairs together.
 
@@ -179,6 +191,9 @@ def symmetric_farthest_point_order(
         points: (N, 3) positions.
         mirror: (N,) involution, ``mirror[i]`` = partner of i (``i`` on the midline).
         targets: sizes whose prefixes must be mirror-closed; the result has max(targets).
+        initial: indices selected first, in this order (must be mirror-closed and no
+            longer than the smallest target); default the midline vertex closest to the
+            centroid (and its partner if there is no midline).
     Returns:
         (max(targets),) int64 indices in selection order.
     Raises:
@@ -203,9 +218,16 @@ def symmetric_farthest_point_order(
         np.minimum(d, ((p - p[i]) ** 2).sum(1), out=d)
         d[i] = -1.0  # picked
 
-    add(start)
-    if mirror[start] != start:
-        add(int(mirror[start]))
+    init = [int(i) for i in initial]
+    if init:
+        if set(mirror[init].tolist()) != set(init) or len(set(init)) != len(init):
+            raise ValueError("symmetric_farthest_point_order: initial must be mirror-closed without repeats")
+        for i in init:
+            add(i)
+    else:
+        add(start)
+        if mirror[start] != start:
+            add(int(mirror[start]))
     for t in targets:
         if len(order) > t:
             raise ValueError(f"symmetric_farthest_point_order: cannot stop at {t} (already {len(order)})")
@@ -532,7 +554,7 @@ def read_flame_face_region(flame_dir: str | os.PathLike) -> np.ndarray:
     return np.asarray(masks["face"], dtype=np.int64).reshape(-1)
 
 
-def _hash_inputs(*arrays: np.ndarray, extra: str = "") -> str:
+def hash_arrays(*arrays: np.ndarray, extra: str = "") -> str:
     h = hashlib.sha1()
     for a in arrays:
         a = np.ascontiguousarray(a)
@@ -623,7 +645,7 @@ def face_hierarchy(
     flame_dir = Path(flame_dir)
     v, f = read_flame_template(flame_dir)
     region = read_flame_face_region(flame_dir)
-    key = _hash_inputs(v, f, region, extra=f"v{_CACHE_VERSION}|{spiral_length}|{chart}|{list(sizes)}")
+    key = hash_arrays(v, f, region, extra=f"v{_CACHE_VERSION}|{spiral_length}|{chart}|{list(sizes)}")
     if key in _MEMO:
         return _MEMO[key]
     candidates = _cache_candidates(flame_dir, "suite_mesh_hierarchy.npz", key)
