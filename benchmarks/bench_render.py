@@ -30,9 +30,10 @@ def _scenes_and_meshes(n: int, size: int, ssaa: int):
 
     try:
         from facemodels.flame import FlameModel
-        from facemodels.sampler import _assets, scene_camera, scene_geometry
-        from facemodels.albedo import vertex_albedo
         from facemodels.world import default_flame_dir
+
+        from facemodels.albedo import vertex_albedo
+        from facemodels.sampler import _assets, scene_camera, scene_geometry
 
         fd = default_flame_dir()
         model = FlameModel(fd)

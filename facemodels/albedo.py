@@ -110,8 +110,8 @@ def _eyeball_colors(
     verts: np.ndarray,
     idx: np.ndarray,
     iris: np.ndarray,
-    iris_deg: float = 24.0,
-    pupil_deg: float = 10.0,
+    iris_deg: float = 31.0,
+    pupil_deg: float = 8.0,
 ) -> np.ndarray:
     """Sclera / iris / pupil colours for the eyeball vertices ``idx`` (both eyes at once).
 
@@ -132,7 +132,7 @@ def _eyeball_colors(
         col = out[side]
         ring = ang < iris_deg
         # darker limbal ring at the iris edge
-        col[ring] = iris * np.where(ang[ring] > iris_deg - 4, 0.6, 1.0)[:, None]
+        col[ring] = iris * np.where(ang[ring] > iris_deg - 8, 0.6, 1.0)[:, None]
         col[ang < pupil_deg] = np.array([0.02, 0.02, 0.02])
         out[side] = col
     return out
