@@ -40,8 +40,8 @@ from scipy.spatial import Delaunay, cKDTree
 
 from facemodels.landmarks import mirror_match
 from facemodels.mesh_hierarchy import (
-    hash_arrays,
     farthest_point_order,
+    hash_arrays,
     save_npz_atomic,
     symmetric_farthest_point_order,
 )
@@ -60,7 +60,9 @@ DEFAULT_SEED_LANDMARKS: tuple[int, ...] = tuple(range(17)) + (30,) + tuple(range
 _CACHE_VERSION = 1
 
 
-def front_visible(vertices: np.ndarray, cell_factor: float = 2.0, depth_cells: float = 3.0) -> np.ndarray:
+def front_visible(
+    vertices: np.ndarray, cell_factor: float = 2.0, depth_cells: float = 3.0
+) -> np.ndarray:
     """Vertices visible from the front (+z) in a coarse z-buffer.
 
     Args:
@@ -259,7 +261,9 @@ def _kp520(
     flip, mismatch = dense_keypoint_flip(mean, idx)
     for path in candidates:
         try:
-            save_npz_atomic(path, key=np.array(key), indices=idx, flip=flip, flip_mismatch=np.array(mismatch))
+            save_npz_atomic(
+                path, key=np.array(key), indices=idx, flip=flip, flip_mismatch=np.array(mismatch)
+            )
             break
         except OSError:
             continue

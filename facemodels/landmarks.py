@@ -143,7 +143,9 @@ def mirror_match(points: np.ndarray, plane_x: float = 0.0) -> MirrorMatch:
     return MirrorMatch(perm, dist, float(dist.max()), bool((perm[perm] == np.arange(len(p))).all()))
 
 
-def mirror_permutation(points: np.ndarray, plane_x: float = 0.0, tol: float | None = None) -> np.ndarray:
+def mirror_permutation(
+    points: np.ndarray, plane_x: float = 0.0, tol: float | None = None
+) -> np.ndarray:
     """Flip permutation of a left-right symmetric point set (see :func:`mirror_match`).
 
     Args:
@@ -164,7 +166,9 @@ def mirror_permutation(points: np.ndarray, plane_x: float = 0.0, tol: float | No
             f"{len(r.perm)} points (max mismatch {r.max_mismatch:.3g}); the set is not left-right symmetric"
         )
     if tol is not None and r.max_mismatch > tol:
-        raise ValueError(f"mirror_permutation: max mismatch {r.max_mismatch:.3g} exceeds tol {tol:.3g}")
+        raise ValueError(
+            f"mirror_permutation: max mismatch {r.max_mismatch:.3g} exceeds tol {tol:.3g}"
+        )
     return r.perm
 
 

@@ -132,7 +132,9 @@ class MeshHierarchy:
 
 
 def _matrix(rows, cols, vals, shape, sparse: bool) -> torch.Tensor:
-    m = torch.sparse_coo_tensor(torch.stack([rows, cols]), vals.float(), shape, check_invariants=True)
+    m = torch.sparse_coo_tensor(
+        torch.stack([rows, cols]), vals.float(), shape, check_invariants=True
+    )
     m = m.coalesce()
     return m if sparse else m.to_dense()
 
@@ -162,7 +164,9 @@ def farthest_point_order(
         raise ValueError(f"farthest_point_order: n must be in [1, {N}], got {n}")
     init = [int(i) for i in initial]
     if not init:
-        init = [int(np.argmin(((points - points.mean(0)) ** 2).sum(1))) if start is None else int(start)]
+        init = [
+            int(np.argmin(((points - points.mean(0)) ** 2).sum(1))) if start is None else int(start)
+        ]
     if len(set(init)) != len(init):
         raise ValueError("farthest_point_order: initial indices repeat")
     order = list(init[:n])
@@ -206,7 +210,9 @@ def symmetric_farthest_point_order(
         raise ValueError("symmetric_farthest_point_order: mirror must be an involution")
     targets = sorted(int(t) for t in targets)
     if targets[0] < 1 or targets[-1] > N:
-        raise ValueError(f"symmetric_farthest_point_order: targets must lie in [1, {N}], got {targets}")
+        raise ValueError(
+            f"symmetric_farthest_point_order: targets must lie in [1, {N}], got {targets}"
+        )
     mid = mirror == np.arange(N)
     d2c = ((p - p.mean(0)) ** 2).sum(1)
     start = int(np.argmin(np.where(mid, d2c, np.inf))) if mid.any() else int(np.argmin(d2c))
@@ -221,7 +227,9 @@ def symmetric_farthest_point_order(
     init = [int(i) for i in initial]
     if init:
         if set(mirror[init].tolist()) != set(init) or len(set(init)) != len(init):
-            raise ValueError("symmetric_farthest_point_order: initial must be mirror-closed without repeats")
+            raise ValueError(
+                "symmetric_farthest_point_order: initial must be mirror-closed without repeats"
+            )
         for i in init:
             add(i)
     else:
@@ -230,7 +238,9 @@ def symmetric_farthest_point_order(
             add(int(mirror[start]))
     for t in targets:
         if len(order) > t:
-            raise ValueError(f"symmetric_farthest_point_order: cannot stop at {t} (already {len(order)})")
+            raise ValueError(
+                f"symmetric_farthest_point_order: cannot stop at {t} (already {len(order)})"
+            )
         while len(order) < t:
             cand = int(np.argmax(d))
             if mirror[cand] == cand:
@@ -242,7 +252,9 @@ def symmetric_farthest_point_order(
                 dm = np.where(mid, d, -1.0)
                 cand = int(np.argmax(dm))
                 if dm[cand] < 0:
-                    raise ValueError(f"symmetric_farthest_point_order: no midline vertex left to reach {t}")
+                    raise ValueError(
+                        f"symmetric_farthest_point_order: no midline vertex left to reach {t}"
+                    )
                 add(cand)
     return np.asarray(order, dtype=np.int64)
 
@@ -269,7 +281,9 @@ def chart_2d(points: np.ndarray, mode: str = "frontal") -> np.ndarray:
     raise ValueError(f"chart_2d: mode must be 'frontal' or 'cylindrical', got {mode!r}")
 
 
-def barycentric_2d(p: np.ndarray, tri_uv: np.ndarray, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
+def barycentric_2d(
+    p: np.ndarray, tri_uv: np.ndarray, chunk: int = 512
+) -> tuple[np.ndarray, np.ndarray]:
     """For each point, the triangle maximising the smallest barycentric coordinate.
 
     Args:
@@ -318,7 +332,9 @@ def _min_angle_deg(tri_xyz: np.ndarray) -> np.ndarray:
     for i in range(3):
         u = tri_xyz[:, (i + 1) % 3] - tri_xyz[:, i]
         v = tri_xyz[:, (i + 2) % 3] - tri_xyz[:, i]
-        cos = (u * v).sum(1) / np.maximum(np.linalg.norm(u, axis=1) * np.linalg.norm(v, axis=1), 1e-300)
+        cos = (u * v).sum(1) / np.maximum(
+            np.linalg.norm(u, axis=1) * np.linalg.norm(v, axis=1), 1e-300
+        )
         angs.append(np.degrees(np.arccos(np.clip(cos, -1, 1))))
     return np.min(np.stack(angs, 1), 1)
 
@@ -376,7 +392,13 @@ def triangulate_level(
         counts = _edge_counts(faces)
         ang = _min_angle_deg(xyz[faces])
         on_boundary = np.array(
-            [any(counts[(min(i, j), max(i, j))] == 1 for i, j in ((f[0], f[1]), (f[1], f[2]), (f[2], f[0]))) for f in faces]
+            [
+                any(
+                    counts[(min(i, j), max(i, j))] == 1
+                    for i, j in ((f[0], f[1]), (f[1], f[2]), (f[2], f[0]))
+                )
+                for f in faces
+            ]
         )
         drop = droppable(on_boundary & (ang < sliver_deg), faces)
         if not drop.any():
@@ -386,7 +408,10 @@ def triangulate_level(
 
 
 def upsample_weights(
-    fine_uv: np.ndarray, coarse_uv: np.ndarray, coarse_faces: np.ndarray, coarse_pos_in_fine: np.ndarray
+    fine_uv: np.ndarray,
+    coarse_uv: np.ndarray,
+    coarse_faces: np.ndarray,
+    coarse_pos_in_fine: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Barycentric interpolation of fine vertices from a coarse triangulation.
 
@@ -446,8 +471,10 @@ def build_hierarchy(
     region = np.asarray(region, dtype=np.int64).reshape(-1)
     sizes = [int(s) for s in sizes]
     if sizes[0] != len(region):
-        raise ValueError(f"build_hierarchy: sizes[0] = {sizes[0]} but the region has {len(region)} vertices")
-    if any(b >= a for a, b in zip(sizes, sizes[1:])) or sizes[-1] < 3:
+        raise ValueError(
+            f"build_hierarchy: sizes[0] = {sizes[0]} but the region has {len(region)} vertices"
+        )
+    if any(b >= a for a, b in zip(sizes[:-1], sizes[1:], strict=True)) or sizes[-1] < 3:
         raise ValueError(f"build_hierarchy: sizes must strictly decrease and end >= 3, got {sizes}")
     if len(np.unique(region)) != len(region):
         raise ValueError("build_hierarchy: region has repeated vertex ids")
@@ -496,7 +523,7 @@ def build_hierarchy(
         up_index.append(idx)
         up_weight.append(w)
 
-    spirals = [spiral_indices(f, uv, spiral_length) for f, uv in zip(all_faces, uvs)]
+    spirals = [spiral_indices(f, uv, spiral_length) for f, uv in zip(all_faces, uvs, strict=True)]
 
     flips, mismatch = [], []
     for lp in level_pos0:
@@ -528,7 +555,9 @@ def _load_pickle(path: Path) -> object:
         with open(path, "rb") as f:
             return pickle.load(f, encoding="latin1")
     except ModuleNotFoundError as e:  # real FLAME files pickle chumpy arrays
-        raise ModuleNotFoundError(f"{path}: unpickling needs module {e.name!r} (real FLAME files need chumpy)") from e
+        raise ModuleNotFoundError(
+            f"{path}: unpickling needs module {e.name!r} (real FLAME files need chumpy)"
+        ) from e
 
 
 def read_flame_template(flame_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
@@ -540,7 +569,9 @@ def read_flame_template(flame_dir: str | os.PathLike) -> tuple[np.ndarray, np.nd
     v = np.asarray(data["v_template"], dtype=np.float64)
     f = np.asarray(data["f"], dtype=np.int64)
     if v.ndim != 2 or v.shape[1] != 3 or f.ndim != 2 or f.shape[1] != 3:
-        raise ValueError(f"{path}: 'v_template' must be (V, 3) and 'f' (F, 3), got {v.shape}, {f.shape}")
+        raise ValueError(
+            f"{path}: 'v_template' must be (V, 3) and 'f' (F, 3), got {v.shape}, {f.shape}"
+        )
     return v, f
 
 
@@ -645,7 +676,9 @@ def face_hierarchy(
     flame_dir = Path(flame_dir)
     v, f = read_flame_template(flame_dir)
     region = read_flame_face_region(flame_dir)
-    key = hash_arrays(v, f, region, extra=f"v{_CACHE_VERSION}|{spiral_length}|{chart}|{list(sizes)}")
+    key = hash_arrays(
+        v, f, region, extra=f"v{_CACHE_VERSION}|{spiral_length}|{chart}|{list(sizes)}"
+    )
     if key in _MEMO:
         return _MEMO[key]
     candidates = _cache_candidates(flame_dir, "suite_mesh_hierarchy.npz", key)

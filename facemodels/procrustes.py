@@ -92,7 +92,9 @@ def umeyama(
         if w.dim() == 1:
             w = w[None].expand(B, N)
         if w.shape != (B, N):
-            raise ValueError(f"umeyama: weights must be (B, N) = {(B, N)} or (N,), got {tuple(weights.shape)}")
+            raise ValueError(
+                f"umeyama: weights must be (B, N) = {(B, N)} or (N,), got {tuple(weights.shape)}"
+            )
         if (w < 0).any():
             raise ValueError("umeyama: weights must be non-negative")
     wsum = w.sum(-1, keepdim=True)  # (B, 1)
@@ -140,7 +142,9 @@ def umeyama(
     aligned = apply_similarity(src, scale, R, t)
     out = AlignResult(scale=scale, R=R, t=t, aligned=aligned, degenerate=degenerate)
     if unbatched:
-        out = AlignResult(*(getattr(out, f)[0] for f in ("scale", "R", "t", "aligned", "degenerate")))
+        out = AlignResult(
+            *(getattr(out, f)[0] for f in ("scale", "R", "t", "aligned", "degenerate"))
+        )
     return out
 
 

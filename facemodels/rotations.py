@@ -357,4 +357,3 @@ def geodesic_angle(R1: Tensor, R2: Tensor) -> Tensor:
     _check_matrix(R1, "geodesic_angle")
     _check_matrix(R2, "geodesic_angle")
     return matrix_to_axis_angle(R1.transpose(-1, -2) @ R2).norm(dim=-1)
-

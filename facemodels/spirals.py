@@ -74,7 +74,9 @@ def spiral_indices(
     if uv.ndim != 2 or uv.shape[1] != 2:
         raise ValueError(f"spiral_indices: uv must be (N, 2), got {uv.shape}")
     if length < 1 or dilation < 1:
-        raise ValueError(f"spiral_indices: length and dilation must be >= 1, got {length}, {dilation}")
+        raise ValueError(
+            f"spiral_indices: length and dilation must be >= 1, got {length}, {dilation}"
+        )
     n = uv.shape[0]
     adj = vertex_adjacency(faces, n)
     need = length * dilation

@@ -25,6 +25,7 @@ def ellipsoid_face(n_side: int = 91):
 
 def seeds_on(v):
     """17 'jaw' points on a lower arc, a 'nose tip', 10 'brow' points: symmetric."""
+
     def nearest(p):
         return int(np.argmin(((v[:, :2] - p) ** 2).sum(1)))
 

@@ -20,7 +20,15 @@ def test_counts_without_models():
     assert landmark_count("face1609") == 1609
     assert [landmark_count(f"face{n}") for n in (805, 403, 202, 101)] == [805, 403, 202, 101]
     assert landmark_count("kp520") == 520
-    assert set(LANDMARK_COUNTS) == {"ibug68", "face1609", "face805", "face403", "face202", "face101", "kp520"}
+    assert set(LANDMARK_COUNTS) == {
+        "ibug68",
+        "face1609",
+        "face805",
+        "face403",
+        "face202",
+        "face101",
+        "kp520",
+    }
     with pytest.raises(KeyError, match="unknown landmark set 'ibug69'"):
         landmark_count("ibug69")
 

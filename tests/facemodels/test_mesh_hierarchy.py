@@ -125,11 +125,15 @@ def test_up_rows_sum_to_one_and_reproduce_affine_functions(which, request):
     for lvl in range(h.num_levels - 1):
         U = h.up_matrix(lvl, sparse=False).double()
         assert U.shape == (h.sizes[lvl], h.sizes[lvl + 1])
-        torch.testing.assert_close(U.sum(1), torch.ones(h.sizes[lvl], dtype=torch.float64), atol=1e-6, rtol=0)
+        torch.testing.assert_close(
+            U.sum(1), torch.ones(h.sizes[lvl], dtype=torch.float64), atol=1e-6, rtol=0
+        )
         A, b = g.normal(size=(2, 3)), g.normal(size=3)
         f_coarse = torch.as_tensor(h.uv[lvl + 1] @ A + b)
         f_fine = torch.as_tensor(h.uv[lvl] @ A + b)
-        torch.testing.assert_close(U @ f_coarse, f_fine, atol=1e-5 * float(np.abs(f_fine.numpy()).max()), rtol=0)
+        torch.testing.assert_close(
+            U @ f_coarse, f_fine, atol=1e-5 * float(np.abs(f_fine.numpy()).max()), rtol=0
+        )
         # coarse vertices are copied exactly: U D^T restricted to the coarse rows is identity
         D = h.down_matrix(lvl, sparse=False).double()
         torch.testing.assert_close(D @ U, torch.eye(h.sizes[lvl + 1], dtype=torch.float64))
@@ -215,7 +219,9 @@ def test_bad_sizes_raise():
 # ------------------------------------------------------------------ symmetry
 def test_symmetric_fps_hand_case():
     # midline points 0 (0,0), 3 (0,5), 6 (0,-2); pairs (1,2) at (+-1,0), (4,5) at (+-4,1)
-    pts = np.array([[0.0, 0, 0], [1, 0, 0], [-1, 0, 0], [0, 5, 0], [4, 1, 0], [-4, 1, 0], [0, -2, 0]])
+    pts = np.array(
+        [[0.0, 0, 0], [1, 0, 0], [-1, 0, 0], [0, 5, 0], [4, 1, 0], [-4, 1, 0], [0, -2, 0]]
+    )
     mirror = np.array([0, 2, 1, 3, 5, 4, 6])
     # centroid (0, 5/7): closest midline vertex 0. Squared distances from 0: 3 -> 25,
     # 4/5 -> 17, 6 -> 4, 1/2 -> 1. Pick 3 (midline). Then min-distances to {0, 3}:

@@ -24,7 +24,9 @@ def test_hand_case_square_in_2d():
     out = similarity_align(src, dst)
     assert out.scale.item() == pytest.approx(2.0, abs=1e-12)
     torch.testing.assert_close(out.R, R, atol=1e-12, rtol=0)
-    torch.testing.assert_close(out.t, torch.tensor([1.0, 1.0], dtype=torch.float64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(
+        out.t, torch.tensor([1.0, 1.0], dtype=torch.float64), atol=1e-12, rtol=0
+    )
     torch.testing.assert_close(out.aligned, dst, atol=1e-12, rtol=0)
     assert not out.degenerate
 
@@ -81,7 +83,9 @@ def test_weights_ignore_outliers_and_match_subset_fit():
     B, N = 2, 25
     src = _cloud(B, N, seed=3)
     R = axis_angle_to_matrix(torch.tensor([[0.1, 0.5, -0.3], [1.0, 0.0, 0.2]], dtype=torch.float64))
-    dst = apply_similarity(src, torch.tensor([1.5, 0.7], dtype=torch.float64), R, torch.ones(B, 3, dtype=torch.float64))
+    dst = apply_similarity(
+        src, torch.tensor([1.5, 0.7], dtype=torch.float64), R, torch.ones(B, 3, dtype=torch.float64)
+    )
     dst[:, :5] += 10.0  # outliers
     w = torch.ones(B, N, dtype=torch.float64)
     w[:, :5] = 0
@@ -131,7 +135,9 @@ def test_degenerate_all_points_equal_flags_without_nan():
 
 
 def test_degenerate_collinear_flags_and_is_still_optimal_on_the_line():
-    line = torch.linspace(-1, 1, 9, dtype=torch.float64)[:, None] * torch.tensor([1.0, 2.0, -1.0], dtype=torch.float64)
+    line = torch.linspace(-1, 1, 9, dtype=torch.float64)[:, None] * torch.tensor(
+        [1.0, 2.0, -1.0], dtype=torch.float64
+    )
     src = line + torch.tensor([5.0, 0.0, 1.0], dtype=torch.float64)
     R = axis_angle_to_matrix(torch.tensor([0.3, -0.2, 0.9], dtype=torch.float64))
     dst = 2.0 * src @ R.T

@@ -18,16 +18,25 @@ def _random_rotations(n: int, dtype=torch.float64, seed: int = 0) -> torch.Tenso
 def _assert_rotation(R: torch.Tensor, atol: float) -> None:
     eye = torch.eye(3, dtype=R.dtype).expand_as(R)
     torch.testing.assert_close(R.transpose(-1, -2) @ R, eye, atol=atol, rtol=0)
-    torch.testing.assert_close(torch.linalg.det(R), torch.ones(R.shape[:-2], dtype=R.dtype), atol=atol, rtol=0)
+    torch.testing.assert_close(
+        torch.linalg.det(R), torch.ones(R.shape[:-2], dtype=R.dtype), atol=atol, rtol=0
+    )
 
 
 # ---------------------------------------------------------------- hand-computed cases
 def test_axis_angle_hand_case_90_deg_about_z():
     R = rot.axis_angle_to_matrix(torch.tensor([0.0, 0.0, math.pi / 2], dtype=torch.float64))
-    expected = torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    expected = torch.tensor(
+        [[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64
+    )
     torch.testing.assert_close(R, expected, atol=1e-12, rtol=0)
     # x axis goes to y axis
-    torch.testing.assert_close(R @ torch.tensor([1.0, 0, 0], dtype=torch.float64), torch.tensor([0.0, 1, 0], dtype=torch.float64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(
+        R @ torch.tensor([1.0, 0, 0], dtype=torch.float64),
+        torch.tensor([0.0, 1, 0], dtype=torch.float64),
+        atol=1e-12,
+        rtol=0,
+    )
 
 
 def test_axis_angle_hand_case_120_deg_about_diagonal_permutes_axes():
@@ -63,14 +72,20 @@ def test_model_euler_hand_cases():
     # yaw 90: face normal +z turns to +x (subject's left)
     R = rot.euler_to_matrix(torch.tensor([90.0, 0.0, 0.0], dtype=torch.float64))
     z = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
-    torch.testing.assert_close(R @ z, torch.tensor([1.0, 0, 0], dtype=torch.float64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(
+        R @ z, torch.tensor([1.0, 0, 0], dtype=torch.float64), atol=1e-12, rtol=0
+    )
     # pitch 90: face normal +z turns to -y (looking down)
     R = rot.euler_to_matrix(torch.tensor([0.0, 90.0, 0.0], dtype=torch.float64))
-    torch.testing.assert_close(R @ z, torch.tensor([0.0, -1, 0], dtype=torch.float64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(
+        R @ z, torch.tensor([0.0, -1, 0], dtype=torch.float64), atol=1e-12, rtol=0
+    )
     # roll 90: +x turns to +y
     R = rot.euler_to_matrix(torch.tensor([0.0, 0.0, 90.0], dtype=torch.float64))
     x = torch.tensor([1.0, 0, 0], dtype=torch.float64)
-    torch.testing.assert_close(R @ x, torch.tensor([0.0, 1, 0], dtype=torch.float64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(
+        R @ x, torch.tensor([0.0, 1, 0], dtype=torch.float64), atol=1e-12, rtol=0
+    )
 
 
 def test_model_euler_order_is_yaw_outermost():
@@ -124,32 +139,50 @@ def test_round_trips_and_orthonormality(dtype, atol):
     R = _random_rotations(200, dtype)
     _assert_rotation(R, atol)
     # matrix -> axis-angle -> matrix
-    torch.testing.assert_close(rot.axis_angle_to_matrix(rot.matrix_to_axis_angle(R)), R, atol=atol * 10, rtol=0)
+    torch.testing.assert_close(
+        rot.axis_angle_to_matrix(rot.matrix_to_axis_angle(R)), R, atol=atol * 10, rtol=0
+    )
     # matrix -> quaternion -> matrix
-    torch.testing.assert_close(rot.quaternion_to_matrix(rot.matrix_to_quaternion(R)), R, atol=atol, rtol=0)
+    torch.testing.assert_close(
+        rot.quaternion_to_matrix(rot.matrix_to_quaternion(R)), R, atol=atol, rtol=0
+    )
     # 6D
-    torch.testing.assert_close(rot.rotation_6d_to_matrix(rot.matrix_to_rotation_6d(R)), R, atol=atol, rtol=0)
+    torch.testing.assert_close(
+        rot.rotation_6d_to_matrix(rot.matrix_to_rotation_6d(R)), R, atol=atol, rtol=0
+    )
     # model Euler
     R2 = rot.euler_to_matrix(rot.matrix_to_euler(R))
     torch.testing.assert_close(R2, R, atol=atol * 10, rtol=0)
     # 3DDFA Euler
     R3 = rot.euler_3ddfa_to_matrix(rot.matrix_to_3ddfa_euler(R))
     torch.testing.assert_close(R3, R, atol=atol * 10, rtol=0)
-    for out in (rot.axis_angle_to_matrix(torch.randn(10, 3, dtype=dtype)), rot.rotation_6d_to_matrix(torch.randn(10, 6, dtype=dtype))):
+    for out in (
+        rot.axis_angle_to_matrix(torch.randn(10, 3, dtype=dtype)),
+        rot.rotation_6d_to_matrix(torch.randn(10, 6, dtype=dtype)),
+    ):
         assert out.dtype == dtype
         _assert_rotation(out, atol)
 
 
 def test_axis_angle_round_trip_preserves_vector_below_pi():
     g = torch.Generator().manual_seed(3)
-    axis = torch.nn.functional.normalize(torch.randn(100, 3, generator=g, dtype=torch.float64), dim=-1)
+    axis = torch.nn.functional.normalize(
+        torch.randn(100, 3, generator=g, dtype=torch.float64), dim=-1
+    )
     angle = torch.rand(100, 1, generator=g, dtype=torch.float64) * 3.1
     angle[:5] = torch.tensor([[0.0], [1e-9], [1e-5], [1e-3], [3.14159]], dtype=torch.float64)
     w = axis * angle
-    torch.testing.assert_close(rot.matrix_to_axis_angle(rot.axis_angle_to_matrix(w)), w, atol=1e-9, rtol=0)
-    torch.testing.assert_close(rot.quaternion_to_axis_angle(rot.axis_angle_to_quaternion(w)), w, atol=1e-12, rtol=0)
     torch.testing.assert_close(
-        rot.quaternion_to_matrix(rot.axis_angle_to_quaternion(w)), rot.axis_angle_to_matrix(w), atol=1e-12, rtol=0
+        rot.matrix_to_axis_angle(rot.axis_angle_to_matrix(w)), w, atol=1e-9, rtol=0
+    )
+    torch.testing.assert_close(
+        rot.quaternion_to_axis_angle(rot.axis_angle_to_quaternion(w)), w, atol=1e-12, rtol=0
+    )
+    torch.testing.assert_close(
+        rot.quaternion_to_matrix(rot.axis_angle_to_quaternion(w)),
+        rot.axis_angle_to_matrix(w),
+        atol=1e-12,
+        rtol=0,
     )
 
 
@@ -163,7 +196,9 @@ def test_euler_round_trip_in_range_and_gimbal_lock():
         ],
         -1,
     ).double()
-    torch.testing.assert_close(rot.matrix_to_euler(rot.euler_to_matrix(ang)), ang, atol=1e-9, rtol=0)
+    torch.testing.assert_close(
+        rot.matrix_to_euler(rot.euler_to_matrix(ang)), ang, atol=1e-9, rtol=0
+    )
     lock = torch.tensor([[30.0, 90.0, 20.0], [-40.0, -90.0, 10.0]], dtype=torch.float64)
     R = rot.euler_to_matrix(lock)
     back = rot.matrix_to_euler(R)
@@ -182,7 +217,9 @@ def test_3ddfa_round_trip_in_range_and_gimbal_lock():
         ],
         -1,
     ).double()
-    torch.testing.assert_close(rot.matrix_to_3ddfa_euler(rot.euler_3ddfa_to_matrix(ang)), ang, atol=1e-9, rtol=0)
+    torch.testing.assert_close(
+        rot.matrix_to_3ddfa_euler(rot.euler_3ddfa_to_matrix(ang)), ang, atol=1e-9, rtol=0
+    )
     lock = torch.tensor([[0.4, math.pi / 2, 0.3], [-0.2, -math.pi / 2, 0.5]], dtype=torch.float64)
     R = rot.euler_3ddfa_to_matrix(lock)
     back = rot.matrix_to_3ddfa_euler(R)
@@ -194,7 +231,9 @@ def test_geodesic_angle():
     R1 = _random_rotations(8)
     w = torch.nn.functional.normalize(torch.randn(8, 3, dtype=torch.float64), dim=-1) * 0.7
     R2 = R1 @ rot.axis_angle_to_matrix(w)
-    torch.testing.assert_close(rot.geodesic_angle(R1, R2), torch.full((8,), 0.7, dtype=torch.float64))
+    torch.testing.assert_close(
+        rot.geodesic_angle(R1, R2), torch.full((8,), 0.7, dtype=torch.float64)
+    )
 
 
 # ---------------------------------------------------------------- gradients vs finite differences
