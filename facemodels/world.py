@@ -1,0 +1,87 @@
+"""Where the suite's face models live: the default procedural world or real files.
+
+``default_flame_dir()`` / ``default_bfm_dir()`` return folders in the real on-disk formats.
+Environment variables:
+- ``FACESUITE_FLAME_DIR``: a real FLAME folder (FLAME_NEUTRAL.pkl, embeddings, masks); used as is.
+- ``FACESUITE_BFM_DIR``: a real BFM folder (01_MorphableModel.mat, Model_Expression.mat,
+  model_info.mat); used as is.
+- ``FACESUITE_DATA_ROOT``: where the procedural world is built (default ``<repo>/data``), in
+  ``facemodels/flame_procedural_seed0`` and ``facemodels/bfm_procedural_seed0``.
+The procedural folders are built once (seed 0), under a file lock, into a temporary folder that
+is renamed into place atomically, so parallel processes never see a half-written folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from filelock import FileLock
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FLAME_FILES = ("FLAME_NEUTRAL.pkl", "flame_static_embedding.pkl", "flame_dynamic_embedding.npy", "FLAME_masks.pkl")
+BFM_FILES = ("01_MorphableModel.mat", "Model_Expression.mat", "model_info.mat")
+
+
+def data_root() -> Path:
+    """``$FACESUITE_DATA_ROOT`` or ``<repo>/data``."""
+    env = os.environ.get("FACESUITE_DATA_ROOT")
+    return Path(env).expanduser() if env else REPO_ROOT / "data"
+
+
+def _env_dir(var: str, files: tuple[str, ...]) -> Path | None:
+    env = os.environ.get(var)
+    if not env:
+        return None
+    path = Path(env).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(f"{var}={env}: folder does not exist (expected a folder with {', '.join(files)})")
+    return path
+
+
+def _complete(folder: Path, files: tuple[str, ...]) -> bool:
+    return folder.is_dir() and all((folder / f).is_file() for f in files)
+
+
+def _build_once(target: Path, files: tuple[str, ...], seed: int, kind: str) -> Path:
+    if _complete(target, files):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if _complete(target, files):
+            return target
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            from facemodels.procedural.builder import build_world, write_bfm, write_flame
+
+            world = build_world(seed)
+            (write_flame if kind == "flame" else write_bfm)(world, tmp)
+            if target.exists():  # an incomplete leftover
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def procedural_flame_dir(seed: int = 0) -> Path:
+    """Build (once) and return ``<data_root>/facemodels/flame_procedural_seed<seed>``."""
+    return _build_once(data_root() / "facemodels" / f"flame_procedural_seed{seed}", FLAME_FILES, seed, "flame")
+
+
+def procedural_bfm_dir(seed: int = 0) -> Path:
+    """Build (once) and return ``<data_root>/facemodels/bfm_procedural_seed<seed>``."""
+    return _build_once(data_root() / "facemodels" / f"bfm_procedural_seed{seed}", BFM_FILES, seed, "bfm")
+
+
+def default_flame_dir() -> Path:
+    """The FLAME-format folder the suite uses: ``$FACESUITE_FLAME_DIR`` or the procedural seed 0."""
+    return _env_dir("FACESUITE_FLAME_DIR", FLAME_FILES) or procedural_flame_dir(0)
+
+
+def default_bfm_dir() -> Path:
+    """The BFM-format folder the suite uses: ``$FACESUITE_BFM_DIR`` or the procedural seed 0."""
+    return _env_dir("FACESUITE_BFM_DIR", BFM_FILES) or procedural_bfm_dir(0)
