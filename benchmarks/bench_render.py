@@ -44,7 +44,7 @@ def _scenes_and_meshes(n: int, size: int, ssaa: int):
             sc = sampler.sample(i)
             V, _ = scene_geometry(sc, model)
             K, R, t = scene_camera(sc, V, size)
-            alb = vertex_albedo(assets.regions, assets.template, sc.albedo)
+            alb = vertex_albedo(assets.regions, assets.template, sc.albedo, assets.faces)
             jobs.append(
                 dict(
                     vertices=V,

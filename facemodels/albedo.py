@@ -138,8 +138,27 @@ def _eyeball_colors(
     return out
 
 
+def _smooth(alb: np.ndarray, faces: np.ndarray, iters: int) -> np.ndarray:
+    """``iters`` rounds of one-ring averaging (vertex + neighbours) over the mesh edges."""
+    from scipy.sparse import coo_matrix
+
+    N = alb.shape[0]
+    e = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    e = np.concatenate([e, e[:, ::-1], np.repeat(np.arange(N)[:, None], 2, 1)])
+    A = coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(N, N)).tocsr()
+    A.data[:] = 1.0  # duplicate edges count once
+    deg = np.asarray(A.sum(1)).reshape(-1, 1)
+    for _ in range(iters):
+        alb = (A @ alb) / deg
+    return alb
+
+
 def vertex_albedo(
-    regions: Mapping[str, np.ndarray], template: np.ndarray, params: AlbedoParams
+    regions: Mapping[str, np.ndarray],
+    template: np.ndarray,
+    params: AlbedoParams,
+    faces: np.ndarray | None = None,
+    smooth_iters: int = 2,
 ) -> np.ndarray:
     """Per-vertex albedo.
 
@@ -147,6 +166,8 @@ def vertex_albedo(
         regions: name -> vertex indices (see :func:`region_roles`); unlisted vertices get skin.
         template: (N, 3) rest-pose vertices in model space, metres (eyeball orientation, noise).
         params: :class:`AlbedoParams`.
+        faces: (F, 3) mesh faces; when given, region borders and noise are softened by
+            ``smooth_iters`` rounds of one-ring averaging (eyeballs keep their exact colours).
     Returns:
         (N, 3) float32 RGB in [0, 1].
     """
@@ -185,4 +206,8 @@ def vertex_albedo(
         not_eye = np.ones(N, dtype=bool)
         not_eye[eyes] = False
         alb[not_eye] *= (1.0 + params.variation * math.sqrt(3.0) * u[not_eye])[:, None]
+    if faces is not None and smooth_iters > 0:
+        eye_cols = alb[eyes].copy()
+        alb = _smooth(alb, np.asarray(faces, dtype=np.int64), smooth_iters)
+        alb[eyes] = eye_cols
     return np.clip(alb, 0.0, 1.0).astype(np.float32)

@@ -357,7 +357,7 @@ def render_scene(scene: Scene, model, size: int = 256) -> RenderedSample:
             f"{scene.flame_dir} has {assets.template.shape[0]}"
         )
     K, R, t = scene_camera(scene, verts, size)
-    albedo = vertex_albedo(assets.regions, assets.template, scene.albedo)
+    albedo = vertex_albedo(assets.regions, assets.template, scene.albedo, assets.faces)
     out = render_mesh(
         verts,
         assets.faces,
