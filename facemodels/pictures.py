@@ -25,12 +25,19 @@ def _nearest_vertex_visibility(r: RenderedSample) -> np.ndarray:
     return r.visibility[d.argmin(1)]
 
 
-def draw_landmarks(img: np.ndarray, pts: np.ndarray, visible: np.ndarray | None = None, radius: float = 2.5) -> Image.Image:
+def draw_landmarks(
+    img: np.ndarray, pts: np.ndarray, visible: np.ndarray | None = None, radius: float = 2.5
+) -> Image.Image:
     """Draw (68, 2) pixel landmarks on an (H, W, 3) uint8 image; groups get their own colours."""
     im = Image.fromarray(img)
     dr = ImageDraw.Draw(im)
-    groups = [(0, 17, (255, 220, 0)), (17, 27, (255, 120, 0)), (27, 36, (0, 200, 255)),
-              (36, 48, (0, 255, 120)), (48, 68, (255, 60, 160))]
+    groups = [
+        (0, 17, (255, 220, 0)),
+        (17, 27, (255, 120, 0)),
+        (27, 36, (0, 200, 255)),
+        (36, 48, (0, 255, 120)),
+        (48, 68, (255, 60, 160)),
+    ]
     for a, b, col in groups:
         for k in range(a, b):
             x, y = float(pts[k, 0]), float(pts[k, 1])
@@ -46,13 +53,22 @@ def _mean_scene(sampler: SceneSampler, yaw: float) -> Scene:
     s = sampler.sample(0)
     return replace(
         s,
-        shape=np.zeros_like(s.shape), expression=np.zeros_like(s.expression),
-        jaw_pose=np.zeros(3), eye_pose=np.zeros(6), neck_pose=np.zeros(3),
-        yaw=yaw, pitch=0.0, roll=0.0, focal_scale=1.2, fill=0.8, shift=np.zeros(2),
+        shape=np.zeros_like(s.shape),
+        expression=np.zeros_like(s.expression),
+        jaw_pose=np.zeros(3),
+        eye_pose=np.zeros(6),
+        neck_pose=np.zeros(3),
+        yaw=yaw,
+        pitch=0.0,
+        roll=0.0,
+        focal_scale=1.2,
+        fill=0.8,
+        shift=np.zeros(2),
         lighting=Lighting(direction=(0.3, -0.3, -0.9), ambient=0.45, diffuse=0.6),
         albedo=replace(s.albedo, skin_tone=0.25, skin_redness=0.2, variation=0.0),
         background=BackgroundSpec("gradient", (0.93, 0.93, 0.95), (0.75, 0.78, 0.85), angle=1.57),
-        occluders=[], ssaa=2,
+        occluders=[],
+        ssaa=2,
     )
 
 
@@ -61,20 +77,29 @@ def mean_head_picture(sampler: SceneSampler, model, size: int = 384) -> Image.Im
     tiles = []
     for yaw in (0.0, 80.0):
         r = render_scene(_mean_scene(sampler, yaw), model, size)
-        tiles.append(draw_landmarks(r.image, r.landmarks68_px, _nearest_vertex_visibility(r), radius=size / 110))
+        tiles.append(
+            draw_landmarks(
+                r.image, r.landmarks68_px, _nearest_vertex_visibility(r), radius=size / 110
+            )
+        )
     sheet = Image.new("RGB", (size * len(tiles), size))
     for k, t in enumerate(tiles):
         sheet.paste(t, (k * size, 0))
     return sheet
 
 
-def contact_sheet(sampler: SceneSampler, model, n: int = 24, cols: int = 6, tile: int = 128) -> Image.Image:
+def contact_sheet(
+    sampler: SceneSampler, model, n: int = 24, cols: int = 6, tile: int = 128
+) -> Image.Image:
     """n samples ordered by yaw, chosen from the first 4n scenes to spread over -90..90 degrees."""
     scenes = [sampler.sample(i) for i in range(4 * n)]
     targets = np.linspace(-88, 88, n)
     chosen: list[int] = []
     for ty in targets:
-        best = min((i for i in range(len(scenes)) if i not in chosen), key=lambda i: abs(scenes[i].yaw - ty))
+        best = min(
+            (i for i in range(len(scenes)) if i not in chosen),
+            key=lambda i: abs(scenes[i].yaw - ty),
+        )
         chosen.append(best)
     rows = (n + cols - 1) // cols
     sheet = Image.new("RGB", (cols * tile, rows * tile))
@@ -87,7 +112,9 @@ def contact_sheet(sampler: SceneSampler, model, n: int = 24, cols: int = 6, tile
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="docs/images", help="output folder")
-    ap.add_argument("--flame-dir", default=None, help="FLAME-format folder (default: the procedural world)")
+    ap.add_argument(
+        "--flame-dir", default=None, help="FLAME-format folder (default: the procedural world)"
+    )
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 

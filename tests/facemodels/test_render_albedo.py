@@ -23,8 +23,20 @@ def test_skin_palette_ends_and_monotone_darkening():
 
 
 def test_region_roles_real_flame_mask_names():
-    names = ["face", "neck", "left_eyeball", "right_eyeball", "lips", "nose", "forehead", "scalp",
-             "eye_region", "left_ear", "boundary", "brows"]
+    names = [
+        "face",
+        "neck",
+        "left_eyeball",
+        "right_eyeball",
+        "lips",
+        "nose",
+        "forehead",
+        "scalp",
+        "eye_region",
+        "left_ear",
+        "boundary",
+        "brows",
+    ]
     roles = region_roles({k: np.zeros(0, int) for k in names})
     assert roles["eyeballs"] == ["left_eyeball", "right_eyeball"]
     assert roles["lips"] == ["lips"] and roles["brows"] == ["brows"] and roles["hair"] == ["scalp"]
@@ -37,11 +49,20 @@ def test_vertex_albedo_regions_and_eyes():
     skin_pts = np.random.default_rng(0).normal(0, 0.05, (50, 3))
     V = np.concatenate([skin_pts, eyes])
     regions = {
-        "lips": np.arange(0, 10), "brows": np.arange(10, 20), "scalp": np.arange(20, 30),
-        "left_eyeball": 50 + np.arange(n_eye), "right_eyeball": 50 + n_eye + np.arange(n_eye),
+        "lips": np.arange(0, 10),
+        "brows": np.arange(10, 20),
+        "scalp": np.arange(20, 30),
+        "left_eyeball": 50 + np.arange(n_eye),
+        "right_eyeball": 50 + n_eye + np.arange(n_eye),
     }
-    p = AlbedoParams(skin_tone=0.2, hair_color=(0.1, 0.2, 0.3), iris_color=(0.2, 0.4, 0.8),
-                     lip_redness=1.0, brow_strength=1.0, variation=0.0)
+    p = AlbedoParams(
+        skin_tone=0.2,
+        hair_color=(0.1, 0.2, 0.3),
+        iris_color=(0.2, 0.4, 0.8),
+        lip_redness=1.0,
+        brow_strength=1.0,
+        variation=0.0,
+    )
     a = vertex_albedo(regions, V, p)
     assert a.shape == V.shape and a.dtype == np.float32
     skin = skin_color(0.2)
@@ -50,7 +71,7 @@ def test_vertex_albedo_regions_and_eyes():
     assert (a[0:10, 0] > a[0:10, 1] + 0.2).all()  # lips red
     assert (a[10:20].mean(1) < 0.5 * skin.mean()).all()  # brows dark
     for start in (50, 50 + n_eye):
-        e = V[start:start + n_eye]
+        e = V[start : start + n_eye]
         c = 0.5 * (e.min(0) + e.max(0))
         front = start + np.argmax(e[:, 2])
         back = start + np.argmin(e[:, 2])
@@ -70,7 +91,10 @@ def test_albedo_noise_is_seeded_and_bounded():
     c = vertex_albedo({}, V, AlbedoParams(variation=0.05, seed=5))
     assert not np.array_equal(a, c)
     ratio = a[:, 0] / skin_color(p.skin_tone)[0]
-    assert ratio.std() == pytest.approx(0.05, rel=0.35) and np.abs(ratio - 1).max() <= 0.05 * 3**0.5 + 1e-6
+    assert (
+        ratio.std() == pytest.approx(0.05, rel=0.35)
+        and np.abs(ratio - 1).max() <= 0.05 * 3**0.5 + 1e-6
+    )
 
 
 def test_bad_region_index_raises():
