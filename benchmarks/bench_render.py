@@ -29,11 +29,10 @@ def _scenes_and_meshes(n: int, size: int, ssaa: int):
     from facemodels.sampler import SamplerConfig, SceneSampler
 
     try:
-        from facemodels.flame import FlameModel
-        from facemodels.world import default_flame_dir
-
         from facemodels.albedo import vertex_albedo
+        from facemodels.flame import FlameModel
         from facemodels.sampler import _assets, scene_camera, scene_geometry
+        from facemodels.world import default_flame_dir
 
         fd = default_flame_dir()
         model = FlameModel(fd)

@@ -126,7 +126,11 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     sampler = SceneSampler(fd, args.seed, SamplerConfig(ssaa=2))
-    contact_sheet(sampler, model).save(out / "contact_sheet.png", optimize=True)
+    sheet = contact_sheet(sampler, model)
+    # 256-colour palette keeps the PNG small (README budget ~300 KB).
+    sheet.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
+        out / "contact_sheet.png", optimize=True
+    )
     mean_head_picture(sampler, model).save(out / "mean_head.png", optimize=True)
     for name in ("contact_sheet.png", "mean_head.png"):
         print(f"wrote {out / name} ({(out / name).stat().st_size / 1024:.0f} KB)")
