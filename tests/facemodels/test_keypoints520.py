@@ -120,3 +120,26 @@ def test_bad_input_raises(face):
         select_dense_keypoints(v, seeds, n=5)
     with pytest.raises(ValueError, match="distinct"):
         select_dense_keypoints(v, np.array([1, 1, 2]), n=10)
+
+
+# ------------------------------------------------------------------ the procedural BFM world
+def test_kp520_on_the_procedural_bfm():
+    from facemodels.keypoints520 import kp520_flip, kp520_indices, read_bfm_mean_and_keypoints
+    from facemodels.world import default_bfm_dir
+
+    d = default_bfm_dir()
+    mean, kp68 = read_bfm_mean_and_keypoints(d)
+    idx = kp520_indices(d)
+    assert idx.shape == (520,) and len(set(idx.tolist())) == 520
+    assert idx.min() >= 0 and idx.max() < len(mean)
+    np.testing.assert_array_equal(
+        idx[: len(DEFAULT_SEED_LANDMARKS)], kp68[list(DEFAULT_SEED_LANDMARKS)]
+    )
+    perm, mismatch = kp520_flip(d)
+    np.testing.assert_array_equal(perm[perm], np.arange(520))
+    assert mismatch < 1.0  # micrometres
+    p = mean[idx]
+    np.testing.assert_allclose(p[perm] * [-1, 1, 1], p, atol=1.0)
+    assert (d / "suite_kp520.npz").is_file()
+    # every keypoint is visible from the front
+    assert front_visible(mean)[idx].all()

@@ -110,3 +110,51 @@ def test_mirror_permutation_on_symmetric_random_subset():
     np.testing.assert_array_equal(perm[perm], np.arange(len(pts)))
     np.testing.assert_allclose(pts[perm], pts * [-1, 1, 1], atol=1e-12)
     assert (perm == np.arange(len(pts))).sum() == 20
+
+
+# ------------------------------------------------------------------ the procedural world
+def test_ibug68_flip_matches_the_procedural_models():
+    import pickle
+
+    from facemodels.keypoints520 import read_bfm_mean_and_keypoints
+    from facemodels.mesh_hierarchy import read_flame_template
+    from facemodels.world import default_bfm_dir, default_flame_dir
+
+    mean, kp68 = read_bfm_mean_and_keypoints(default_bfm_dir())
+    np.testing.assert_array_equal(mirror_permutation(mean[kp68]), IBUG68_FLIP)
+    # FLAME: the 51 static landmarks are iBUG 17..67
+    d = default_flame_dir()
+    v, f = read_flame_template(d)
+    with open(d / "flame_static_embedding.pkl", "rb") as fh:
+        emb = pickle.load(fh, encoding="latin1")
+    tri = f[np.asarray(emb["lmk_face_idx"], dtype=np.int64)]
+    pts = (v[tri] * np.asarray(emb["lmk_b_coords"])[..., None]).sum(1)
+    np.testing.assert_array_equal(mirror_permutation(pts), IBUG68_FLIP[17:] - 17)
+
+
+@pytest.mark.parametrize("name", ["face1609", "face805", "face403", "face202", "face101", "kp520"])
+def test_vertex_sets_and_flips_on_the_procedural_world(name):
+    from facemodels.landmarks import flip_mismatch, landmark_vertex_indices
+
+    idx = landmark_vertex_indices(name)
+    assert idx.shape == (landmark_count(name),)
+    assert len(np.unique(idx)) == len(idx)
+    perm = flip_permutation(name)
+    assert perm.shape == idx.shape
+    np.testing.assert_array_equal(perm[perm], np.arange(len(idx)))
+    assert flip_mismatch(name) < 1e-6 if name != "kp520" else flip_mismatch(name) < 1.0
+
+
+def test_face_sets_are_nested_and_face1609_is_the_mask():
+    import pickle
+
+    from facemodels.landmarks import landmark_vertex_indices
+    from facemodels.world import default_flame_dir
+
+    with open(default_flame_dir() / "FLAME_masks.pkl", "rb") as fh:
+        masks = pickle.load(fh, encoding="latin1")
+    np.testing.assert_array_equal(landmark_vertex_indices("face1609"), masks["face"])
+    sets = [set(landmark_vertex_indices(f"face{n}").tolist()) for n in (1609, 805, 403, 202, 101)]
+    assert all(b <= a for a, b in zip(sets[:-1], sets[1:], strict=True))
+    with pytest.raises(ValueError, match="barycentric"):
+        landmark_vertex_indices("ibug68")

@@ -261,3 +261,84 @@ def test_asymmetric_region_falls_back_to_plain_fps():
     h = build_hierarchy(v, f, np.arange(n), sizes=(n, n // 2, n // 4))
     assert not h.symmetric
     assert max(h.flip_mismatch) > 1e-3
+
+
+# ------------------------------------------------------------------ the procedural FLAME world
+@pytest.fixture(scope="module")
+def world_hierarchy():
+    from facemodels.mesh_hierarchy import (
+        face_hierarchy,
+        read_flame_face_region,
+        read_flame_template,
+    )
+    from facemodels.world import default_flame_dir
+
+    d = default_flame_dir()
+    v, f = read_flame_template(d)
+    return d, v, f, read_flame_face_region(d), face_hierarchy(d)
+
+
+def test_world_hierarchy_counts_nesting_and_symmetry(world_hierarchy):
+    d, v, f, region, h = world_hierarchy
+    assert v.shape == (5023, 3) and f.shape == (9976, 3)
+    assert h.sizes == [1609, 805, 403, 202, 101]
+    assert h.names == ["face1609", "face805", "face403", "face202", "face101"]
+    np.testing.assert_array_equal(h.vertex_ids[0], region)
+    for lvl in range(4):
+        assert set(h.vertex_ids[lvl + 1].tolist()) <= set(h.vertex_ids[lvl].tolist())
+    assert h.symmetric
+    plane = v[:, 0].mean()
+    for lvl in range(5):
+        p = v[h.vertex_ids[lvl]]
+        perm = h.flips[lvl]
+        np.testing.assert_array_equal(perm[perm], np.arange(h.sizes[lvl]))
+        mirrored = p.copy()
+        mirrored[:, 0] = 2 * plane - mirrored[:, 0]
+        assert np.abs(mirrored - p[perm]).max() < 1e-6  # metres: under a micrometre
+    # level 0 keeps FLAME's own triangles inside the region
+    inside = np.isin(f, region).all(1)
+    assert len(h.faces[0]) == inside.sum()
+
+
+def test_world_hierarchy_matrices_and_spirals(world_hierarchy):
+    *_, h = world_hierarchy
+    g = np.random.default_rng(0)
+    for lvl in range(4):
+        U = h.up_matrix(lvl, sparse=False).double()
+        D = h.down_matrix(lvl, sparse=False).double()
+        torch.testing.assert_close(U.sum(1), torch.ones(h.sizes[lvl], dtype=torch.float64))
+        A, b = g.normal(size=(2, 3)), g.normal(size=3)
+        torch.testing.assert_close(
+            U @ torch.as_tensor(h.uv[lvl + 1] @ A + b), torch.as_tensor(h.uv[lvl] @ A + b)
+        )
+        torch.testing.assert_close(D @ U, torch.eye(h.sizes[lvl + 1], dtype=torch.float64))
+        # every coarse vertex is in a triangle; edges shared by at most two triangles
+        fc = h.faces[lvl + 1]
+        assert (np.bincount(fc.reshape(-1), minlength=h.sizes[lvl + 1]) > 0).all()
+        e = np.sort(np.concatenate([fc[:, [0, 1]], fc[:, [1, 2]], fc[:, [2, 0]]]), 1)
+        assert np.unique(e, axis=0, return_counts=True)[1].max() <= 2
+    for lvl in range(5):
+        S = h.spirals[lvl]
+        assert S.shape == (h.sizes[lvl], 9)
+        np.testing.assert_array_equal(S[:, 0], np.arange(h.sizes[lvl]))
+        adj = vertex_adjacency(h.faces[lvl], h.sizes[lvl])
+        for i in range(0, h.sizes[lvl], 7):
+            k = len(adj[i])
+            if k <= 8:
+                assert set(S[i, 1 : 1 + k].tolist()) == set(adj[i].tolist())
+
+
+def test_world_hierarchy_is_cached_next_to_the_model(world_hierarchy):
+    import facemodels.mesh_hierarchy as mh
+
+    d, *_, h = world_hierarchy
+    assert (d / "suite_mesh_hierarchy.npz").is_file()
+    mh._MEMO.clear()
+    again = mh.face_hierarchy(d)  # from disk
+    assert again is not h
+    for a, b in zip(
+        again.spirals + again.faces + again.up_weight,
+        h.spirals + h.faces + h.up_weight,
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a, b)
