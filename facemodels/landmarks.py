@@ -185,17 +185,24 @@ def _default_dir(name: str) -> Path:
     return Path(default_flame_dir())
 
 
-def landmark_vertex_indices(name: str, model_dir: str | os.PathLike | None = None) -> np.ndarray:
+def landmark_vertex_indices(
+    name: str,
+    model_dir: str | os.PathLike | None = None,
+    *,
+    flame_dir: str | os.PathLike | None = None,
+) -> np.ndarray:
     """Vertex ids of a vertex-based landmark set.
 
     Args:
         name: face1609, face805, face403, face202, face101 (FLAME folder) or kp520 (BFM
             folder). ibug68 is defined by barycentric embeddings, not vertices.
         model_dir: the model folder; default the procedural world's.
+        flame_dir: keyword alias of ``model_dir``.
     Returns:
         (L,) int64 indices into the model's vertices.
     """
     landmark_count(name)
+    model_dir = _one_dir(model_dir, flame_dir)
     if name == "ibug68":
         raise ValueError(
             "ibug68 is not vertex-based: FLAME uses barycentric landmark embeddings "
@@ -233,21 +240,40 @@ def _flip_and_mismatch(name: str, model_dir: Path | None) -> tuple[np.ndarray, f
     return perm.copy(), h.flip_mismatch[lvl]
 
 
-def flip_permutation(name: str, model_dir: str | os.PathLike | None = None) -> np.ndarray:
+def _one_dir(model_dir, flame_dir):
+    if model_dir is not None and flame_dir is not None:
+        raise TypeError("pass the model folder once: model_dir or flame_dir, not both")
+    return flame_dir if model_dir is None else model_dir
+
+
+def flip_permutation(
+    name: str,
+    model_dir: str | os.PathLike | None = None,
+    *,
+    flame_dir: str | os.PathLike | None = None,
+) -> np.ndarray:
     """Horizontal-flip permutation of a landmark set.
 
     Args:
         name: a registered set (see :data:`LANDMARK_COUNTS`).
         model_dir: FLAME folder (face sets), BFM folder (kp520); unused for ibug68;
             default the procedural world's.
+        flame_dir: keyword alias of ``model_dir``.
     Returns:
         (L,) int64 involution: ``flipped = mirrored(landmarks)[perm]``.
     """
     landmark_count(name)
+    model_dir = _one_dir(model_dir, flame_dir)
     return _flip_and_mismatch(name, None if model_dir is None else Path(model_dir))[0]
 
 
-def flip_mismatch(name: str, model_dir: str | os.PathLike | None = None) -> float:
+def flip_mismatch(
+    name: str,
+    model_dir: str | os.PathLike | None = None,
+    *,
+    flame_dir: str | os.PathLike | None = None,
+) -> float:
     """Max distance (model units) between a mirrored mean-shape landmark and its flip partner."""
     landmark_count(name)
+    model_dir = _one_dir(model_dir, flame_dir)
     return _flip_and_mismatch(name, None if model_dir is None else Path(model_dir))[1]

@@ -158,3 +158,14 @@ def test_face_sets_are_nested_and_face1609_is_the_mask():
     assert all(b <= a for a, b in zip(sets[:-1], sets[1:], strict=True))
     with pytest.raises(ValueError, match="barycentric"):
         landmark_vertex_indices("ibug68")
+
+
+def test_flame_dir_keyword_alias():
+    from facemodels.world import default_flame_dir
+
+    d = default_flame_dir()
+    np.testing.assert_array_equal(
+        flip_permutation("face101", flame_dir=d), flip_permutation("face101", d)
+    )
+    with pytest.raises(TypeError, match="not both"):
+        flip_permutation("face101", d, flame_dir=d)
