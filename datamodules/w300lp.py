@@ -178,7 +178,7 @@ class W300LPDataModule(FaceDataModule):
                   for p in mats]
         kw = dict(image_size=self.image_size, landmark_set=self.landmark_set, bfm_dir=self.bfm_dir,
                   with_3d=self.with_3d, skip_corrupt=self.skip_corrupt)
-        val = W300LPDataset([p for p, v in zip(mats, is_val) if v], **kw)
-        train = W300LPDataset([p for p, v in zip(mats, is_val) if not v], train=True,
+        val = W300LPDataset([p for p, v in zip(mats, is_val, strict=True) if v], **kw)
+        train = W300LPDataset([p for p, v in zip(mats, is_val, strict=True) if not v], train=True,
                               augment=self.augment, **kw)
         return {"train": train, "val": val, "test": val}

@@ -1,9 +1,10 @@
 """Write a procedural dataset in a real layout:
 ``python -m datamodules.write --dataset dad3dheads|coma|bfm --out DIR --n N [--seed S]``.
 
-dad3dheads: n train, n/5 val, n/10 test frames; coma: 12 x 12 sequences of ceil(n / 144)
-frames; bfm: copies the BFM model files (the synthetic faces are sampled on the fly).
-w300lp / aflw2000 writers are not implemented yet (see the report); the loaders read real files.
+dad3dheads: n train, n/5 val, n/10 test frames; w300lp: ceil(n / 24) source faces per set
+x 3 profiling views, + the _Flip copies (~2n images); aflw2000: n images + the 3DDFA protocol
+arrays; coma: 12 x 12 sequences of ceil(n / 144) frames; bfm: copies the BFM model files
+(the synthetic faces are sampled on the fly).
 """
 
 from __future__ import annotations
@@ -37,9 +38,14 @@ def main(argv: list[str] | None = None) -> int:
 
         for f in Path(default_bfm_dir()).glob("*.mat"):
             shutil.copy2(f, out / f.name)
-    else:
-        print(f"datamodules.write: the procedural {a.dataset} writer is not implemented yet", file=sys.stderr)
-        return 2
+    elif a.dataset == "w300lp":
+        from datamodules.writers.w300lp import write_300wlp
+
+        write_300wlp(out, n_per_folder=max(1, math.ceil(a.n / 24)), n_profiles=3, seed=a.seed)
+    elif a.dataset == "aflw2000":
+        from datamodules.writers.aflw2000 import write_aflw2000
+
+        write_aflw2000(out, n=a.n, seed=a.seed)
     print(f"wrote {a.dataset} to {out}")
     return 0
 

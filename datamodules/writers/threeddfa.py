@@ -1,0 +1,271 @@
+"""Shared pieces of the 300W-LP / AFLW2000-3D writers: the BFM in the 3DDFA layout, the
+3DDFA projection, an orthographic renderer on the generic rasteriser, mirrored parameters.
+
+Conventions (FORMATS.md, 3DDFA):
+- ``v = shapeMU + shapePC Shape_Para + mu_exp + w_exp Exp_Para`` on the trimmed vertices
+  (``model_info.mat`` trimIndex), micrometres, BFM space (y up, z towards the viewer).
+- ``Pose_Para = [pitch, yaw, roll, tx, ty, tz, s]``; ``p = s R v + t`` with
+  ``R = facemodels.rotations.euler_3ddfa_to_matrix([pitch, yaw, roll])``; orthographic
+  image point ``x = p_x``, ``y = h - p_y - 1`` (rows down); ``p_z`` grows towards the camera.
+- ``Tex_Para`` (199, 1): ``albedo = texMU + texPC Tex_Para`` (0..255 RGB, interleaved).
+- ``Illum_Para`` (1, 10) = [amb r, g, b, dir r, g, b, theta, phi, ks, shininess]
+  (3DDFA / Zhu et al. Phong layout); ``Color_Para`` (1, 7) = [gain r, g, b, offset r, g, b,
+  contrast]. The renderer here uses ambient + Lambert (ks, shininess stored but unused)
+  then ``gain * colour + offset`` and a luminance contrast: it is our stand-in renderer,
+  not the one that made the real images.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.io as sio
+import torch
+
+__all__ = [
+    "BfmFull",
+    "load_bfm_full",
+    "pose_matrix",
+    "project_3ddfa",
+    "render_orthographic",
+    "sample_appearance",
+    "MirrorFitter",
+    "pose_for_view",
+    "smooth_background",
+]
+
+LAYOUT = "expected a BFM folder with 01_MorphableModel.mat, Model_Expression.mat, model_info.mat"
+
+
+@dataclass
+class BfmFull:
+    """The BFM restricted to 3DDFA's trimmed vertices (micrometres, interleaved rows).
+
+    mu (3M,), shape_pc (3M, 199), shape_ev (199,), mu_exp (3M,), w_exp (3M, 29),
+    sigma_exp (29,), tex_mu (3M,), tex_pc (3M, 199), tex_ev (199,), tri (T, 3) 0-based
+    trimmed ids, keypoints (68,) 0-based trimmed ids.
+    """
+
+    mu: np.ndarray
+    shape_pc: np.ndarray
+    shape_ev: np.ndarray
+    mu_exp: np.ndarray
+    w_exp: np.ndarray
+    sigma_exp: np.ndarray
+    tex_mu: np.ndarray
+    tex_pc: np.ndarray
+    tex_ev: np.ndarray
+    tri: np.ndarray
+    keypoints: np.ndarray
+
+    @property
+    def n_vertices(self) -> int:
+        return self.mu.size // 3
+
+    def vertices(self, shape_para: np.ndarray, exp_para: np.ndarray) -> np.ndarray:
+        """(M, 3) micrometres for Shape_Para (199,) and Exp_Para (29,)."""
+        v = self.mu + self.shape_pc @ shape_para + self.mu_exp + self.w_exp @ exp_para
+        return v.reshape(-1, 3)
+
+    def albedo(self, tex_para: np.ndarray) -> np.ndarray:
+        """(M, 3) RGB 0..255 for Tex_Para (199,)."""
+        return np.clip((self.tex_mu + self.tex_pc @ tex_para).reshape(-1, 3), 0, 255)
+
+
+def _need(d: dict, key: str, path: Path) -> np.ndarray:
+    if key not in d:
+        raise KeyError(f"{path}: missing key {key!r}; {LAYOUT}")
+    return np.asarray(d[key])
+
+
+def load_bfm_full(bfm_dir: str | Path | None = None) -> BfmFull:
+    """Read a 3DDFA-layout BFM folder (real or procedural) into :class:`BfmFull`."""
+    if bfm_dir is None:
+        from facemodels.world import default_bfm_dir
+
+        bfm_dir = default_bfm_dir()
+    d = Path(bfm_dir)
+    paths = {n: d / n for n in ("01_MorphableModel.mat", "Model_Expression.mat", "model_info.mat")}
+    for p in paths.values():
+        if not p.is_file():
+            raise FileNotFoundError(f"missing {p}; {LAYOUT}")
+    m = sio.loadmat(str(paths["01_MorphableModel.mat"]))
+    e = sio.loadmat(str(paths["Model_Expression.mat"]))
+    info = sio.loadmat(str(paths["model_info.mat"]))
+    trim = _need(info, "trimIndex", paths["model_info.mat"]).reshape(-1).astype(np.int64) - 1
+    rows = (3 * trim[:, None] + np.arange(3)[None]).reshape(-1)
+    kp = _need(info, "keypoints", paths["model_info.mat"]).reshape(-1).astype(np.int64) - 1
+    if kp.shape != (68,):
+        raise ValueError(f"{paths['model_info.mat']}: 'keypoints' has {kp.size} entries, expected 68")
+    if "tri" in info:  # 3DDFA: (3, T) 1-based on the trimmed vertices
+        tri = np.asarray(info["tri"], np.int64)
+        tri = (tri.T if tri.shape[0] == 3 else tri) - 1
+    else:  # map the full model's triangles through trimIndex
+        tl = _need(m, "tl", paths["01_MorphableModel.mat"]).astype(np.int64) - 1
+        inv = np.full(int(trim.max()) + 1 if trim.size else 0, -1)
+        inv[trim] = np.arange(trim.size)
+        tl = tl[(tl < inv.size).all(1)]
+        tri = inv[tl]
+        tri = tri[(tri >= 0).all(1)]
+    f64 = np.float64
+    shape_mu = _need(m, "shapeMU", paths["01_MorphableModel.mat"]).astype(f64).reshape(-1)
+    tex_mu = m["texMU"].astype(f64).reshape(-1) if "texMU" in m else np.full(shape_mu.size, 180.0)
+    tex_pc = m["texPC"].astype(f64) if "texPC" in m else np.zeros((shape_mu.size, 199))
+    tex_ev = m["texEV"].astype(f64).reshape(-1) if "texEV" in m else np.zeros(199)
+    mu_exp = _need(e, "mu_exp", paths["Model_Expression.mat"]).astype(f64).reshape(-1)
+    w_exp = _need(e, "w_exp", paths["Model_Expression.mat"]).astype(f64)
+    sigma = e["sigma_exp"].astype(f64).reshape(-1) if "sigma_exp" in e else np.ones(w_exp.shape[1])
+    if w_exp.shape[0] != rows.size:
+        raise ValueError(f"{paths['Model_Expression.mat']}: 'w_exp' has {w_exp.shape[0]} rows, "
+                         f"expected 3 x {trim.size} trimmed vertices")
+    return BfmFull(
+        mu=shape_mu[rows], shape_pc=_need(m, "shapePC", paths["01_MorphableModel.mat"]).astype(f64)[rows],
+        shape_ev=_need(m, "shapeEV", paths["01_MorphableModel.mat"]).astype(f64).reshape(-1),
+        mu_exp=mu_exp, w_exp=w_exp, sigma_exp=sigma, tex_mu=tex_mu[rows], tex_pc=tex_pc[rows],
+        tex_ev=tex_ev, tri=tri, keypoints=kp,
+    )
+
+
+def pose_matrix(pose_para: np.ndarray) -> np.ndarray:
+    """(3, 3) 3DDFA rotation of Pose_Para[:3] = [pitch, yaw, roll] radians."""
+    from facemodels.rotations import euler_3ddfa_to_matrix
+
+    ang = torch.as_tensor(np.asarray(pose_para[:3], np.float64))[None]
+    return euler_3ddfa_to_matrix(ang)[0].numpy()
+
+
+def project_3ddfa(v: np.ndarray, pose_para: np.ndarray, height: int) -> np.ndarray:
+    """(N, 3) micrometres -> (N, 3): x, y image px (y down), z px towards the camera."""
+    pose = np.asarray(pose_para, np.float64).reshape(-1)
+    p = pose[6] * np.asarray(v, np.float64) @ pose_matrix(pose).T + pose[3:6]
+    p[:, 1] = height - p[:, 1] - 1
+    return p
+
+
+def pose_for_view(
+    bfm: BfmFull, v: np.ndarray, pitch: float, yaw: float, roll: float, size: int,
+    face_px: float, centre_px: tuple[float, float],
+) -> np.ndarray:
+    """Pose_Para (7,) placing the keypoint centroid of ``v`` at ``centre_px`` (image px, y
+    down) with a keypoint box width of ``face_px`` at frontal view. Angles in radians."""
+    kp = v[bfm.keypoints]
+    s = face_px / max(float(np.ptp(kp[:, 0])), 1e-9)
+    R = pose_matrix(np.array([pitch, yaw, roll]))
+    c = s * R @ kp.mean(0)
+    tx = centre_px[0] - c[0]
+    ty = (size - 1 - centre_px[1]) - c[1]
+    return np.array([pitch, yaw, roll, tx, ty, 0.0, s])
+
+
+def sample_appearance(rng: np.random.Generator, bfm: BfmFull) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(Tex_Para (199,), Illum_Para (10,), Color_Para (7,)) drawn for one face."""
+    tex = rng.normal(0.0, 0.7, bfm.tex_ev.size) * bfm.tex_ev
+    amb = rng.uniform(0.35, 0.6) * np.array([1.0, 1.0, 1.0]) + rng.uniform(-0.03, 0.03, 3)
+    dirc = rng.uniform(0.4, 0.7) * np.ones(3)
+    theta, phi = rng.uniform(-0.9, 0.9), rng.uniform(-0.6, 0.6)
+    illum = np.concatenate([amb, dirc, [theta, phi, 0.0, 20.0]])
+    color = np.concatenate([rng.uniform(0.9, 1.1, 3), rng.uniform(-10, 10, 3), [rng.uniform(0.85, 1.15)]])
+    return tex, illum, color
+
+
+def smooth_background(rng: np.random.Generator, H: int, W: int) -> np.ndarray:
+    """(H, W, 3) uint8: a random two-colour gradient with a little per-pixel grain."""
+    a, b = rng.uniform(20, 235, 3), rng.uniform(20, 235, 3)
+    ang = rng.uniform(0, 2 * math.pi)
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    t = (math.cos(ang) * xx / W + math.sin(ang) * yy / H)
+    t = (t - t.min()) / max(float(np.ptp(t)), 1e-6)
+    img = a[None, None] * (1 - t[..., None]) + b[None, None] * t[..., None]
+    img += rng.normal(0, 4, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def render_orthographic(
+    v_img: np.ndarray, tri: np.ndarray, albedo: np.ndarray, normals_cam: np.ndarray,
+    illum: np.ndarray, color: np.ndarray, background: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Orthographic z-buffered render with :func:`facemodels.render.rasterize`.
+
+    v_img (N, 3): x, y image px (y down), z px towards the camera; tri (T, 3); albedo
+    (N, 3) 0..255; normals_cam (N, 3) unit normals in the camera frame (x right, y up,
+    z towards the camera); illum (10,), color (7,) as the module doc; background
+    (H, W, 3) uint8. Returns the (H, W, 3) uint8 image and the (N,) bool vertex
+    visibility (front-facing and not hidden, z-test tolerance 2 px).
+    """
+    from facemodels.render import rasterize, vertex_visibility
+
+    H, W = background.shape[:2]
+    # The rasteriser interpolates 1/depth; a far-away offset makes that affine to ~1e-4.
+    offset = float(v_img[:, 2].max()) + 1e4
+    depth = offset - v_img[:, 2]
+    r = rasterize(v_img[:, :2], depth, tri, H, W)
+    theta, phi = float(illum[6]), float(illum[7])
+    light = np.array([math.sin(theta) * math.cos(phi), math.sin(phi), math.cos(theta) * math.cos(phi)])
+    lam = np.clip(normals_cam @ light, 0.0, None)[:, None]
+    shaded = albedo * (illum[None, 0:3] + illum[None, 3:6] * lam)
+    shaded = color[None, 0:3] * shaded + color[None, 3:6]
+    gray = shaded @ np.array([0.299, 0.587, 0.114])
+    shaded = (shaded - gray[:, None]) * color[6] + gray[:, None]
+    shaded = np.clip(shaded, 0, 255)
+    img = background.astype(np.float64).copy()
+    fid = r.face_id.reshape(-1)
+    sel = np.flatnonzero(fid >= 0)
+    corners = tri[fid[sel]]  # (P, 3)
+    b = r.bary.reshape(-1, 3)[sel].astype(np.float64)
+    col = np.einsum("pc,pcd->pd", b, shaded[corners])
+    img.reshape(-1, 3)[sel] = col
+    front = normals_cam[:, 2] > 0
+    vis = vertex_visibility(v_img[:, :2], depth, front, r.zbuf, tol=2.0)
+    return np.clip(img + 0.5, 0, 255).astype(np.uint8), vis
+
+
+def camera_normals(v_img: np.ndarray, tri: np.ndarray) -> np.ndarray:
+    """(N, 3) unit vertex normals of the projected mesh in a right-handed camera frame
+    (x right, y up, z towards the camera), oriented outwards (away from the centroid)."""
+    p = np.asarray(v_img, np.float64).copy()
+    p[:, 1] = -p[:, 1]  # image rows down -> y up
+    a, b, c = p[tri[:, 0]], p[tri[:, 1]], p[tri[:, 2]]
+    fn = np.cross(b - a, c - a)
+    vn = np.zeros_like(p)
+    for k in range(3):
+        np.add.at(vn, tri[:, k], fn)
+    vn /= np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-12)
+    if float(np.einsum("nd,nd->", vn, p - p.mean(0))) < 0:
+        vn = -vn
+    return vn
+
+
+class MirrorFitter:
+    """Parameters of the mirrored face for the _Flip folders.
+
+    The mirror image of a BFM face (x -> -x, vertices re-paired by the nearest mirrored
+    mean-shape vertex) is generally not exactly in the model's span; its Shape_Para and
+    Exp_Para are the least-squares fit over all trimmed vertices (``residual_um`` reports
+    the RMS vertex error of the fit). The pose mirrors exactly: pitch kept, yaw and roll
+    negated, tx -> W - 1 - tx.
+    """
+
+    def __init__(self, bfm: BfmFull):
+        from scipy.spatial import cKDTree
+
+        self.bfm = bfm
+        mean = bfm.mu.reshape(-1, 3)
+        _, self.perm = cKDTree(mean).query(mean * np.array([-1.0, 1.0, 1.0]))
+        basis = np.concatenate([bfm.shape_pc, bfm.w_exp], 1)  # (3M, 228)
+        self.pinv = np.linalg.pinv(basis)
+        self.n_shape = bfm.shape_pc.shape[1]
+
+    def mirror(self, shape_para: np.ndarray, exp_para: np.ndarray, pose_para: np.ndarray,
+               width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        v = self.bfm.vertices(shape_para, exp_para)
+        target = (v * np.array([-1.0, 1.0, 1.0]))[self.perm].reshape(-1)
+        coef = self.pinv @ (target - self.bfm.mu - self.bfm.mu_exp)
+        s2, e2 = coef[: self.n_shape], coef[self.n_shape:]
+        fit = self.bfm.vertices(s2, e2).reshape(-1)
+        res = float(np.sqrt(np.mean((fit - target) ** 2)))
+        pose = np.asarray(pose_para, np.float64).copy()
+        pose[1], pose[2], pose[3] = -pose[1], -pose[2], width - 1 - pose[3]
+        return s2, e2, pose, res

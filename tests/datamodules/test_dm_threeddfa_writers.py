@@ -1,0 +1,171 @@
+"""300W-LP / AFLW2000-3D writers: write the procedural BFM world, read it back with the loaders.
+
+The BFM folder is the mirror-closed fixture of conftest.py (315 vertices), images are small
+(96-128 px) to keep the tests fast; the writers' real defaults are 450 px.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.io as sio
+import torch
+from PIL import Image
+
+from datamodules.aflw2000 import Aflw2000DataModule, roi_box_from_landmarks
+from datamodules.bfm_synthetic import load_keypoint_basis
+from datamodules.formats.matfiles import AFLW2000_SPEC, PTS_SPEC, W300LP_SPEC, read_mat
+from datamodules.w300lp import IBUG68_FLIP, W300LP_FOLDERS, W300LPDataModule
+from datamodules.writers.aflw2000 import write_aflw2000
+from datamodules.writers.threeddfa import MirrorFitter, camera_normals, load_bfm_full, project_3ddfa
+from datamodules.writers.w300lp import render_face, write_300wlp
+
+
+@pytest.fixture(scope="module")
+def w300lp_dir(tmp_path_factory, mirror_bfm_dir):
+    out = tmp_path_factory.mktemp("w300lp")
+    write_300wlp(out, n_per_folder=1, n_profiles=2, seed=3, bfm_dir=str(mirror_bfm_dir), image_size=128)
+    return out
+
+
+def test_300wlp_layout_keys_shapes_dtypes(w300lp_dir):
+    for folder in W300LP_FOLDERS:
+        names = sorted(p.stem for p in (w300lp_dir / folder).glob("*.mat"))
+        assert names == [f"{folder.split('_')[0]}_1000_1_0", f"{folder.split('_')[0]}_1000_1_1"]
+        for n in names:
+            m = read_mat(w300lp_dir / folder / f"{n}.mat", W300LP_SPEC, check_dtype=True)
+            assert set(m) == set(W300LP_SPEC)
+            with Image.open(w300lp_dir / folder / f"{n}.jpg") as im:
+                assert im.format == "JPEG" and im.size == (128, 128) and im.mode == "RGB"
+            if not folder.endswith("_Flip"):
+                pts = read_mat(w300lp_dir / "landmarks" / folder / f"{n}_pts.mat", PTS_SPEC, check_dtype=True)
+                np.testing.assert_allclose(pts["pts_2d"], m["pt2d"].T)
+    assert not (w300lp_dir / "landmarks" / "AFW_Flip").exists()
+    # raw keys exactly as the real file (no extras apart from the .mat header entries)
+    raw = sio.loadmat(str(w300lp_dir / "AFW" / "AFW_1000_1_0.mat"))
+    assert {k for k in raw if not k.startswith("__")} == set(W300LP_SPEC)
+
+
+def test_300wlp_pt2d_is_the_3ddfa_reconstruction(w300lp_dir, mirror_bfm_dir):
+    """The loader's 3DDFA reconstruction of the stored parameters lands on pt2d, for the
+    source views and (through the mirror fit) for the _Flip copies."""
+    basis = load_keypoint_basis(mirror_bfm_dir)
+    for folder, tol in (("HELEN", 1e-3), ("HELEN_Flip", 1e-2)):
+        for k in range(2):
+            m = read_mat(w300lp_dir / folder / f"HELEN_1000_1_{k}.mat", W300LP_SPEC)
+            p = basis.project_3ddfa(m["Shape_Para"][:, 0], m["Exp_Para"][:, 0],
+                                    m["Pose_Para"][0].astype(np.float64), 128)
+            np.testing.assert_allclose(p[:, :2].T, m["pt2d"], atol=tol, rtol=0)
+    a = read_mat(w300lp_dir / "HELEN" / "HELEN_1000_1_1.mat", W300LP_SPEC)
+    b = read_mat(w300lp_dir / "HELEN_Flip" / "HELEN_1000_1_1.mat", W300LP_SPEC)
+    # mirrored landmarks: x -> W - 1 - x, re-ordered with the iBUG-68 flip
+    np.testing.assert_allclose(b["pt2d"][0], (127 - a["pt2d"][0])[IBUG68_FLIP], atol=1e-9)
+    np.testing.assert_allclose(b["pt2d"][1], a["pt2d"][1][IBUG68_FLIP], atol=1e-9)
+    pa, pb = a["Pose_Para"][0], b["Pose_Para"][0]
+    np.testing.assert_allclose(pb[[0, 4, 5, 6]], pa[[0, 4, 5, 6]], rtol=1e-6)
+    np.testing.assert_allclose(pb[[1, 2]], -pa[[1, 2]], rtol=1e-6)
+    np.testing.assert_allclose(pb[3], 127 - pa[3], rtol=1e-6)
+
+
+def test_300wlp_flip_image_is_mirrored_and_views_turn_away(w300lp_dir):
+    with Image.open(w300lp_dir / "LFPW" / "LFPW_1000_1_0.jpg") as im:
+        a = np.asarray(im, np.float32)
+    with Image.open(w300lp_dir / "LFPW_Flip" / "LFPW_1000_1_0.jpg") as im:
+        b = np.asarray(im, np.float32)
+    assert np.abs(a[:, ::-1] - b).mean() < 3.0  # JPEG noise only
+    assert np.abs(a - b).mean() > 3 * np.abs(a[:, ::-1] - b).mean()
+    yaws = [abs(float(read_mat(w300lp_dir / "LFPW" / f"LFPW_1000_1_{k}.mat", W300LP_SPEC)["Pose_Para"][0, 1]))
+            for k in range(2)]
+    assert yaws[1] > yaws[0] + math.radians(11)
+
+
+def test_render_face_covers_visible_keypoints(mirror_bfm_dir):
+    """Rendered pixels and projected keypoints agree: on a black background every
+    z-test-visible keypoint pixel is painted, the image corners are not."""
+    bfm = load_bfm_full(mirror_bfm_dir)
+    pose = np.array([0.1, 0.5, -0.05, 0.0, 0.0, 0.0, 1.0])
+    v = bfm.vertices(np.zeros(199), np.zeros(29))
+    s = 60.0 / np.ptp(v[:, 0])
+    pose[6] = s
+    c = project_3ddfa(v, pose, 100)[:, :2].mean(0)
+    pose[3], pose[4] = 50 - c[0], c[1] - 50  # centre the face (y flipped)
+    img, kp, vis = render_face(bfm, np.zeros(199), np.zeros(29), pose, np.zeros(199),
+                               np.array([0.6, 0.6, 0.6, 0.4, 0.4, 0.4, 0.0, 0.0, 0.0, 20.0]),
+                               np.array([1, 1, 1, 0, 0, 0, 1.0]), np.zeros((100, 100, 3), np.uint8))
+    assert vis.sum() > 40 and (~vis).sum() > 0  # yawed: some keypoints hidden
+    # keypoints clearly facing the camera (not grazing the silhouette) are painted
+    p = project_3ddfa(v, pose, 100)
+    facing = camera_normals(p, bfm.tri)[bfm.keypoints, 2] > 0.3
+    assert facing.sum() > 30
+    ij = np.rint(kp[vis & facing, :2]).astype(int)
+    assert (img[ij[:, 1], ij[:, 0]].sum(1) > 0).all()
+    # on this open cap the hidden keypoints are the ones turned away from the camera
+    assert (camera_normals(p, bfm.tri)[bfm.keypoints[~vis], 2] <= 0.05).all()
+    assert img[0, 0].sum() == 0 and img[-1, -1].sum() == 0
+
+
+def test_mirror_fit_exact_on_a_mirror_closed_basis(mirror_bfm_dir):
+    bfm = load_bfm_full(mirror_bfm_dir)
+    rng = np.random.default_rng(0)
+    shape, exp = rng.normal(0, 1, 199) * bfm.shape_ev, rng.normal(0, 1, 29) * bfm.sigma_exp
+    s2, e2, _, res = MirrorFitter(bfm).mirror(shape, exp, np.array([0, 0, 0, 10, 0, 0, 1.0]), 100)
+    assert res < 1.0  # micrometres RMS, on faces ~1e5 um wide
+    v, v2 = bfm.vertices(shape, exp), bfm.vertices(s2, e2)
+    np.testing.assert_allclose(v2[:, 0].sum(), -v[:, 0].sum(), atol=1.0 * len(v))
+
+
+def test_300wlp_datamodule_reads_written_data(w300lp_dir, mirror_bfm_dir):
+    dm = W300LPDataModule(data_dir=str(w300lp_dir), bfm_dir=str(mirror_bfm_dir), image_size=64,
+                          batch_size=4, num_workers=0, val_fraction=0.0)
+    dm.setup()
+    assert len(dm.datasets["train"]) == 16
+    b = next(iter(dm.train_dataloader()))
+    assert b["image"].shape == (4, 3, 64, 64) and b["params"].shape == (4, 235)
+    # params reconstruct the landmarks through crop / flip augmentation (flip fit: 1e-2 px)
+    torch.testing.assert_close(b["landmarks3d"][..., :2], b["landmarks_px"], atol=5e-3, rtol=0)
+
+
+def test_300wlp_default_data_written_once(tmp_path, mirror_bfm_dir):
+    kw = dict(bfm_dir=str(mirror_bfm_dir), n_per_folder=1, n_profiles=1, image_size=32, batch_size=2,
+              num_workers=0, cache_root=str(tmp_path), val_fraction=0.0)
+    dm = W300LPDataModule(**kw)
+    dm.prepare_data()
+    dm.setup()
+    assert len(dm.datasets["train"]) == 8 and dm.root.parent == tmp_path
+    mtime = (dm.root / "AFW" / "AFW_1000_1_0.mat").stat().st_mtime_ns
+    dm2 = W300LPDataModule(**kw)
+    dm2.prepare_data()
+    assert dm2.root == dm.root and (dm.root / "AFW" / "AFW_1000_1_0.mat").stat().st_mtime_ns == mtime
+
+
+def test_aflw2000_writer_round_trip(tmp_path, mirror_bfm_dir):
+    write_aflw2000(tmp_path, n=4, seed=1, bfm_dir=str(mirror_bfm_dir), image_size=96)
+    names = (tmp_path / "AFLW2000-3D_crop.list").read_text().split()
+    assert names == ["image00002.jpg", "image00004.jpg", "image00006.jpg", "image00008.jpg"]
+    pts68 = np.load(tmp_path / "AFLW2000-3D.pts68.npy")
+    yaw = np.load(tmp_path / "AFLW2000-3D.pose.npy")
+    roi = np.load(tmp_path / "AFLW2000-3D_crop.roi_box.npy")
+    assert pts68.shape == (4, 3, 68) and pts68.dtype == np.float32
+    assert yaw.shape == (4,) and roi.shape == (4, 4)
+    basis = load_keypoint_basis(mirror_bfm_dir)
+    for k, n in enumerate(names):
+        m = read_mat(tmp_path / n.replace(".jpg", ".mat"), AFLW2000_SPEC, check_dtype=True)
+        np.testing.assert_array_equal(m["pt3d_68"], pts68[k])
+        assert yaw[k] == pytest.approx(math.degrees(float(m["Pose_Para"][0, 1])), abs=1e-4)
+        np.testing.assert_allclose(roi[k], roi_box_from_landmarks(pts68[k]), rtol=1e-5)
+        p = basis.project_3ddfa(m["Shape_Para"][:, 0], m["Exp_Para"][:, 0],
+                                m["Pose_Para"][0].astype(np.float64), 96)
+        np.testing.assert_allclose(p.T, m["pt3d_68"], atol=2e-3, rtol=0)
+        assert (m["pt2d"][:, [12, 16]] == -1).all()  # ears missing
+        if m["pt2d"][0, 20] >= 0:  # chin = iBUG 8, left mouth corner = iBUG 48
+            np.testing.assert_allclose(m["pt2d"][:, 20], m["pt3d_68"][:2, 8], atol=1e-4)
+        if m["pt2d"][0, 17] >= 0:
+            np.testing.assert_allclose(m["pt2d"][:, 17], m["pt3d_68"][:2, 48], atol=1e-4)
+        assert (m["pt2d"] >= 0).all(0).sum() >= 8
+    dm = Aflw2000DataModule(data_dir=str(tmp_path), image_size=48, batch_size=4, num_workers=0)
+    dm.setup()
+    b = next(iter(dm.test_dataloader()))
+    assert b["landmarks68_px"].shape == (4, 68, 2) and b["params"].shape == (4, 235)
+    torch.testing.assert_close(b["yaw"], torch.from_numpy(yaw), atol=1e-3, rtol=0)
