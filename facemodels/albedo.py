@@ -138,16 +138,30 @@ def _eyeball_colors(
     return out
 
 
-def _smooth(alb: np.ndarray, faces: np.ndarray, iters: int) -> np.ndarray:
-    """``iters`` rounds of one-ring averaging (vertex + neighbours) over the mesh edges."""
+_ADJ_CACHE: dict[tuple, tuple] = {}
+
+
+def _one_ring(faces: np.ndarray, N: int) -> tuple:
+    """(N, N) CSR one-ring adjacency incl. self loops and its row sums; cached by content."""
+    import hashlib
+
     from scipy.sparse import coo_matrix
 
-    N = alb.shape[0]
-    e = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
-    e = np.concatenate([e, e[:, ::-1], np.repeat(np.arange(N)[:, None], 2, 1)])
-    A = coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(N, N)).tocsr()
-    A.data[:] = 1.0  # duplicate edges count once
-    deg = np.asarray(A.sum(1)).reshape(-1, 1)
+    key = (N, faces.shape, hashlib.sha1(np.ascontiguousarray(faces).tobytes()).hexdigest())
+    if key not in _ADJ_CACHE:
+        e = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+        e = np.concatenate([e, e[:, ::-1], np.repeat(np.arange(N)[:, None], 2, 1)])
+        A = coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(N, N)).tocsr()
+        A.data[:] = 1.0  # duplicate edges count once
+        if len(_ADJ_CACHE) > 8:
+            _ADJ_CACHE.clear()
+        _ADJ_CACHE[key] = (A, np.asarray(A.sum(1)).reshape(-1, 1))
+    return _ADJ_CACHE[key]
+
+
+def _smooth(alb: np.ndarray, faces: np.ndarray, iters: int) -> np.ndarray:
+    """``iters`` rounds of one-ring averaging (vertex + neighbours) over the mesh edges."""
+    A, deg = _one_ring(faces, alb.shape[0])
     for _ in range(iters):
         alb = (A @ alb) / deg
     return alb
