@@ -58,7 +58,7 @@ __all__ = [
 ]
 
 DEFAULT_SEED_LANDMARKS: tuple[int, ...] = tuple(range(17)) + (30,) + tuple(range(17, 27))
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 
 
 def front_visible(
@@ -160,7 +160,7 @@ def select_dense_keypoints(
     if symmetric:
         if plane_x is None:
             plane_x = float(v[:, 0].mean())
-        cand = np.union1d(np.union1d(inside, np.asarray(chosen)), seeds)
+        cand = np.union1d(vis_ids, seeds)
         partner = mirror_pairs(v, cand, plane_x)
         seed_set = set(seeds.tolist())
         missing = [int(s) for s in seeds if partner[s] < 0 or int(partner[s]) not in seed_set]
