@@ -16,6 +16,7 @@ import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from experiments.harness.checkpoint_io import AtomicCheckpointIO
 from experiments.harness.loggers import instantiate_loggers
 from experiments.harness.resolvers import register_resolvers
 from experiments.harness.summary import print_summary
@@ -44,7 +45,9 @@ def evaluate(cfg: DictConfig, model_from_run: bool = True) -> dict[str, float]:
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="partial")
     model = instantiate_model(cfg.model)
-    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, logger=instantiate_loggers(cfg.get("logger")) or False)
+    trainer: pl.Trainer = hydra.utils.instantiate(
+        cfg.trainer, logger=instantiate_loggers(cfg.get("logger")) or False, plugins=[AtomicCheckpointIO()]
+    )
     trainer.test(model, datamodule=datamodule, ckpt_path=str(ckpt))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     print_summary(metrics, cfg.paths.output_dir, str(ckpt), [])

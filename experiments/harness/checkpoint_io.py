@@ -26,3 +26,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         finally:
             if tmp.exists():
                 tmp.unlink()
+
+    def load_checkpoint(self, path: str | os.PathLike, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        """Our checkpoints carry hyper-parameters as Python objects (e.g. the optimizer partial), so they
+        are loaded with `weights_only=False`: load only checkpoints you trust (your own runs)."""
+        try:
+            return super().load_checkpoint(path, map_location=map_location, weights_only=bool(weights_only))
+        except TypeError:  # Lightning < 2.4: no weights_only argument
+            return super().load_checkpoint(path, map_location=map_location)

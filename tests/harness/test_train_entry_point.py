@@ -6,7 +6,7 @@ import torch
 
 from experiments.train import train
 from tests.harness.compose import compose_config
-from tests.harness.run_cli import csv_metrics, run_train
+from tests.harness.run_cli import run_train
 
 TINY = ["model=tiny", "data=synthetic", "logger=csv"]
 
@@ -16,8 +16,9 @@ def test_fast_dev_run_through_the_real_entry_point(tmp_path):
     proc = run_train([*TINY, "debug=fast_dev_run"], run_dir, tmp_path)
     assert "Final metrics" in proc.stdout
     assert "Run directory" in proc.stdout
-    metrics = csv_metrics(run_dir)
-    assert any(k.startswith("test/") for k in metrics), metrics
+    # fast_dev_run replaces loggers by a dummy (Lightning), so the printed table is the record
+    table = proc.stdout.split("Final metrics", 1)[1]
+    assert "test/" in table, proc.stdout[-2000:]
 
 
 def test_train_function_fits_checkpoints_and_tests_best(tmp_path):
