@@ -19,8 +19,10 @@ import numpy as np
 
 __all__ = ["FlameTopology", "flame_topology", "LandmarkSet"]
 
-# Row of the dynamic (79 x 17) contour embedding for yaw 0 (rows cover yaw -39..39 deg).
-_DYNAMIC_ZERO_ROW = 39
+# Row of the dynamic (79 x 17) contour embedding for yaw 0. smplx's lookup maps a rounded
+# yaw angle a (deg, clamped to +-39) to row a for a >= 0... rows 0..39, and 39 - a for a < 0
+# (rows 40..78), so zero pose is row 0.
+_DYNAMIC_ZERO_ROW = 0
 
 
 def _load_pickle(path: Path) -> dict:

@@ -5,12 +5,21 @@ vertices (model space, metres), the OpenGL-style model-view / projection pair ma
 the renderer's camera by ``facemodels.cameras.krt_to_gl`` (so the DAD projection formula
 gives exactly the renderer's pixels), and the renderer's per-vertex visibility under the
 suite-only key ``suite_visibility``. The test split has images + test.json only.
-Item ids are 8-digit scene numbers; train / val / test draw disjoint scene numbers.
+Item ids are 8-digit scene numbers; train / val / test draw disjoint scene numbers
+(train 0.., then val, then test), scene i = ``SceneSampler(flame_dir, seed).sample(i)``.
+
+Speed: FLAME is evaluated for a chunk of scenes in one batched forward (a single-scene
+forward costs ~20x more per scene), then each scene is rendered by
+``facemodels.sampler.render_scene`` with those vertices; ``n_jobs`` processes render
+disjoint chunks in parallel (default: min(2, CPU count)). The output does not depend on
+``n_jobs`` or the chunk size.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -18,7 +27,9 @@ from PIL import Image
 
 from datamodules.formats import dad
 
-__all__ = ["write_dad3dheads", "scene_attributes"]
+__all__ = ["write_dad3dheads", "scene_attributes", "render_scenes"]
+
+_CHUNK = 32
 
 
 def scene_attributes(yaw_deg: float, pitch_deg: float, expression: bool, occluded: bool) -> dict:
@@ -29,41 +40,62 @@ def scene_attributes(yaw_deg: float, pitch_deg: float, expression: bool, occlude
             "age": "young", "occlusions": bool(occluded), "pose": pose, "standard light": True}
 
 
-def _render(sampler, model, i: int, size: int):
-    from facemodels.sampler import render_scene
+class _Recorder:
+    """Stands in for the FLAME model inside ``scene_geometry``: records the call's
+    arguments (the sampler's own mapping of a scene to FLAME inputs)."""
 
-    scene = sampler.sample(i)
-    return scene, render_scene(scene, model, size)
+    def __init__(self, model):
+        self.n_shape, self.n_exp = model.n_shape, model.n_exp
+        self.calls: list[dict] = []
+
+    def __call__(self, **kw):
+        self.calls.append(kw)
+        return SimpleNamespace(vertices=torch.zeros(1, 1, 3), landmarks68=torch.zeros(1, 68, 3))
 
 
-def write_dad3dheads(
-    out: str | Path,
-    n_train: int = 1500,
-    n_val: int = 300,
-    n_test: int = 50,
-    image_size: int = 320,
-    seed: int = 0,
-    flame_dir: str | None = None,
-) -> Path:
-    """Write n_train / n_val / n_test procedural images in the DAD-3DHeads layout."""
-    from facemodels.flame import FlameModel
-    from facemodels.world import default_flame_dir
+class _Precomputed:
+    """Returns the batched FLAME output of scene ``k`` when ``render_scene`` calls it."""
 
+    def __init__(self, model, vertices: torch.Tensor, landmarks68: torch.Tensor):
+        self.n_shape, self.n_exp = model.n_shape, model.n_exp
+        self.v, self.l, self.k = vertices, landmarks68, 0
+
+    def __call__(self, **_):
+        return SimpleNamespace(vertices=self.v[self.k : self.k + 1], landmarks68=self.l[self.k : self.k + 1])
+
+
+def render_scenes(sampler, model, indices: list[int], size: int) -> list:
+    """[(scene, RenderedSample)] for scene ``indices``, FLAME evaluated in one batch."""
+    from facemodels.sampler import render_scene, scene_geometry
+
+    scenes = [sampler.sample(i) for i in indices]
+    rec = _Recorder(model)
+    for s in scenes:
+        scene_geometry(s, rec)
+    batch = {k: torch.cat([c[k] for c in rec.calls]) for k in rec.calls[0]}
+    with torch.no_grad():
+        out = model(**batch)
+    pre = _Precomputed(model, out.vertices, out.landmarks68)
+    res = []
+    for k, s in enumerate(scenes):
+        pre.k = k
+        res.append((s, render_scene(s, pre, size)))
+    return res
+
+
+def _write_chunk(job: tuple) -> list[dict]:
+    """Render + write one chunk of (split, scene index) items; returns their index entries."""
+    out, items, image_size, seed, flame_dir = job
     from facemodels.cameras import krt_to_gl
     from facemodels.sampler import SceneSampler
 
-    out = Path(out)
-    fd = Path(flame_dir) if flame_dir else default_flame_dir()
-    model = FlameModel(fd)
-    sampler = SceneSampler(fd, seed)
-    start = 0
-    for split, n in (("train", n_train), ("val", n_val), ("test", n_test)):
-        (out / split / "images").mkdir(parents=True, exist_ok=True)
-        if split != "test":
-            (out / split / "annotations").mkdir(parents=True, exist_ok=True)
-        entries = []
-        for i in range(start, start + n):
-            scene, r = _render(sampler, model, i, image_size)
+    model = _model(flame_dir)
+    sampler = SceneSampler(flame_dir, seed)
+    entries = []
+    for s0 in range(0, len(items), _CHUNK):
+        part = items[s0 : s0 + _CHUNK]
+        for (split, i), (scene, r) in zip(part, render_scenes(sampler, model, [i for _, i in part], image_size),
+                                          strict=True):
             item = f"{i:08d}"
             Image.fromarray(r.image).save(out / split / "images" / f"{item}.png", compress_level=1)
             e = {"item_id": item, "img_path": f"{split}/images/{item}.png",
@@ -75,19 +107,115 @@ def write_dad3dheads(
                 e["annotation_path"] = f"{split}/annotations/{item}.json"
                 dad.write_annotation(out / e["annotation_path"], np.asarray(r.vertices),
                                      MV[0].numpy(), P[0].numpy(), np.asarray(r.visibility))
-            entries.append(e)
-        dad.write_index(out, split, entries)
+            entries.append((split, e))
+    return entries
+
+
+_MODELS: dict[str, object] = {}
+
+
+def _model(flame_dir: str):
+    from facemodels.flame import FlameModel
+
+    if flame_dir not in _MODELS:
+        _MODELS[flame_dir] = FlameModel(flame_dir)
+    return _MODELS[flame_dir]
+
+
+def _run_workers(out: Path, items: list, image_size: int, seed: int, fd: str, n_jobs: int) -> list:
+    """Render in ``n_jobs`` fresh interpreters (``python -m datamodules.writers.dad3dheads
+    --job FILE``): no fork of a threaded torch process, no re-import of the caller's main
+    module. Worker w takes chunks w, w + n_jobs, ...; each returns its index entries."""
+    import json
+    import subprocess
+    import sys
+
+    from datamodules.cache import REPO_ROOT
+
+    jobs_dir = out / ".jobs"
+    jobs_dir.mkdir(exist_ok=True)
+    chunks = [items[k : k + _CHUNK] for k in range(0, len(items), _CHUNK)]
+    procs = []
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+    for w in range(n_jobs):
+        mine = [it for c in chunks[w::n_jobs] for it in c]
+        job = jobs_dir / f"job{w}.json"
+        job.write_text(json.dumps({"out": str(out), "items": mine, "image_size": image_size,
+                                   "seed": seed, "flame_dir": fd}))
+        procs.append((job, subprocess.Popen([sys.executable, "-m", "datamodules.writers.dad3dheads",
+                                             "--job", str(job)], env=env, cwd=str(REPO_ROOT))))
+    failed = [str(j) for j, p in procs if p.wait() != 0]
+    if failed:
+        raise RuntimeError(f"DAD-3DHeads writer workers failed: {failed} (see their stderr above)")
+    results = []
+    for job, _ in procs:
+        results.append([tuple(x) for x in json.loads(job.with_suffix(".out.json").read_text())])
+    import shutil
+
+    shutil.rmtree(jobs_dir)
+    return results
+
+
+def _job_main(argv: list[str] | None = None) -> None:
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(description="one worker of write_dad3dheads (internal)")
+    ap.add_argument("--job", required=True)
+    job = Path(ap.parse_args(argv).job)
+    torch.set_num_threads(1)
+    spec = json.loads(job.read_text())
+    items = [tuple(x) for x in spec["items"]]
+    res = _write_chunk((Path(spec["out"]), items, spec["image_size"], spec["seed"], spec["flame_dir"]))
+    job.with_suffix(".out.json").write_text(json.dumps(res))
+
+
+def write_dad3dheads(
+    out: str | Path,
+    n_train: int = 1500,
+    n_val: int = 300,
+    n_test: int = 50,
+    image_size: int = 320,
+    seed: int = 0,
+    flame_dir: str | None = None,
+    n_jobs: int | None = None,
+) -> Path:
+    """Write n_train / n_val / n_test procedural images in the DAD-3DHeads layout.
+
+    n_jobs: worker processes (None -> min(2, CPU count); 1 -> in this process).
+    """
+    from facemodels.world import default_flame_dir
+
+    out = Path(out)
+    fd = str(Path(flame_dir) if flame_dir else default_flame_dir())
+    items, start = [], 0
+    for split, n in (("train", n_train), ("val", n_val), ("test", n_test)):
+        (out / split / "images").mkdir(parents=True, exist_ok=True)
+        if split != "test":
+            (out / split / "annotations").mkdir(parents=True, exist_ok=True)
+        items += [(split, i) for i in range(start, start + n)]
         start += n
+    n_jobs = min(2, os.cpu_count() or 1) if n_jobs is None else max(1, int(n_jobs))
+    n_jobs = min(n_jobs, max(1, len(items) // _CHUNK))
+    if n_jobs == 1:
+        results = [_write_chunk((out, items, image_size, seed, fd))]
+    else:
+        results = _run_workers(out, items, image_size, seed, fd, n_jobs)
+    by_split: dict[str, list[dict]] = {"train": [], "val": [], "test": []}
+    for res in results:
+        for split, e in res:
+            by_split[split].append(e)
+    for split, entries in by_split.items():
+        dad.write_index(out, split, sorted(entries, key=lambda e: e["item_id"]))
     return out
 
 
 def _scene_facts(scene, r) -> tuple[float, float, bool, bool]:
-    """(yaw deg, pitch deg, has expression, occluded) from whatever the scene exposes."""
-    from facemodels.rotations import matrix_to_euler
+    """(yaw deg, pitch deg, has expression, occluded) of a scene."""
+    has_expr = float(np.abs(np.asarray(scene.expression)).max(initial=0.0)) > 0.5 or float(scene.jaw_pose[0]) > 0.05
+    return float(scene.yaw), float(scene.pitch), has_expr, bool(scene.occluders)
 
-    R_model = np.diag([1.0, -1.0, -1.0]) @ np.asarray(r.R, np.float64)
-    yaw, pitch, _ = matrix_to_euler(torch.from_numpy(R_model)[None])[0].tolist()
-    expr = getattr(scene, "expression", None)
-    has_expr = expr is not None and float(np.abs(np.asarray(expr)).max(initial=0.0)) > 0.5
-    occ = bool(getattr(scene, "occluders", None))
-    return yaw, pitch, has_expr, occ
+
+if __name__ == "__main__":
+    _job_main()

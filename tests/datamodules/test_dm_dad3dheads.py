@@ -1,0 +1,209 @@
+"""DAD-3DHeads on the procedural world: tiny write / read round trip, projection equal to
+the renderer's, the DataModule batch contract (face1609, subsets, ibug68), flips through the
+camera, default data written once, corrupt files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from datamodules.dad3dheads import Dad3DHeadsDataModule, Dad3DHeadsDataset
+from datamodules.flame_info import flame_topology
+from datamodules.formats import dad
+from datamodules.transforms import apply_affine, crop_matrix
+from datamodules.writers.dad3dheads import render_scenes, write_dad3dheads
+
+SIZE = 128
+
+
+@pytest.fixture(scope="module")
+def world():
+    from facemodels.flame import FlameModel
+    from facemodels.world import default_flame_dir
+
+    fd = str(default_flame_dir())
+    return fd, FlameModel(fd)
+
+
+@pytest.fixture(scope="module")
+def dad_dir(tmp_path_factory, world):
+    out = tmp_path_factory.mktemp("dad")
+    write_dad3dheads(out, n_train=4, n_val=4, n_test=1, image_size=SIZE, seed=5, flame_dir=world[0], n_jobs=1)
+    return out
+
+
+@pytest.fixture(scope="module")
+def rendered(world):
+    """The renderer's own labels of scenes 0 (train) and 4 (first val) at seed 5."""
+    from facemodels.sampler import SceneSampler
+
+    fd, model = world
+    return {i: r for i, (_, r) in zip((0, 4), render_scenes(SceneSampler(fd, 5), model, [0, 4], SIZE),
+                                         strict=True)}
+
+
+def test_dad_layout_and_index(dad_dir):
+    for split, n in (("train", 4), ("val", 4), ("test", 1)):
+        entries = json.loads((dad_dir / split / f"{split}.json").read_text())
+        assert len(entries) == n
+        for e in entries:
+            assert (dad_dir / e["img_path"]).is_file() and e["img_path"].startswith(f"{split}/images/")
+            with Image.open(dad_dir / e["img_path"]) as im:
+                assert im.format == "PNG" and im.size == (SIZE, SIZE)
+            assert set(e["attributes"]) == set(dad.DAD_ATTRIBUTES)
+            for k, allowed in dad.DAD_ATTRIBUTES.items():
+                assert e["attributes"][k] in allowed, (k, e["attributes"][k])
+            x, y, w, h = e["bbox"]
+            assert 0 <= x and 0 <= y and x + w <= SIZE and y + h <= SIZE and w > 10 and h > 10
+            if split == "test":
+                assert "annotation_path" not in e
+            else:
+                ann = json.loads((dad_dir / e["annotation_path"]).read_text())
+                assert np.asarray(ann["vertices"]).shape == (5023, 3)
+                assert np.asarray(ann["model_view_matrix"]).shape == (4, 4)
+                assert np.asarray(ann["projection_matrix"]).shape == (4, 4)
+    assert not (dad_dir / "test" / "annotations").exists()
+
+
+def test_dad_projection_equals_renderer(dad_dir, rendered, world):
+    """vertices + MV + P through the DAD formula land on the renderer's pixels."""
+    topo = flame_topology(world[0])
+    for split, i in (("train", 0), ("val", 4)):
+        r = rendered[i]
+        a = dad.read_annotation(dad_dir / split / "annotations" / f"{i:08d}.json")
+        np.testing.assert_allclose(a["vertices"], r.vertices, atol=1e-7, rtol=0)
+        px, depth = dad.project_dad(a["vertices"], a["model_view"], a["projection"], SIZE)
+        np.testing.assert_allclose(px, r.vertex_px, atol=2e-3, rtol=0)
+        np.testing.assert_allclose(depth, r.vertex_depth, rtol=1e-5)
+        l68, _ = dad.project_dad(topo.landmarks68(a["vertices"].astype(np.float64)), a["model_view"],
+                                 a["projection"], SIZE)
+        np.testing.assert_allclose(l68, r.landmarks68_px, atol=2e-3, rtol=0)
+        np.testing.assert_array_equal(a["visibility"] > 0.5, r.visibility)
+        # DAD's ground-truth rotation: (diag(1, -1, -1, 1) MV)[:3, :3] = the cv rotation
+        np.testing.assert_allclose((np.diag([1.0, -1, -1, 1]) @ a["model_view"])[:3, :3], r.R, atol=1e-9)
+
+
+def _project(K, R, t, V):
+    cam = V @ R.transpose(-1, -2) + t[:, None]
+    uv = cam @ K.transpose(-1, -2)
+    return uv[..., :2] / uv[..., 2:]
+
+
+def test_datamodule_batch_contract_face1609(dad_dir, rendered, world, tmp_path):
+    from facemodels.landmarks import landmark_vertex_indices
+
+    dm = Dad3DHeadsDataModule(data_dir=str(dad_dir), landmark_set="face1609", image_size=64, batch_size=4,
+                              num_workers=0, flame_dir=world[0], annotation_cache_root=str(tmp_path),
+                              augment={"flip_prob": 0.5, "rotation_deg": 20.0})
+    dm.setup()
+    assert {k: len(v) for k, v in dm.datasets.items()} == {"train": 4, "val": 2, "test": 2, "predict": 1}
+    b = next(iter(dm.train_dataloader()))
+    B = 4
+    shapes = {"image": (B, 3, 64, 64), "landmarks": (B, 1609, 2), "landmarks_px": (B, 1609, 2),
+              "landmarks3d": (B, 1609, 3), "visibility": (B, 1609), "landmarks68_px": (B, 68, 2),
+              "vertices": (B, 5023, 3), "yaw": (B,), "bbox": (B, 4), "index": (B,)}
+    for k, s in shapes.items():
+        assert tuple(b[k].shape) == s, k
+        assert b[k].dtype == (torch.int64 if k == "index" else torch.float32), k
+    assert {k: tuple(v.shape) for k, v in b["camera"].items()} == {"K": (B, 3, 3), "R": (B, 3, 3), "t": (B, 3)}
+    torch.testing.assert_close(b["landmarks"], b["landmarks_px"] / 64 - 0.5)
+    torch.testing.assert_close(b["landmarks3d"][..., :2], b["landmarks_px"])
+    # the crop camera reproduces the landmarks from the (possibly mirrored) vertices, so a
+    # flip moved image, points, vertex order and camera consistently
+    idx = torch.from_numpy(landmark_vertex_indices("face1609", world[0]))
+    cam = {k: v.double() for k, v in b["camera"].items()}
+    uv = _project(cam["K"], cam["R"], cam["t"], b["vertices"].double()[:, idx])
+    torch.testing.assert_close(uv, b["landmarks_px"].double(), atol=2e-3, rtol=0)
+    topo = flame_topology(world[0])
+    l68 = torch.stack([torch.from_numpy(topo.landmarks68(v.double().numpy())) for v in b["vertices"]])
+    torch.testing.assert_close(_project(cam["K"], cam["R"], cam["t"], l68), b["landmarks68_px"].double(),
+                               atol=2e-3, rtol=0)
+    # depth: positive towards the camera, zero mean, in crop px
+    z_cam = (b["vertices"].double()[:, idx] @ cam["R"].transpose(1, 2) + cam["t"][:, None])[..., 2]
+    z_ref = -(z_cam - z_cam.mean(1, keepdim=True)) * cam["K"][:, :1, 0] / z_cam.mean(1, keepdim=True)
+    torch.testing.assert_close(b["landmarks3d"][..., 2].double(), z_ref, atol=1e-2, rtol=1e-3)
+    # a sure flip (flip_prob 1): same checks, and the yaw changes sign
+    from datamodules.transforms import AugmentConfig
+
+    ds = Dad3DHeadsDataset(dad_dir, "train", landmark_set="face1609", image_size=64, train=True,
+                           augment=AugmentConfig(flip_prob=1.0), flame_dir=world[0], cache_root=str(tmp_path))
+    f = ds[0]
+    c = {k: v.double()[None] for k, v in f["camera"].items()}
+    uv = _project(c["K"], c["R"], c["t"], f["vertices"].double()[None, idx])[0]
+    torch.testing.assert_close(uv, f["landmarks_px"].double(), atol=2e-3, rtol=0)
+    l68 = torch.from_numpy(topo.landmarks68(f["vertices"].double().numpy()))[None]
+    torch.testing.assert_close(_project(c["K"], c["R"], c["t"], l68)[0], f["landmarks68_px"].double(),
+                               atol=2e-3, rtol=0)
+    assert float(f["yaw"]) == pytest.approx(-float(_scene(world, 0).yaw), abs=1e-3)
+    # validation (no augmentation): exactly the renderer's pixels moved by the crop matrix
+    s = dm.datasets["val"][0]
+    r = rendered[4]
+    m = crop_matrix(r.bbox, 64, dm.augment.crop_scale)
+    np.testing.assert_allclose(s["landmarks_px"].numpy(), apply_affine(m, r.vertex_px[idx.numpy()]), atol=2e-3)
+    np.testing.assert_array_equal(s["visibility"].numpy(), r.visibility[idx.numpy()].astype(np.float32))
+    assert float(s["yaw"]) == pytest.approx(float(_scene(world, 4).yaw), abs=1e-3)
+
+
+def _scene(world, i):
+    from facemodels.sampler import SceneSampler
+
+    return SceneSampler(world[0], 5).sample(i)
+
+
+@pytest.mark.parametrize("name,L", [("face101", 101), ("ibug68", 68)])
+def test_datamodule_subsets_and_ibug68(dad_dir, world, tmp_path, name, L):
+    from facemodels.landmarks import flip_permutation
+
+    ds = Dad3DHeadsDataset(dad_dir, "train", landmark_set=name, image_size=48, train=True,
+                           flame_dir=world[0], cache_root=str(tmp_path))
+    np.testing.assert_array_equal(ds.lms.flip, flip_permutation(name, world[0]))
+    s = ds[1]
+    assert s["landmarks"].shape == (L, 2) and s["visibility"].shape == (L,)
+    if name == "ibug68":
+        torch.testing.assert_close(s["landmarks_px"], s["landmarks68_px"])
+
+
+def test_default_data_written_once(tmp_path, world):
+    kw = dict(n_train=2, n_val=2, n_test=0, frame_size=64, image_size=32, batch_size=2, num_workers=0,
+              landmark_set="face202", cache_root=str(tmp_path / "proc"), flame_dir=world[0],
+              annotation_cache_root=str(tmp_path / "ann"))
+    dm = Dad3DHeadsDataModule(**kw)
+    dm.prepare_data()
+    dm.setup()
+    assert dm.root.parent == tmp_path / "proc" and dm.root.name.startswith("dad3dheads_")
+    assert len(dm.datasets["train"]) == 2 and "predict" in dm.datasets
+    stamp = (dm.root / "train" / "train.json").stat().st_mtime_ns
+    dm2 = Dad3DHeadsDataModule(**kw)
+    dm2.prepare_data()
+    assert dm2.root == dm.root and (dm.root / "train" / "train.json").stat().st_mtime_ns == stamp
+    b = next(iter(dm2.val_dataloader()))
+    assert b["landmarks"].shape == (1, 202, 2)
+
+
+def test_corrupt_files_named_or_skipped(dad_dir, world, tmp_path):
+    import shutil
+
+    root = tmp_path / "dad"
+    shutil.copytree(dad_dir, root)
+    ann = root / "train" / "annotations" / "00000001.json"
+    d = json.loads(ann.read_text())
+    d["vertices"] = d["vertices"][:5000]
+    ann.write_text(json.dumps(d))
+    (root / "train" / "images" / "00000002.png").write_bytes(b"\x89PNG broken")
+    ds = Dad3DHeadsDataset(root, "train", landmark_set="face101", image_size=32, flame_dir=world[0],
+                           cache_root=str(tmp_path / "ann"))
+    with pytest.raises(ValueError, match="00000001.json"):
+        ds[1]
+    with pytest.raises(OSError, match="00000002.png"):
+        ds[2]
+    ds2 = Dad3DHeadsDataset(root, "train", landmark_set="face101", image_size=32, flame_dir=world[0],
+                            cache_root=str(tmp_path / "ann"), skip_corrupt=True)
+    assert int(ds2[1]["index"]) == 3 and ds2.n_skipped == 2
+    with pytest.raises(dad.DadFormatError, match="5023"):
+        dad.read_annotation(ann)
+    with pytest.raises(FileNotFoundError, match="train,val"):
+        Dad3DHeadsDataModule(data_dir=str(tmp_path / "missing"), num_workers=0).setup()
