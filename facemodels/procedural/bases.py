@@ -178,7 +178,7 @@ def expression_fields(lmk: np.ndarray, rng: np.random.Generator, n_total: int) -
         lambda p: 0.0015 * _bump(p, mouth, 0.010)[:, None] * _vec(z0(len(p)), np.where(up_lip(p) > 0.5, -1.0, 1.0) * np.abs(2 * up_lip(p) - 1), z0(len(p))),
         lambda p: 0.002 * _bump(p, mouth, 0.012)[:, None] * _vec(z0(len(p)), (p[:, 1] - sto) * 0.3 / 0.01, 1 + z0(len(p))),
     ]
-    rnd = random_fields(rng, n_total - len(sem), amp0=0.0015, decay=12.0, wavelength=(0.03, 0.08))
+    rnd = random_fields(rng, n_total - len(sem), amp0=0.0007, decay=8.0, wavelength=(0.05, 0.10))
     return sem + rnd
 
 

@@ -8,6 +8,8 @@ of the identity/expression/texture bases; the mean head is the same for every se
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
 import io
 import pickle
 from dataclasses import dataclass, field
@@ -75,6 +77,12 @@ def build_world(seed: int = 0) -> ProceduralWorld:
         return _build_world(seed)
 
 
+@functools.lru_cache(maxsize=2)
+def cached_world(seed: int = 0) -> ProceduralWorld:
+    """``build_world(seed)`` memoised in this process (treat the result as read-only)."""
+    return build_world(seed)
+
+
 def _build_world(seed: int) -> ProceduralWorld:
     rng = np.random.default_rng(seed)
     surf = HeadSurface()
@@ -91,7 +99,7 @@ def _build_world(seed: int) -> ProceduralWorld:
     # identity basis
     id_rng, ex_rng = (np.random.default_rng(s) for s in rng.integers(0, 2**31, size=2))
     id_fields = B.identity_fields(lmk)
-    id_fields += B.random_fields(id_rng, N_SHAPE - len(id_fields), amp0=0.0012, decay=20.0,
+    id_fields += B.random_fields(id_rng, N_SHAPE - len(id_fields), amp0=0.0008, decay=10.0,
                                  wavelength=(0.06, 0.16))
     id_comp, id_mix = B.principal_components(B.sample(id_fields, _field_points(verts)))
     # expression basis (zero on eyeballs and outside the face support)
@@ -189,7 +197,8 @@ class BfmArraysOut:
 
 def build_bfm(world: ProceduralWorld) -> BfmArraysOut:
     """The BFM-format mesh (front of the same head, eyes closed by the eyeballs) and bases."""
-    surf = HeadSurface(with_eyes=True)
+    surf = copy.copy(world.surface) if world.surface is not None else HeadSurface()
+    surf.with_eyes = True
     topo = T.BfmTopology.build()
     th, ph = topo.params()
     # snap the nearest free grid vertex of each landmark onto the landmark's parameters
@@ -224,8 +233,8 @@ def _bfm_texture(v: np.ndarray, lmk: np.ndarray, rng: np.random.Generator) -> tu
     col[eye_d < A.EYE_RADIUS + 2e-4] = [235.0, 235.0, 230.0]
     col[v[:, 1] > A.HAIRLINE_Y] = [70.0, 50.0, 40.0]
     fields = B.random_fields(rng, N_BFM_SHAPE, amp0=1.0, decay=10.0, wavelength=(0.03, 0.2))
-    raw = B.sample(fields, v)
-    q, _ = np.linalg.qr(raw)
+    comp, _ = B.principal_components(B.sample(fields, v))
+    q = comp / np.linalg.norm(comp, axis=0)
     ev = 2500.0 / (1.0 + np.arange(N_BFM_SHAPE) / 5.0)
     return col.reshape(-1, 1), q, ev
 

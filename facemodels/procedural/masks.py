@@ -42,10 +42,19 @@ def _face_selection(p: np.ndarray, lmk: np.ndarray, mirror: np.ndarray) -> np.nd
     y_top = lmk[17:27, 1].max() + 0.006
     y_bot = lmk[8, 1] - 0.004
     yc, hy = 0.5 * (y_top + y_bot), 0.5 * (y_top - y_bot)
-    score = (p[:, 0] / 0.066) ** 4 + ((p[:, 1] - yc) / hy) ** 4
     ok = (p[:, 2] > 0.0) & (p[:, 1] <= y_top) & (p[:, 1] >= y_bot)
-    score = np.where(ok, score, np.inf)
-    score[T.N_HEAD :] = np.inf
+    ok[T.N_HEAD :] = False
+
+    def score_for(wx: float) -> np.ndarray:
+        s = (p[:, 0] / wx) ** 4 + ((p[:, 1] - yc) / hy) ** 4
+        return np.where(ok, s, np.inf)
+
+    # widen the superellipse until it holds N_FACE vertices: brows to chin, cheek to cheek
+    lo, hi = 0.02, 0.12
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if (score_for(mid) <= 1.0).sum() < N_FACE else (lo, mid)
+    score = score_for(hi)
     order = np.argsort(score, kind="stable")
     chosen: list[int] = []
     seen = np.zeros(len(p), dtype=bool)

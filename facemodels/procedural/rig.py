@@ -56,7 +56,7 @@ def lbs_weights(verts: np.ndarray, stomion_y: float) -> np.ndarray:
         nrm = -nrm
     d = (np.stack([y, z], 1) - t0) @ nrm
     width = 0.0008 + 0.25 * np.clip(np.abs(x) - 0.022, 0.0, None)
-    w_jaw = _ss(d / width + 0.5) * _ss((z + 0.005) / 0.02) * _ss((y + 0.13) / 0.02)
+    w_jaw = _ss(d / width + 0.5) * _ss((z + 0.005) / 0.02) * _ss((y + 0.118) / 0.03)
     w_jaw = np.minimum(w_jaw, 1.0 - w_root)
     W[: T.N_HEAD, 0] = w_root
     W[: T.N_HEAD, 2] = w_jaw

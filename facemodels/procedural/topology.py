@@ -29,19 +29,26 @@ LEFT_EYE_SLICE = slice(N_HEAD, N_HEAD + N_EYE)
 RIGHT_EYE_SLICE = slice(N_HEAD + N_EYE, N_VERTS)
 
 
-def _graded(n: int, knots_u: list[float], knots_v: list[float]) -> np.ndarray:
-    """n samples of a smooth monotone map u -> v through the knots, at u = linspace(0, 1, n)."""
-    f = PchipInterpolator(np.array(knots_u), np.array(knots_v))
-    return f(np.linspace(0.0, 1.0, n))
+def _graded(n: int, knots_u: list[float], knots_v: list[float], smooth: int = 6) -> np.ndarray:
+    """n samples of a monotone map u -> v (piecewise linear through the knots at
+    u = linspace(0, 1, n)), with the step sizes smoothed so the spacing changes gradually;
+    the end values are kept exactly."""
+    v = np.interp(np.linspace(0.0, 1.0, n), knots_u, knots_v)
+    steps = np.diff(v)
+    for _ in range(smooth):
+        padded = np.concatenate([steps[:1], steps, steps[-1:]])
+        steps = 0.25 * padded[:-2] + 0.5 * padded[1:-1] + 0.25 * padded[2:]
+    steps *= (knots_v[-1] - knots_v[0]) / steps.sum()
+    return np.concatenate([[knots_v[0]], knots_v[0] + np.cumsum(steps)])
 
 
 def head_angles() -> tuple[np.ndarray, np.ndarray]:
     """Ring polar angles theta (78,) and column azimuths psi in [0, 2 pi) (60,), radians."""
     d = np.pi / 180.0
     # ring k sits at u = (k + 1) / 78; dense (~1.6 deg) over the face (50..142 deg)
-    th = _graded(N_RINGS + 1, [0.0, 10 / 78, 68 / 78, 1.0], [0.0, 50 * d, 142 * d, 162 * d])[1:]
-    # half circle: 31 columns phi_0 = 0 .. phi_30 = pi, dense (~3.4 deg) within +-75 deg
-    half = _graded(31, [0.0, 22 / 30, 1.0], [0.0, 75 * d, np.pi])
+    th = _graded(N_RINGS + 1, [0.0, 12 / 78, 70 / 78, 1.0], [0.0, 50 * d, 142 * d, 162 * d])[1:]
+    # half circle: 31 columns phi_0 = 0 .. phi_30 = pi, ~3.8 deg within +-72 deg
+    half = _graded(31, [0.0, 19 / 30, 1.0], [0.0, 72 * d, np.pi])
     psi = np.concatenate([half, 2 * np.pi - half[-2:0:-1]])
     return th, psi
 
