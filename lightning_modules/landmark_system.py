@@ -1,0 +1,232 @@
+"""Shared LightningModule for landmark regressors: one model_step, metrics per stage, overlays,
+the mean-layout baseline, optimizer set-up. Subclasses define `forward_batch` and `compute_loss`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from lightning_modules.metrics.landmark_error import MeanLandmarkError
+from lightning_modules.metrics.nme import YAW_BIN_NAMES, AFLW2000NME
+from lightning_modules.overlays import draw_landmark_overlay, overlay_grid, save_png
+
+log = logging.getLogger(__name__)
+
+# Used only when facemodels.landmarks is unavailable; must agree with docs/ARCHITECTURE.md.
+_FALLBACK_COUNTS = {"ibug68": 68, "face1609": 1609, "face805": 805, "face403": 403, "face202": 202,
+                    "face101": 101, "kp520": 520}
+
+
+def landmark_count(name: str) -> int:
+    """Number of landmarks of a set name (ibug68, face1609, ..., kp520)."""
+    try:
+        from facemodels.landmarks import landmark_count as _count
+    except ImportError:
+        if name not in _FALLBACK_COUNTS:
+            raise ValueError(f"landmark_set={name!r}, expected one of {sorted(_FALLBACK_COUNTS)}") from None
+        return _FALLBACK_COUNTS[name]
+    return int(_count(name))
+
+
+def normalised_to_px(xy: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(..., 2) normalised crop coords [-0.5, 0.5] -> crop px: x_px = (x_n + 0.5) W, y_px = (y_n + 0.5) H."""
+    scale = xy.new_tensor([width, height])
+    return (xy + 0.5) * scale
+
+
+class LandmarkSystem(pl.LightningModule):
+    """Base system. Args (shared by all subclasses):
+
+    net: the nn.Module (image (B, 3, H, W) -> raw outputs).
+    optimizer: a partial taking `params` (Hydra `_partial_: true`).
+    scheduler: optional partial taking `optimizer`; stepped per epoch, monitoring `monitor`.
+    landmark_set, image_size: the data contract (configs interpolate them into the data config).
+    num_overlays: validation images drawn per epoch (0 disables overlays).
+    monitor, monitor_mode: the checkpoint metric (harness keys, accepted for direct instantiation).
+
+    Logged: train/loss, val/loss, val/mlme, test/loss, test/mlme, test/mlme_mean_baseline and,
+    where the batch has `landmarks68_px` and `yaw` and the model predicts 68 points, test/nme,
+    test/nme_<bin> (AFLW2000-3D protocol). MLME is in crop px.
+
+    The mean-layout baseline: the training landmarks (normalised) are summed over every training
+    batch into the buffers `layout_sum` / `layout_count` (so they survive checkpoints); at test
+    time predicting their mean for every image gives test/mlme_mean_baseline.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: functools.partial,
+        scheduler: functools.partial | None = None,
+        landmark_set: str = "ibug68",
+        image_size: int = 256,
+        num_overlays: int = 4,
+        monitor: str | None = "val/mlme",
+        monitor_mode: str | None = "min",
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.landmark_set = landmark_set
+        self.image_size = int(image_size)
+        self.num_landmarks = landmark_count(landmark_set)
+        self.num_overlays = num_overlays
+        self.monitor = monitor or "val/mlme"
+        self.val_mlme = MeanLandmarkError()
+        self.test_mlme = MeanLandmarkError()
+        self.test_baseline = MeanLandmarkError()
+        self.test_nme = AFLW2000NME()
+        self.register_buffer("layout_sum", torch.zeros(self.num_landmarks, 2, dtype=torch.float64))
+        self.register_buffer("layout_count", torch.zeros((), dtype=torch.float64))
+        self._overlay_batch: dict[str, torch.Tensor] | None = None
+
+    # ----------------------------------------------------------------------------- hooks to define
+    def forward_batch(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Runs the net; returns at least `landmarks` (B, L, 2) normalised and `landmarks_px`."""
+        raise NotImplementedError
+
+    def compute_loss(self, preds: dict[str, torch.Tensor], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Returns {"loss": scalar, other named terms...}."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------------------- shared logic
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.net(image)
+
+    def _check_batch(self, batch: dict[str, Any]) -> None:
+        for key in ("image", "landmarks"):
+            if key not in batch:
+                raise KeyError(f"{type(self).__name__}: batch lacks {key!r} (keys: {sorted(batch)})")
+        lmk = batch["landmarks"]
+        if lmk.ndim != 3 or lmk.shape[1] != self.num_landmarks:
+            raise ValueError(
+                f"{type(self).__name__}: batch['landmarks'] is {tuple(lmk.shape)}, expected "
+                f"(B, {self.num_landmarks}, 2) for landmark_set={self.landmark_set!r}"
+            )
+
+    def model_step(
+        self, batch: dict[str, Any]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """-> (loss, preds, targets); preds/targets hold `landmarks_px` (B, L, 2) crop px."""
+        self._check_batch(batch)
+        preds = self.forward_batch(batch)
+        terms = self.compute_loss(preds, batch)
+        preds["loss_terms"] = terms  # type: ignore[assignment]
+        h, w = batch["image"].shape[-2:]
+        target_px = batch.get("landmarks_px")
+        if target_px is None:
+            target_px = normalised_to_px(batch["landmarks"], h, w)
+        return terms["loss"], preds, {"landmarks_px": target_px}
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        loss, preds, _ = self.model_step(batch)
+        with torch.no_grad():
+            self.layout_sum += batch["landmarks"].detach().double().sum(0)
+            self.layout_count += batch["landmarks"].shape[0]
+        bs = batch["image"].shape[0]
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=bs)
+        for name, value in preds["loss_terms"].items():
+            if name != "loss":
+                self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=bs)
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        loss, preds, targets = self.model_step(batch)
+        self.val_mlme(preds["landmarks_px"], targets["landmarks_px"])
+        bs = batch["image"].shape[0]
+        self.log("val/loss", loss, on_epoch=True, prog_bar=False, batch_size=bs, sync_dist=True)
+        self.log("val/mlme", self.val_mlme, on_epoch=True, prog_bar=True, batch_size=bs)
+        if batch_idx == 0 and self.num_overlays > 0 and not self.trainer.sanity_checking:
+            k = self.num_overlays
+            self._overlay_batch = {
+                "image": batch["image"][:k].detach().cpu(),
+                "pred": preds["landmarks_px"][:k].detach().cpu(),
+                "target": targets["landmarks_px"][:k].detach().cpu(),
+                "confidences": preds["confidences"][:k].detach().cpu() if "confidences" in preds else None,
+            }
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        loss, preds, targets = self.model_step(batch)
+        bs = batch["image"].shape[0]
+        self.test_mlme(preds["landmarks_px"], targets["landmarks_px"])
+        self.log("test/loss", loss, on_epoch=True, batch_size=bs, sync_dist=True)
+        self.log("test/mlme", self.test_mlme, on_epoch=True, batch_size=bs)
+        if self.layout_count > 0:
+            mean = (self.layout_sum / self.layout_count).float()  # (L, 2) normalised
+            h, w = batch["image"].shape[-2:]
+            baseline = normalised_to_px(mean, h, w).expand_as(targets["landmarks_px"])
+            self.test_baseline(baseline, targets["landmarks_px"])
+            self.log("test/mlme_mean_baseline", self.test_baseline, on_epoch=True, batch_size=bs)
+        pred68 = preds.get("landmarks68_px")
+        if pred68 is not None and "landmarks68_px" in batch and "yaw" in batch:
+            self.test_nme.update(pred68, batch["landmarks68_px"], batch["yaw"])
+        self.update_test_extras(preds, targets)
+
+    def update_test_extras(self, preds: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> None:
+        """Subclasses update further test metrics here (no second forward pass needed)."""
+
+    def on_test_epoch_end(self) -> None:
+        if self.test_nme.update_called:
+            out = self.test_nme.compute()
+            self.log("test/nme", out["all"])
+            for name in YAW_BIN_NAMES:
+                if torch.isfinite(out[name]):
+                    self.log(f"test/nme_{name}", out[name])
+            self.test_nme.reset()
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
+        """-> {"landmarks_px": (B, L, 2) crop px, "confidences": (B, L) in [0, 1], ...}."""
+        preds = self.forward_batch(batch)
+        out = {"landmarks_px": preds["landmarks_px"]}
+        if "confidences" in preds:
+            out["confidences"] = preds["confidences"]
+        for key in ("sigma_px", "landmarks3d_px", "landmarks68_px"):
+            if key in preds:
+                out[key] = preds[key]
+        if "index" in batch:
+            out["index"] = batch["index"]
+        return out
+
+    # ----------------------------------------------------------------------------- overlays
+    def run_dir(self) -> Path:
+        """Where overlays and figures go: the trainer's log_dir, else default_root_dir."""
+        trainer = self.trainer
+        return Path(trainer.log_dir or trainer.default_root_dir)
+
+    def on_validation_epoch_end(self) -> None:
+        batch, self._overlay_batch = self._overlay_batch, None
+        if batch is None or not self.trainer.is_global_zero:
+            return
+        conf = batch["confidences"]
+        pictures = [
+            draw_landmark_overlay(
+                batch["image"][i], batch["pred"][i], None if conf is None else conf[i], batch["target"][i]
+            )
+            for i in range(batch["image"].shape[0])
+        ]
+        grid = overlay_grid(pictures)
+        path = save_png(grid, self.run_dir() / "overlays" / f"val_epoch{self.current_epoch:03d}.png")
+        for logger in self.loggers:
+            if type(logger).__name__ == "WandbLogger":
+                logger.log_image(key="val/overlays", images=[grid], step=self.global_step,
+                                 caption=[f"epoch {self.current_epoch}: colour = confidence"])
+        log.debug("wrote %s", path)
+
+    # ----------------------------------------------------------------------------- optimisation
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return {"optimizer": optimizer}
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "monitor": self.monitor, "interval": "epoch", "frequency": 1},
+        }
