@@ -8,7 +8,8 @@ Environment variables:
 - ``FACESUITE_DATA_ROOT``: where the procedural world is built (default ``<repo>/data``), in
   ``facemodels/flame_procedural_seed0`` and ``facemodels/bfm_procedural_seed0``.
 The procedural folders are built once (seed 0), under a file lock, into a temporary folder that
-is renamed into place atomically, so parallel processes never see a half-written folder.
+is renamed into place atomically, so parallel processes never see a half-written folder. A folder
+written by an older builder version (``procedural_version.txt``) is rebuilt.
 """
 
 from __future__ import annotations
@@ -42,7 +43,13 @@ def _env_dir(var: str, files: tuple[str, ...]) -> Path | None:
 
 
 def _complete(folder: Path, files: tuple[str, ...]) -> bool:
-    return folder.is_dir() and all((folder / f).is_file() for f in files)
+    """All files present and written by the current builder version."""
+    from facemodels.procedural.builder import BUILD_VERSION, VERSION_FILE
+
+    if not (folder.is_dir() and all((folder / f).is_file() for f in files)):
+        return False
+    stamp = folder / VERSION_FILE
+    return stamp.is_file() and stamp.read_text().split()[0] == BUILD_VERSION
 
 
 def _build_once(target: Path, files: tuple[str, ...], seed: int, kind: str) -> Path:

@@ -60,12 +60,12 @@ def identity_fields(lmk: np.ndarray) -> list[Field]:
     ear = A.EAR_CENTRE
     f: list[Field] = [
         # head breadth / length / height, face height (Farkas sds ~5-6 mm)
-        lambda p: _vec(0.040 * p[:, 0], z0(len(p)), z0(len(p))),
+        lambda p: _vec(0.040 * p[:, 0] * (1.0 - 0.6 * _front(p) * _ss((0.06 - p[:, 1]) / 0.03)), z0(len(p)), z0(len(p))),
         lambda p: _vec(z0(len(p)), z0(len(p)), 0.045 * np.minimum(p[:, 2] + 0.02, 0)),
         lambda p: _vec(z0(len(p)), 0.040 * np.maximum(p[:, 1] - 0.03, 0), z0(len(p))),
         lambda p: _vec(z0(len(p)), 0.045 * np.minimum(p[:, 1] - 0.03, 0) * _front(p), z0(len(p))),
         # bizygomatic and bigonial width
-        lambda p: _vec(0.05 * p[:, 0] * _front(p) * np.exp(-0.5 * (p[:, 1] / 0.04) ** 2), z0(len(p)), z0(len(p))),
+        lambda p: _vec(0.04 * p[:, 0] * _front(p) * np.exp(-0.5 * ((p[:, 1] + 0.005) / 0.03) ** 2), z0(len(p)), z0(len(p))),
         lambda p: _vec(0.06 * p[:, 0] * _front(p) * np.exp(-0.5 * ((p[:, 1] + 0.06) / 0.02) ** 2), z0(len(p)), z0(len(p))),
         # nose protrusion, width, length, bridge height
         lambda p: _vec(z0(len(p)), z0(len(p)), 0.0025 * _bump(p, tip + [0, 0.002, -0.008], 0.012)),

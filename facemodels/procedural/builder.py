@@ -26,6 +26,9 @@ from facemodels.procedural import topology as T
 from facemodels.procedural.masks import build_masks
 from facemodels.procedural.surface import HeadSurface, angles, directions
 
+# Bump when the generated geometry or bases change: cached default folders are rebuilt.
+BUILD_VERSION = "2"
+VERSION_FILE = "procedural_version.txt"
 N_SHAPE, N_EXPR = 300, 100
 N_BFM_SHAPE, N_BFM_EXPR = 199, 29
 STATIC_IDX = np.arange(17, 68)
@@ -167,6 +170,7 @@ def write_flame(world: ProceduralWorld, out: Path) -> Path:
     np.save(out / "face_region_1609.npy", world.masks["face"])
     keep = np.setdiff1d(np.arange(T.N_VERTS), world.masks["neck"])
     np.save(out / "head_without_neck.npy", keep.astype(np.int64))
+    (out / VERSION_FILE).write_text(f"{BUILD_VERSION} seed={world.seed}\n")
     return out
 
 
@@ -292,6 +296,7 @@ def _write_bfm(world: ProceduralWorld, out: Path) -> Path:
         "symlist": pairs,
         "segbin": seg.astype(np.float64).T,
     })
+    (out / VERSION_FILE).write_text(f"{BUILD_VERSION} seed={world.seed}\n")
     return out
 
 

@@ -46,7 +46,9 @@ def lbs_weights(verts: np.ndarray, stomion_y: float) -> np.ndarray:
     W = np.zeros((T.N_VERTS, 5))
     p = verts[: T.N_HEAD]
     x, y, z = p[:, 0], p[:, 1], p[:, 2]
-    w_root = _ss((-0.112 - y) / 0.04)
+    ring = np.concatenate([[0], np.arange(T.N_HEAD - 1) // T.N_COLS])  # pole = ring 0
+    # the neck base follows the root: below y = -0.112 m, and the last rings (boundary = 1)
+    w_root = np.maximum(_ss((-0.112 - y) / 0.04), _ss((ring - (T.N_RINGS - 5)) / 4.0))
     # jaw: below the side-view line from the TMJ (y, z) to the stomion, in front of the ears
     t0 = np.array([A.TMJ[1], A.TMJ[2]])
     s0 = np.array([stomion_y, 0.087])

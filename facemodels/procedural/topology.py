@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.interpolate import PchipInterpolator
 
 N_RINGS, N_COLS = 78, 60
 N_HEAD = N_RINGS * N_COLS + 1  # 4681

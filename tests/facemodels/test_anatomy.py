@@ -1,0 +1,164 @@
+"""Anatomy of the procedural head: published proportions (mean and +-2 sd samples), symmetry,
+bases (orthogonal, decreasing, expressions leave the skull alone) and the rig (jaw, eyes, neck)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from facemodels.procedural import anatomy as A
+from facemodels.procedural.builder import cached_world, write_flame
+from facemodels.procedural.masks import mirror_index
+
+pytest.importorskip("smplx")
+
+# Published adult ranges (Farkas et al.; cm), widened to cover both sexes at about +-2.5 sd.
+RANGES = {
+    "head_breadth": (13.5, 17.5),  # eu-eu ~15.2
+    "bizygomatic": (12.0, 15.8),  # zy-zy ~13.5-14
+    "face_height": (10.2, 13.8),  # n-gn ~12
+    "intercanthal": (2.5, 4.0),  # en-en ~3.2
+    "biocular": (7.9, 10.3),  # ex-ex ~9
+    "nose_width": (2.5, 4.2),  # al-al ~3.4
+    "nose_height": (4.2, 6.0),  # n-sn ~5
+    "nose_protrusion": (1.2, 2.6),  # sn-prn ~1.8-2
+    "mouth_width": (4.0, 6.4),  # ch-ch ~5
+    "lower_face": (5.8, 8.4),  # sn-gn ~6.5-7
+}
+
+
+@pytest.fixture(scope="module")
+def world():
+    return cached_world(0)
+
+
+@pytest.fixture(scope="module")
+def model(world, tmp_path_factory):
+    from facemodels.flame import FlameModel
+
+    return FlameModel(write_flame(world, tmp_path_factory.mktemp("flame")), n_shape=300, n_exp=100)
+
+
+def measurements(v: np.ndarray, lm: np.ndarray, head: np.ndarray) -> dict[str, np.ndarray]:
+    """v (B, 5023, 3), lm (B, 68, 3) metres -> dict of (B,) centimetres."""
+
+    def d(i: int, j: int) -> np.ndarray:
+        return np.linalg.norm(lm[:, i] - lm[:, j], axis=-1)
+
+    hv = v[:, head]
+    band = (hv[..., 1] > -0.005) & (hv[..., 1] < 0.02) & (hv[..., 2] > -0.01)
+    m = {
+        "head_breadth": 2 * np.abs(hv[..., 0]).max(-1),
+        "bizygomatic": 2 * np.where(band, np.abs(hv[..., 0]), 0).max(-1),
+        "face_height": d(27, 8),
+        "intercanthal": d(39, 42),
+        "biocular": d(36, 45),
+        "nose_width": d(31, 35),
+        "nose_height": d(27, 33),
+        "nose_protrusion": lm[:, 30, 2] - lm[:, 33, 2],
+        "mouth_width": d(48, 54),
+        "lower_face": d(33, 8),
+    }
+    return {k: 100 * x for k, x in m.items()}
+
+
+def _head(world) -> np.ndarray:
+    ears = np.concatenate([world.masks["left_ear"], world.masks["right_ear"]])
+    return np.setdiff1d(np.arange(4681), ears)
+
+
+def test_mean_proportions(world):
+    m = measurements(world.v_template[None], world.landmarks68[None], _head(world))
+    for k, (lo, hi) in RANGES.items():
+        assert lo < m[k][0] < hi, (k, m[k][0])
+    # the mean sits at the published means, not just inside the ranges
+    assert abs(m["intercanthal"][0] - 3.2) < 0.15 and abs(m["biocular"][0] - 9.0) < 0.2
+    assert abs(m["face_height"][0] - 12.0) < 0.3 and abs(m["mouth_width"][0] - 5.0) < 0.2
+
+
+def test_random_identities_within_published_ranges(world, model):
+    g = torch.Generator().manual_seed(0)
+    betas = torch.randn(200, 300, generator=g).clamp(-2, 2)
+    with torch.no_grad():
+        out = model(shape=betas)
+    m = measurements(out.vertices.double().numpy(), out.landmarks68.double().numpy(), _head(world))
+    for k, (lo, hi) in RANGES.items():
+        assert lo < m[k].min() and m[k].max() < hi, (k, m[k].min(), m[k].max())
+    # and identities do differ (sd of head breadth several mm)
+    assert 0.3 < m["head_breadth"].std() < 0.9
+
+
+def test_mean_is_mirror_symmetric(world):
+    lm = world.landmarks68
+    np.testing.assert_allclose(lm[A.IBUG68_FLIP] * [-1, 1, 1], lm, atol=1e-9)
+    mir = mirror_index()
+    np.testing.assert_allclose(world.v_template[mir] * [-1, 1, 1], world.v_template, atol=1e-9)
+    # landmark sides: 0..7 on the subject's right (x < 0), 36 outer right eye corner
+    assert (lm[:8, 0] < 0).all() and lm[36, 0] < lm[39, 0] < 0 < lm[42, 0] < lm[45, 0]
+    assert lm[30, 2] == lm[:, 2].max()  # the nose tip protrudes most
+
+
+def test_shapedirs_blocks_orthogonal_decreasing(world):
+    sd = world.shapedirs.reshape(-1, 400)
+    for blk in (sd[:, :300], sd[:, 300:]):
+        gram = blk.T @ blk
+        n = np.sqrt(np.diag(gram))
+        assert np.all(np.diff(n) < 0)
+        np.testing.assert_allclose(gram / np.outer(n, n), np.eye(len(n)), atol=1e-8)
+
+
+def test_expressions_leave_skull_ears_and_eyes_fixed(world):
+    ex = world.shapedirs[:, :, 300:]
+    m = world.masks
+    v = world.v_template
+    still = np.concatenate([m["scalp"], m["left_ear"], m["right_ear"], m["left_eyeball"], m["right_eyeball"],
+                            np.flatnonzero(v[:, 2] < 0.0), np.flatnonzero(v[:, 1] > A.HAIRLINE_Y)])
+    assert np.abs(ex[still]).max() == 0.0
+    # expressions do move the mouth, lips and brows (> 1 mm for some +-1 sd component)
+    for region in (m["lips"], np.flatnonzero((v[:, 1] > 0.045) & (v[:, 1] < 0.06) & (v[:, 2] > 0.05))):
+        assert np.linalg.norm(ex[region], axis=1).max() > 1e-3
+
+
+def test_identity_moves_eyeballs_rigidly(world):
+    sd = world.shapedirs[:, :, :300]
+    for eye in (world.masks["left_eyeball"], world.masks["right_eyeball"]):
+        np.testing.assert_allclose(sd[eye], np.broadcast_to(sd[eye[:1]], sd[eye].shape), atol=1e-12)
+
+
+def test_jaw_rotation_moves_chin_not_forehead(world, model):
+    with torch.no_grad():
+        rest = model()
+        open_ = model(jaw_pose=torch.tensor([[0.25, 0.0, 0.0]]))
+    dv = (open_.vertices - rest.vertices)[0].double().numpy()
+    dl = (open_.landmarks68 - rest.landmarks68)[0].double().numpy()
+    assert dl[8, 1] < -0.01  # chin down by more than 1 cm
+    assert dl[57, 1] < -0.005  # lower lip follows
+    assert np.abs(dl[[27, 30, 33, 36, 45, 51]]).max() < 1e-4  # nose, eyes, upper lip stay
+    fixed = np.concatenate([world.masks["forehead"], world.masks["scalp"], world.masks["left_eyeball"]])
+    assert np.abs(dv[fixed]).max() < 1e-6
+
+
+def test_eyes_follow_eye_joints(world, model):
+    pose = torch.zeros(1, 6)
+    pose[0, 1] = 0.3  # left eye (subject's left, x > 0) turns about y
+    with torch.no_grad():
+        rest, out = model(), model(eye_pose=pose)
+    le, re = world.masks["left_eyeball"], world.masks["right_eyeball"]
+    v0, v1 = rest.vertices[0].double().numpy(), out.vertices[0].double().numpy()
+    c = rest.joints[0, 3].double().numpy()
+    np.testing.assert_allclose(c, A.LEFT_EYE_CENTRE, atol=1e-6)
+    a = 0.3
+    Ry = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+    np.testing.assert_allclose(v1[le], (v0[le] - c) @ Ry.T + c, atol=1e-6)
+    others = np.setdiff1d(np.arange(5023), le)
+    assert np.abs(v1[others] - v0[others]).max() < 1e-7
+    assert np.abs(v1[re] - v0[re]).max() < 1e-7
+
+
+def test_neck_pose_turns_head_keeps_neck_base(world, model):
+    with torch.no_grad():
+        rest, out = model(), model(neck_pose=torch.tensor([[0.0, 0.4, 0.0]]))
+    dv = (out.vertices - rest.vertices)[0].double().numpy()
+    assert np.abs(dv[world.masks["boundary"]]).max() < 1e-6
+    assert np.linalg.norm(dv[world.masks["forehead"]], axis=1).min() > 0.01
