@@ -1,7 +1,8 @@
 """Write procedural CoMA: 12 subjects x 12 expressions, each a sequence neutral -> extreme.
 
-``<out>/FaceTalk_<date>_<id>_TA/<expression>/<expression>.<frame:06d>.ply`` (binary PLY,
-FLAME topology, metres). Each subject has its own FLAME shape; each expression follows a
+``<out>/FaceTalk_<date>_<id>_TA/<expression>/<expression>.<frame:06d>.ply`` (binary
+little-endian PLY as psbody.mesh writes by default - whether the published files are binary
+or ascii is unconfirmed; the reader takes both), FLAME topology, metres. Each subject has its own FLAME shape; each expression follows a
 fixed path in expression-coefficient + jaw space (seeded by the expression name), scaled
 by an ease-in ramp from 0 (neutral, frame 0) to 1 (extreme, last frame), with a per-subject
 intensity. Vertices are placed in a scanner world: translated by (x0, y0, z0) with y0 in
@@ -49,11 +50,11 @@ def write_coma(
     out = Path(out)
     fd = Path(flame_dir) if flame_dir else default_flame_dir()
     model = FlameModel(fd)
-    faces = np.asarray(model.faces if hasattr(model, "faces") else model.faces_tensor, dtype=np.int64)
-    n_shape, n_expr = _dims(model)
+    faces = model.faces.cpu().numpy().astype(np.int64)  # (9976, 3)
+    n_shape, n_expr = model.n_shape, model.n_exp
     rng = np.random.default_rng(seed)
     ramp = 0.5 - 0.5 * np.cos(np.linspace(0.0, np.pi, n_frames))  # (T,) 0 -> 1
-    for s_idx, subject in enumerate(SUBJECTS[:n_subjects]):
+    for subject in SUBJECTS[:n_subjects]:
         betas = torch.tensor(rng.normal(0, 1, (1, n_shape)), dtype=torch.float32)
         origin = np.array([rng.uniform(-0.05, 0.05), rng.uniform(1.40, 1.55), rng.uniform(-0.05, 0.05)])
         intensity = rng.uniform(0.7, 1.0)
@@ -72,12 +73,7 @@ def write_coma(
     return out
 
 
-def _dims(model) -> tuple[int, int]:
-    n_shape = int(getattr(model, "num_betas", getattr(model, "n_shape", 100)))
-    n_expr = int(getattr(model, "num_expression_coeffs", getattr(model, "n_expression", 50)))
-    return n_shape, n_expr
-
-
 def _forward(model, betas, expression, jaw_pose) -> np.ndarray:
-    out = model(betas=betas, expression=expression, jaw_pose=jaw_pose)
+    """(T, 5023, 3) metres: ``facemodels.flame.FlameModel`` for a batch of T frames."""
+    out = model(shape=betas, expression=expression, jaw_pose=jaw_pose)
     return out.vertices.detach().cpu().numpy().astype(np.float64)
