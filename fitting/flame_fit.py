@@ -33,7 +33,7 @@ from .landmark_model import LandmarkLBS, LandmarkSelection, LBSArrays
 from .reprojection import camera_rotation, project, reprojection
 from .rigid_init import rigid_init
 from .sanitize import SanitizeConfig, sanitize_landmarks
-from .solver import RobustCholeskyDenseSolver
+from .solver import LevenbergMarquardtStop, RobustCholeskyDenseSolver
 
 __all__ = ["FitterConfig", "FitResult", "LandmarkFitter", "total_cost"]
 
@@ -50,6 +50,8 @@ class FitterConfig:
         w_shape, w_expr, w_pose: L2 prior weights (cost units px^2 per coefficient^2 / rad^2).
         free_rigid_in_nonrigid: keep rot / transl free in the non-rigid stage.
         damping: initial LM damping (Marquardt-scaled when ellipsoidal_damping).
+        rel_tolerance: an image stops early once an accepted step lowers its cost by less
+            than this fraction (0: always run all iterations); the batch stops when all have.
         adaptive_damping, ellipsoidal_damping: Theseus LM options.
         backward_mode: 'implicit', 'truncated' or 'unroll' (Theseus) for gradients.
         dtype: 'float32' or 'float64'.
@@ -65,6 +67,7 @@ class FitterConfig:
     w_pose: float = 100.0
     free_rigid_in_nonrigid: bool = True
     damping: float = 1e-3
+    rel_tolerance: float = 1e-5
     adaptive_damping: bool = True
     ellipsoidal_damping: bool = True
     backward_mode: str = "implicit"
@@ -182,9 +185,10 @@ class LandmarkFitter(nn.Module):
             obj.add(L2PriorCost(params["coeffs"], self.sqrt_w_coeffs, name="coeff_prior"))
         if "pose" in optim and params["pose"].dof() > 0:
             obj.add(L2PriorCost(params["pose"], self.sqrt_w_pose, name="pose_prior"))
-        opt = th.LevenbergMarquardt(
+        opt = LevenbergMarquardtStop(
             obj, linear_solver_cls=RobustCholeskyDenseSolver, vectorize=False,
-            max_iterations=iterations, step_size=1.0, abs_err_tolerance=0.0, rel_err_tolerance=1e-9,
+            max_iterations=iterations, step_size=1.0, abs_err_tolerance=0.0,
+            rel_err_tolerance=self.config.rel_tolerance,
         )
         layer = th.TheseusLayer(opt, vectorize=False).to(target.device)
         inputs = {**{n: init[n] for n in PARAM_NAMES}, "target": target.reshape(B, 2 * L), "conf": conf,

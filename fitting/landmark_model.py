@@ -69,7 +69,7 @@ class LBSArrays:
             n_shape, n_expr: coefficients kept (<= 300, <= 100).
         """
         sd = np.asarray(flame.shapedirs)
-        n_id = sd.shape[2] - 100 if sd.shape[2] > 100 else sd.shape[2]
+        n_id = int(getattr(flame, "n_shape", min(300, sd.shape[2])))  # FLAME: 300 shape, then expression
         if n_shape > n_id or n_expr > sd.shape[2] - n_id:
             raise ValueError(
                 f"LBSArrays.from_flame: shapedirs has {n_id} shape + {sd.shape[2] - n_id} "
@@ -338,14 +338,16 @@ class LandmarkLBS(nn.Module):
             dAt = self._coeff_translation_derivative(st["GR"])  # (B, NJ, 3, K)
             if self.interp is None:
                 G = M @ st["Rw"]  # (B, L, R, 3)
-                Jc = sum(G[..., j, None] * self.D[None, :, None, j, :] for j in range(3))  # (B, L, R, K)
+                L, R = M.shape[1], M.shape[2]
+                T1 = torch.einsum("blij,ljk->blik", G, self.D).reshape(B, L * R, -1)  # (B, L R, K)
                 Hm = M[:, :, :, None, :] * self.W[None, :, None, :, None]  # (B, L, R, NJ, 3)
-                Lr = M.shape[1] * M.shape[2]
-                Jc = Jc + (Hm.reshape(B, Lr, -1) @ dAt.reshape(B, -1, dAt.shape[-1])).reshape(Jc.shape)
+                # fused T1 + Hm @ dAt (the joint-location term), one pass over the big block
+                Jc = torch.baddbmm(T1, Hm.reshape(B, L * R, -1), dAt.reshape(B, -1, dAt.shape[-1]))
+                Jc = Jc.reshape(B, L, R, -1)
             else:
                 dv_dc = torch.einsum("buij,ujK->buiK", st["Rw"], self.D) + torch.einsum("uk,bkiK->buiK", self.W, dAt)
                 dv_dc = self._to_landmarks(dv_dc)  # (B, L, 3, K)
-                Jc = sum(M[..., j, None] * dv_dc[:, :, None, j, :] for j in range(3))
+                Jc = torch.einsum("blij,bljk->blik", M, dv_dc)
         if wrt_pose:
             if self.free_joints:
                 dv = self._to_landmarks(self._pose_tangents(st["pose"], st).permute(0, 2, 3, 1))  # (B, L, 3, T)

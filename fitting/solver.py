@@ -12,11 +12,59 @@ import theseus as th
 import torch
 from torch import Tensor
 
-__all__ = ["RobustCholeskyDenseSolver"]
+__all__ = ["BlockDenseLinearization", "RobustCholeskyDenseSolver", "LevenbergMarquardtStop"]
+
+
+class BlockDenseLinearization(th.DenseLinearization):
+    """Dense normal equations assembled block by block, without the stacked Jacobian.
+
+    Theseus' ``DenseLinearization`` zero-fills a (B, rows, cols) matrix A, copies every
+    Jacobian block into it and multiplies ``A^T A``; for the landmark fit A is ~3400 x 212
+    per image and mostly one block (d residual / d coefficients). Here ``A^T A`` and
+    ``A^T b`` are summed from the per-cost blocks directly (``J_i^T J_j`` for the variables
+    of each cost; diagonal prior Jacobians cost nothing), which skips the fill, the copy
+    and the prior rows. The result is identical; ``A`` itself is not available.
+    """
+
+    def _linearize_jacobian_impl(self):
+        raise NotImplementedError("BlockDenseLinearization never forms the stacked Jacobian")
+
+    def _linearize_hessian_impl(self, _detach_hessian: bool = False):
+        B = self.objective.batch_size
+        kw = dict(device=self.objective.device, dtype=self.objective.dtype)
+        AtA = torch.zeros(B, self.num_cols, self.num_cols, **kw)
+        Atb = torch.zeros(B, self.num_cols, 1, **kw)
+        for cost in self.objective._get_jacobians_iter():
+            jacs, err = cost.weighted_jacobians_error()
+            cols = []
+            for i, J in enumerate(jacs):
+                k = self.ordering.index_of(cost.optim_var_at(i).name)
+                cols.append(slice(self.var_start_cols[k], self.var_start_cols[k] + J.shape[2]))
+            for i, Ji in enumerate(jacs):
+                Jit = Ji.transpose(1, 2)
+                Atb[:, cols[i]] = Atb[:, cols[i]] - Jit @ err.unsqueeze(2)
+                for j in range(i, len(jacs)):
+                    blk = Jit @ jacs[j]
+                    AtA[:, cols[i], cols[j]] = AtA[:, cols[i], cols[j]] + blk
+                    if j != i:
+                        AtA[:, cols[j], cols[i]] = AtA[:, cols[j], cols[i]] + blk.transpose(1, 2)
+        self._AtA = AtA.detach() if _detach_hessian else AtA
+        self._Atb = Atb
+
+    def Av(self, v: Tensor) -> Tensor:
+        raise NotImplementedError("BlockDenseLinearization does not keep A (use LM / Gauss-Newton)")
 
 
 class RobustCholeskyDenseSolver(th.CholeskyDenseSolver):
-    """Batched dense Cholesky solve of ``(A^T A + damping) x = A^T b`` (B, n, n)."""
+    """Batched dense Cholesky solve of ``(A^T A + damping) x = A^T b`` (B, n, n), on the
+    block-assembled normal equations of :class:`BlockDenseLinearization` by default."""
+
+    def __init__(self, objective, linearization_cls=None, linearization_kwargs=None, check_singular=False):
+        # Theseus' DenseSolver insists on exactly DenseLinearization: build that, then swap in
+        # the block-assembled subclass on the same variable ordering.
+        super().__init__(objective, linearization_cls, linearization_kwargs, check_singular=check_singular)
+        if linearization_cls is None:
+            self.linearization = BlockDenseLinearization(objective, ordering=self.linearization.ordering)
 
     #: relative jitter (times mean diagonal) added to items whose factorisation fails
     JITTER = 1e-5
@@ -37,3 +85,36 @@ class RobustCholeskyDenseSolver(th.CholeskyDenseSolver):
                 Atb = torch.where(still_bad[:, None, None], torch.zeros_like(Atb), Atb)
         sol = torch.cholesky_solve(Atb, lower).squeeze(2)
         return torch.nan_to_num(sol, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+class LevenbergMarquardtStop(th.LevenbergMarquardt):
+    """Theseus LM whose convergence test ignores rejected steps.
+
+    Theseus marks a batch item converged when its error did not change, which is also
+    what a rejected (damped-away) step looks like; the item is then frozen for the rest of
+    the solve, and un-frozen again at the next test. Here an item converges on an
+    accepted step whose relative decrease is below ``rel_err_tolerance`` (or whose error
+    is below ``abs_err_tolerance``) and then stays converged until the solve ends.
+    """
+
+    _last_reject: Tensor | None = None
+    _done: Tensor | None = None
+
+    def reset(self, **kwargs) -> None:
+        super().reset(**kwargs)
+        self._last_reject = None
+        self._done = None
+
+    def _complete_step(self, delta, new_err, previous_err, **kwargs):
+        reject = super()._complete_step(delta, new_err, previous_err, **kwargs)
+        self._last_reject = reject
+        return reject
+
+    def _check_convergence(self, err: Tensor, last_err: Tensor) -> Tensor:
+        done = super()._check_convergence(err, last_err)
+        if self._last_reject is not None and self._last_reject.shape == done.shape:
+            done = done & ~self._last_reject
+        if self._done is not None and self._done.shape == done.shape:
+            done = done | self._done  # sticky: a converged item stays frozen
+        self._done = done
+        return done

@@ -1,0 +1,67 @@
+"""Build a FLAME fitter from a FLAME-format folder and a landmark-set name.
+
+    fitter = build_flame_fitter(landmark_set="face1609")      # the procedural world
+    result = fitter.fit(landmarks_px, confidences)
+
+Landmark sets (docs/ARCHITECTURE.md): face1609 / face805 / face403 / face202 / face101
+(vertex ids from :mod:`facemodels.landmarks`), ibug68 (FLAME barycentric embeddings:
+17 contour landmarks of the zero-yaw dynamic row, then the 51 static ones).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from facemodels.flame import FlameArrays, load_flame_arrays
+
+from .flame_fit import FitterConfig, LandmarkFitter
+from .landmark_model import LandmarkSelection, LBSArrays
+
+__all__ = ["flame_selection", "build_flame_fitter", "flame_lbs_arrays"]
+
+
+def flame_selection(name: str, flame: FlameArrays, folder: str | os.PathLike) -> LandmarkSelection:
+    """The :class:`LandmarkSelection` of a named landmark set on a FLAME folder."""
+    if name == "ibug68":
+        zero_yaw_row = flame.dynamic_lmk_faces.shape[0] // 2  # rows cover yaw -39..39 degrees
+        faces = np.concatenate([flame.dynamic_lmk_faces[zero_yaw_row], flame.static_lmk_faces])
+        bary = np.concatenate([flame.dynamic_lmk_bary[zero_yaw_row], flame.static_lmk_bary])
+        return LandmarkSelection(face_idx=faces, bary=bary)
+    from facemodels.landmarks import landmark_vertex_indices
+
+    return LandmarkSelection(vertex_idx=landmark_vertex_indices(name, folder))
+
+
+def flame_lbs_arrays(flame: FlameArrays, n_shape: int = 100, n_expr: int = 100) -> LBSArrays:
+    """FLAME arrays -> the fitter's :class:`LBSArrays` (first n_shape / n_expr components)."""
+    return LBSArrays.from_flame(flame, n_shape=n_shape, n_expr=n_expr)
+
+
+def build_flame_fitter(
+    flame_dir: str | os.PathLike | None = None,
+    landmark_set: str | np.ndarray = "face1609",
+    config: FitterConfig | None = None,
+    n_shape: int = 100,
+    n_expr: int = 100,
+) -> LandmarkFitter:
+    """A :class:`LandmarkFitter` for FLAME (free joints: neck and jaw).
+
+    Args:
+        flame_dir: FLAME folder; default ``facemodels.world.default_flame_dir()``.
+        landmark_set: a set name, or an explicit (L,) array of vertex ids.
+        config: fitter hyper-parameters.
+        n_shape, n_expr: coefficients fitted (thesis: 100 + 100).
+    """
+    if flame_dir is None:
+        from facemodels.world import default_flame_dir
+
+        flame_dir = default_flame_dir()
+    flame = load_flame_arrays(flame_dir)
+    if isinstance(landmark_set, str):
+        sel = flame_selection(landmark_set, flame, Path(flame_dir))
+    else:
+        sel = LandmarkSelection(vertex_idx=np.asarray(landmark_set, dtype=np.int64))
+    return LandmarkFitter(flame_lbs_arrays(flame, n_shape, n_expr), sel, config, free_joints=(1, 2))
