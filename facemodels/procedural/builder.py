@@ -27,7 +27,7 @@ from facemodels.procedural.masks import build_masks
 from facemodels.procedural.surface import HeadSurface, angles, directions
 
 # Bump when the generated geometry or bases change: cached default folders are rebuilt.
-BUILD_VERSION = "2"
+BUILD_VERSION = "3"
 VERSION_FILE = "procedural_version.txt"
 N_SHAPE, N_EXPR = 300, 100
 N_BFM_SHAPE, N_BFM_EXPR = 199, 29
@@ -218,9 +218,11 @@ def build_bfm(world: ProceduralWorld) -> BfmArraysOut:
     th[kp], ph[kp] = lth, lph
     verts = surf.cast(directions(th, ph))
     p = verts.copy()
-    id_c = B.sample(world.id_fields, p) @ world.id_mix[:, :N_BFM_SHAPE]
+    # the same raw fields as the FLAME bases (same distribution of heads), principal components
+    # taken on this mesh so the PCs are orthonormal with decreasing sds as in the real files
+    id_c = B.principal_components(B.sample(world.id_fields, p))[0][:, :N_BFM_SHAPE]
     supp = B.expression_support(p)
-    ex_c = B.sample(world.ex_fields, p, supp) @ world.ex_mix[:, :N_BFM_EXPR]
+    ex_c = B.principal_components(B.sample(world.ex_fields, p, supp))[0][:, :N_BFM_EXPR]
     id_n = np.linalg.norm(id_c, axis=0)
     ex_n = np.linalg.norm(ex_c, axis=0)
     return BfmArraysOut(verts, topo.tri, kp, id_c / id_n, id_n * 1e6, ex_c / ex_n, ex_n * 1e6)
@@ -253,9 +255,11 @@ def _write_bfm(world: ProceduralWorld, out: Path) -> Path:
 
     Layout as the real files: interleaved x, y, z; micrometres; float32; 1-based triangles and
     keypoints. ``shapePC`` columns have unit norm and ``shapeEV`` holds standard deviations, so
-    ``v = shapeMU + shapePC @ Shape_Para`` with ``Shape_Para ~ N(0, shapeEV^2)``;
-    ``Shape_Para / shapeEV`` equals the first 199 FLAME identity coefficients of the same head.
-    Expression likewise with the first 29 FLAME expression components; ``mu_exp`` is zero.
+    ``v = shapeMU + shapePC @ Shape_Para`` with ``Shape_Para ~ N(0, shapeEV^2)``.
+    One world: the bases are the leading principal components (199 identity, 29 expression) of
+    the same raw deformation fields as the FLAME-format bases, evaluated on this mesh, so both
+    formats describe the same distribution of heads (coefficients do not map one to one).
+    ``mu_exp`` is zero.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
