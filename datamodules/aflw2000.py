@@ -9,7 +9,9 @@ writer with 3DDFA's file names: ``AFLW2000-3D.pts68.npy`` (N, 3, 68), ``AFLW2000
 Per sample (no augmentation): ``landmarks68_px`` / ``landmarks_px`` / ``landmarks`` from
 pt3d_68[:2]; ``landmarks3d`` (68, 3) from pt3d_68 (z centred, crop px scale); ``bbox`` =
 min / max box of the 68 ground-truth points (the NME protocol box); ``yaw`` degrees from
-Pose_Para; ``params`` as 300W-LP.
+Pose_Para; ``params`` as 300W-LP. ``landmark_set="kp520"``: the 520 points reconstructed
+from the stored 3DDFA parameters (as 300W-LP; needs the BFM folder ``bfm_dir``), while
+``landmarks68_px`` stays the pt3d_68 ground truth used by the NME protocol.
 """
 
 from __future__ import annotations
@@ -51,8 +53,8 @@ class Aflw2000Dataset(W300LPDataset):
     spec = AFLW2000_SPEC
 
     def __init__(self, mats: list[Path], image_size: int = 256, landmark_set: str = "ibug68",
-                 skip_corrupt: bool = False, **_: object):
-        super().__init__(mats, image_size, landmark_set, train=False, with_3d=False,
+                 skip_corrupt: bool = False, bfm_dir: str | None = None, **_: object):
+        super().__init__(mats, image_size, landmark_set, train=False, with_3d=False, bfm_dir=bfm_dir,
                          skip_corrupt=skip_corrupt)
 
     def landmarks68(self, m: dict) -> np.ndarray:
@@ -81,5 +83,5 @@ class Aflw2000DataModule(FaceDataModule):
 
     def _build_datasets(self, root: Path) -> dict:
         ds = Aflw2000Dataset(list_aflw2000(root), self.image_size, self.landmark_set,
-                             skip_corrupt=self.skip_corrupt)
+                             skip_corrupt=self.skip_corrupt, bfm_dir=self.bfm_dir)
         return {"test": ds, "val": ds}

@@ -70,7 +70,10 @@ class KeypointBasis:
         return p
 
 
-def load_keypoint_basis(bfm_dir: str | Path | None = None) -> KeypointBasis:
+def load_keypoint_basis(bfm_dir: str | Path | None = None,
+                        vertex_ids: np.ndarray | None = None) -> KeypointBasis:
+    """Rows of the 68 keypoints (default) or of ``vertex_ids`` (0-based trimmed vertex ids,
+    e.g. the kp520 set) of a 3DDFA-layout BFM folder."""
     if bfm_dir is None:
         from facemodels.world import default_bfm_dir
 
@@ -85,6 +88,8 @@ def load_keypoint_basis(bfm_dir: str | Path | None = None) -> KeypointBasis:
             raise KeyError(f"{d / 'model_info.mat'}: missing key {key!r}")
     trim = np.asarray(info["trimIndex"]).reshape(-1).astype(np.int64) - 1  # (M,) 0-based full ids
     kp = np.asarray(info["keypoints"]).reshape(-1).astype(np.int64) - 1  # (68,) trimmed ids
+    if vertex_ids is not None:
+        kp = np.asarray(vertex_ids, np.int64).reshape(-1)
     full_rows = _rows(trim[kp])
     m = sio.loadmat(str(d / "01_MorphableModel.mat"))
     e = sio.loadmat(str(d / "Model_Expression.mat"))

@@ -5,12 +5,15 @@ Layout: ``<root>/{AFW,HELEN,IBUG,LFPW}[_Flip]/<name>.jpg + <name>.mat`` and
 SOURCE images (a name without its profiling index, flips included) is held out for
 val (= test); the rest is train.
 
-Per sample: ``image`` crop around the box of the 68 ``pt2d`` landmarks; ``landmarks``,
-``landmarks_px``, ``landmarks68_px`` (68, 2) from ``pt2d`` (``landmark_set`` must be
-"ibug68"; the 520-point set needs the BFM reconstruction and is left to the lifting
-datasets); ``landmarks3d`` (68, 3): when a BFM folder is available (``with_3d``), the
-3DDFA reconstruction ``s R v + t`` of the 68 keypoints (orthographic, y = h - y - 1, z
-towards the camera, centred) else absent; ``params`` (235,) float32 =
+Per sample: ``image`` crop around the box of the 68 ``pt2d`` landmarks; ``landmarks68_px``
+(68, 2) from ``pt2d``. ``landmark_set``:
+- "ibug68": ``landmarks`` / ``landmarks_px`` = pt2d; ``landmarks3d`` (68, 3): when a BFM
+  folder is available (``with_3d``), the 3DDFA reconstruction ``s R v + t`` of the 68
+  keypoints (orthographic, y = h - y - 1, z towards the camera, centred) else absent;
+- "kp520": the 520 dense keypoints (facemodels.keypoints520 on the BFM folder) reconstructed
+  from the stored Shape/Exp/Pose parameters with the same 3DDFA projection: ``landmarks``,
+  ``landmarks_px`` (520, 2), ``landmarks3d`` (520, 3) z centred; flips use the kp520 flip
+  permutation. 300W-LP has no visibility: ``visibility`` is all ones for both sets; ``params`` (235,) float32 =
 [Shape_Para (199), Exp_Para (29), Pose_Para (7)] as stored (pose in original-image px;
 on a flip: yaw, roll negated and tx -> W - 1 - tx); ``yaw`` degrees; ``bbox``;
 ``visibility`` ones (300W-LP has no visibility).
@@ -82,13 +85,30 @@ class W300LPDataset(FaceDataset):
         skip_corrupt: bool = False,
     ):
         super().__init__(skip_corrupt)
-        if landmark_set != "ibug68":
-            raise ValueError(f"{type(self).__name__}: landmark_set must be 'ibug68', got {landmark_set!r}")
+        if landmark_set not in ("ibug68", "kp520"):
+            raise ValueError(f"{type(self).__name__}: landmark_set must be 'ibug68' or 'kp520', "
+                             f"got {landmark_set!r}")
         self.mats = list(mats)
         self.size = int(image_size)
         self.transform = FaceCropTransform(image_size, train, augment)
         self.with_3d, self.bfm_dir = bool(with_3d), bfm_dir
+        self.landmark_set = landmark_set
         self._bfm = None
+        self._dense = None
+        if landmark_set == "kp520":
+            from facemodels.landmarks import flip_permutation, landmark_vertex_indices
+
+            self.dense_flip = np.asarray(flip_permutation("kp520", bfm_dir), np.int64)
+            self._dense_ids = np.asarray(landmark_vertex_indices("kp520", bfm_dir), np.int64)
+
+    def _dense3d(self, m: dict, H: int) -> np.ndarray:
+        """(520, 3) kp520 reconstruction in image px (y down, z towards the camera)."""
+        from datamodules.bfm_synthetic import load_keypoint_basis
+
+        if self._dense is None:
+            self._dense = load_keypoint_basis(self.bfm_dir, self._dense_ids)
+        return self._dense.project_3ddfa(m["Shape_Para"][:, 0], m["Exp_Para"][:, 0],
+                                         m["Pose_Para"][0].astype(np.float64), H)
 
     def __len__(self) -> int:
         return len(self.mats)
@@ -127,9 +147,12 @@ class W300LPDataset(FaceDataset):
         k3 = self._keypoints3d(m, H)
         if k3 is not None:
             pts["lm3"] = k3
+        flips = {"lm68": IBUG68_FLIP, "lm3": IBUG68_FLIP}
+        if self.landmark_set == "kp520":
+            pts["dense"] = self._dense3d(m, H)
+            flips["dense"] = self.dense_flip
         bbox = bbox_from_points(lm68)
-        out = self.transform(img, bbox, pts, {"lm68": IBUG68_FLIP, "lm3": IBUG68_FLIP}, rng,
-                             eyes=("lm68", 36, 45))
+        out = self.transform(img, bbox, pts, flips, rng, eyes=("lm68", 36, 45))
         lm = out["points"]["lm68"]
         pose = m["Pose_Para"][0].astype(np.float64).copy()
         if out["flipped"]:
@@ -149,6 +172,11 @@ class W300LPDataset(FaceDataset):
             l3 = out["points"]["lm3"]
             l3[:, 2] -= l3[:, 2].mean()
             s["landmarks3d"] = l3
+        if self.landmark_set == "kp520":
+            d = out["points"]["dense"]
+            d[:, 2] -= d[:, 2].mean()
+            s.update(landmarks=d[:, :2] / self.size - 0.5, landmarks_px=d[:, :2], landmarks3d=d,
+                     visibility=np.ones(len(d), np.float32))
         return s
 
 

@@ -169,3 +169,37 @@ def test_aflw2000_writer_round_trip(tmp_path, mirror_bfm_dir):
     b = next(iter(dm.test_dataloader()))
     assert b["landmarks68_px"].shape == (4, 68, 2) and b["params"].shape == (4, 235)
     torch.testing.assert_close(b["yaw"], torch.from_numpy(yaw), atol=1e-3, rtol=0)
+
+
+def test_kp520_from_parameters_on_the_procedural_bfm(tmp_path):
+    """kp520 on the procedural BFM world: the 520 points are reconstructed from the stored
+    parameters; its first 28 points are the iBUG-68 keypoints 0-16, 30, 17-26 (the
+    selection's seeds), so they land on pt2d through the crop (exactly for the source
+    folders and an augmentation flip; within the mirror-fit error for the _Flip folders,
+    whose parameters are a least-squares fit: ~1 px at 450 px on the procedural BFM)."""
+    from datamodules.transforms import AugmentConfig
+    from datamodules.w300lp import W300LPDataset
+    from facemodels.keypoints520 import DEFAULT_SEED_LANDMARKS
+    from facemodels.world import default_bfm_dir
+
+    bfm = str(default_bfm_dir())
+    write_300wlp(tmp_path, n_per_folder=1, n_profiles=1, seed=0, bfm_dir=bfm, image_size=96)
+    dm = W300LPDataModule(data_dir=str(tmp_path), bfm_dir=bfm, landmark_set="kp520", image_size=64,
+                          batch_size=8, num_workers=0, val_fraction=0.0)
+    dm.setup()
+    b = next(iter(dm.train_dataloader()))
+    assert b["landmarks"].shape == (8, 520, 2) and b["landmarks3d"].shape == (8, 520, 3)
+    assert b["landmarks68_px"].shape == (8, 68, 2) and b["visibility"].shape == (8, 520)
+    torch.testing.assert_close(b["landmarks3d"][..., 2].mean(1), torch.zeros(8), atol=1e-3, rtol=0)
+    seeds = list(DEFAULT_SEED_LANDMARKS)
+    ds = dm.datasets["train"]
+    flip_ds = W300LPDataset(ds.mats, image_size=64, landmark_set="kp520", train=True, bfm_dir=bfm,
+                            augment=AugmentConfig(flip_prob=1.0))
+    for i, mat in enumerate(ds.mats):
+        s = ds[i]
+        err = (s["landmarks_px"][: len(seeds)] - s["landmarks68_px"][seeds]).abs().max()
+        assert err < (0.6 if mat.parent.name.endswith("_Flip") else 2e-3), (mat, err)  # 0.6 px ~ 1 % of the crop
+        if not mat.parent.name.endswith("_Flip"):
+            f = flip_ds[i]
+            torch.testing.assert_close(f["landmarks_px"][: len(seeds)], f["landmarks68_px"][seeds],
+                                       atol=2e-3, rtol=0)
