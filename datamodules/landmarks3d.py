@@ -171,6 +171,7 @@ class Landmarks3DDataModule(LightningDataModule):
 
     n_train / n_val / n_test: identities per split (disjoint random draws);
     bfm_fraction: share of identities from the BFM-format model (the rest FLAME);
+    shapes: optional {'train','val','test'} -> (N, 68, 3) model-space shapes used instead;
     views_per_shape: accesses per identity per epoch (each a new random view in training).
     """
 
@@ -189,17 +190,23 @@ class Landmarks3DDataModule(LightningDataModule):
         view: ViewConfig | dict | None = None,
         flame_kwargs: dict | None = None,
         bfm_kwargs: dict | None = None,
+        shapes: dict[str, Tensor] | None = None,
     ) -> None:
         super().__init__()
         if landmark_set != "ibug68":
             raise ValueError(f"Landmarks3DDataModule: landmark_set must be 'ibug68', got {landmark_set!r}")
         if not 0.0 <= bfm_fraction <= 1.0:
             raise ValueError(f"Landmarks3DDataModule: bfm_fraction must be in [0, 1], got {bfm_fraction}")
-        self.save_hyperparameters(logger=False)
+        self.save_hyperparameters(logger=False, ignore=["shapes"])
         view = dict(view or {})
         view.setdefault("image_size", image_size)
         self.view = view if isinstance(view, ViewConfig) else ViewConfig(**view)
-        self.shapes: dict[str, Tensor] = {}
+        # shapes: optional pre-made {'train', 'val', 'test'} -> (N, 68, 3) model-space shapes
+        # (metres) replacing the FLAME / BFM sources (e.g. real 3D annotations, tests)
+        self.shapes: dict[str, Tensor] = dict(shapes) if shapes else {}
+        for split, v in self.shapes.items():
+            if v.dim() != 3 or v.shape[1:] != (IBUG68, 3):
+                raise ValueError(f"Landmarks3DDataModule: shapes[{split!r}] must be (N, 68, 3), got {tuple(v.shape)}")
 
     def _make_split(self, n: int, seed: int) -> Tensor:
         """(n, 68, 3) model-space shapes, metres: FLAME and BFM-format identities."""

@@ -85,7 +85,7 @@ class LiftingModule(pl.LightningModule):
         patience = self.hparams.get("early_stopping_patience")
         if patience is None:
             return []
-        return [EarlyStopping(monitor=self.hparams.monitor, mode="min", patience=int(patience))]
+        return [EarlyStopping(monitor=self.hparams.monitor, mode="min", patience=int(patience), check_on_train_epoch_end=False)]
 
 
 def centred_depth(preds: Tensor) -> Tensor:

@@ -19,7 +19,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
-from lightning_modules.components.bfm118 import N_PARAMS, BFM118
+from lightning_modules.components.bfm118 import BFM118, N_PARAMS
 from lightning_modules.metrics.shape3d import CEDAUC, icp_procrustes_distance, similarity_procrustes
 
 LOSSES = ("mse", "l2_2d3d", "l1_2d3d")

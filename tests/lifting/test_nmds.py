@@ -7,7 +7,13 @@ import pytest
 import torch
 from scipy.optimize import isotonic_regression as scipy_isotonic
 
-from fitting.nmds import classical_mds, isotonic_regression, kruskal_stress1, pairwise_distances, smacof_nmds
+from fitting.nmds import (
+    classical_mds,
+    isotonic_regression,
+    kruskal_stress1,
+    pairwise_distances,
+    smacof_nmds,
+)
 from lightning_modules.metrics.shape3d import mse_procrustes
 
 

@@ -9,8 +9,22 @@ from scipy.spatial import procrustes as scipy_procrustes
 
 from facemodels.rotations import euler_to_matrix
 from lightning_modules.metrics.shape3d import (
-    APE, CEDAUC, CVGTCE, GTE, DepthCorr, ProcrustesMSE, ape, ced_auc, ced_curve, cvgtce, depth_corr, gte,
-    icp_procrustes_distance, mse_procrustes, similarity_procrustes, wilcoxon_over_subsets,
+    APE,
+    CEDAUC,
+    CVGTCE,
+    GTE,
+    DepthCorr,
+    ProcrustesMSE,
+    ape,
+    ced_auc,
+    ced_curve,
+    cvgtce,
+    depth_corr,
+    gte,
+    icp_procrustes_distance,
+    mse_procrustes,
+    similarity_procrustes,
+    wilcoxon_over_subsets,
 )
 
 
