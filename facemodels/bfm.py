@@ -43,17 +43,25 @@ def _loadmat(path: Path) -> dict:
     try:
         return scipy.io.loadmat(str(path))
     except NotImplementedError as exc:  # MATLAB v7.3 (HDF5)
-        raise BfmFormatError(f"{path}: MATLAB v7.3 files are not supported; re-save with -v7 ({exc})") from exc
+        raise BfmFormatError(
+            f"{path}: MATLAB v7.3 files are not supported; re-save with -v7 ({exc})"
+        ) from exc
     except Exception as exc:  # noqa: BLE001
-        raise BfmFormatError(f"{path}: cannot read the .mat file ({type(exc).__name__}: {exc})") from exc
+        raise BfmFormatError(
+            f"{path}: cannot read the .mat file ({type(exc).__name__}: {exc})"
+        ) from exc
 
 
 def _get(d: dict, key: str, path: Path, shape: tuple[int | None, ...]) -> np.ndarray:
     if key not in d:
         raise BfmFormatError(f"{path}: missing key '{key}' (expected shape {_fmt(shape)})")
     arr = np.asarray(d[key])
-    if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape, strict=False)):
-        raise BfmFormatError(f"{path}: key '{key}' has shape {tuple(arr.shape)}, expected {_fmt(shape)}")
+    if arr.ndim != len(shape) or any(
+        s is not None and s != a for s, a in zip(shape, arr.shape, strict=False)
+    ):
+        raise BfmFormatError(
+            f"{path}: key '{key}' has shape {tuple(arr.shape)}, expected {_fmt(shape)}"
+        )
     return arr
 
 
@@ -81,12 +89,16 @@ def load_bfm_arrays(folder: str | os.PathLike) -> BfmArrays:
     """Load and validate the three BFM files of ``folder`` (errors name file, key, shape)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"BFM folder {folder} does not exist (expected {MODEL_FILE}, {EXPR_FILE}, {INFO_FILE})")
+        raise FileNotFoundError(
+            f"BFM folder {folder} does not exist (expected {MODEL_FILE}, {EXPR_FILE}, {INFO_FILE})"
+        )
     mp, ep, ip = folder / MODEL_FILE, folder / EXPR_FILE, folder / INFO_FILE
     m, e, info = _loadmat(mp), _loadmat(ep), _loadmat(ip)
     mu = _get(m, "shapeMU", mp, (None, 1)).astype(np.float64).reshape(-1)
     if mu.size % 3:
-        raise BfmFormatError(f"{mp}: key 'shapeMU' has {mu.size} rows, expected 3 * N (x, y, z interleaved)")
+        raise BfmFormatError(
+            f"{mp}: key 'shapeMU' has {mu.size} rows, expected 3 * N (x, y, z interleaved)"
+        )
     n_full = mu.size // 3
     pc = _get(m, "shapePC", mp, (3 * n_full, None)).astype(np.float64)
     ev = _get(m, "shapeEV", mp, (pc.shape[1], 1)).astype(np.float64).reshape(-1)
@@ -96,20 +108,26 @@ def load_bfm_arrays(folder: str | os.PathLike) -> BfmArrays:
     s_e = _get(e, "sigma_exp", ep, (w_e.shape[1], 1)).astype(np.float64).reshape(-1)
     kp = _get(info, "keypoints", ip, (None, None)).astype(np.int64).reshape(-1)
     if kp.size != 68:
-        raise BfmFormatError(f"{ip}: key 'keypoints' has {kp.size} entries, expected 68 (1-based vertex indices)")
+        raise BfmFormatError(
+            f"{ip}: key 'keypoints' has {kp.size} entries, expected 68 (1-based vertex indices)"
+        )
     trim = None
     if n != n_full:
         t = _get(info, "trimIndex", ip, (None, None)).astype(np.int64).reshape(-1) - 1
         if t.size != n or t.min() < 0 or t.max() >= n_full:
-            raise BfmFormatError(f"{ip}: key 'trimIndex' must hold {n} 1-based indices into {n_full} vertices "
-                                 f"({EXPR_FILE} has {n} vertices, {MODEL_FILE} {n_full})")
+            raise BfmFormatError(
+                f"{ip}: key 'trimIndex' must hold {n} 1-based indices into {n_full} vertices "
+                f"({EXPR_FILE} has {n} vertices, {MODEL_FILE} {n_full})"
+            )
         rows = (3 * t[:, None] + np.arange(3)).reshape(-1)
         mu, pc, trim = mu[rows], pc[rows], t
         tri = _get(info, "tri", ip, (3, None)).astype(np.int64).T - 1
     else:
         tri = _get(m, "tl", mp, (None, 3)).astype(np.int64) - 1
     if tri.min() < 0 or tri.max() >= n:
-        raise BfmFormatError(f"{mp if trim is None else ip}: triangles index vertices outside [1, {n}]")
+        raise BfmFormatError(
+            f"{mp if trim is None else ip}: triangles index vertices outside [1, {n}]"
+        )
     kp = kp - 1
     if kp.min() < 0 or kp.max() >= n:
         raise BfmFormatError(f"{ip}: key 'keypoints' indexes vertices outside [1, {n}]")
@@ -129,7 +147,9 @@ class LinearBFM(nn.Module):
     use only the leading modes.
     """
 
-    def __init__(self, folder: str | os.PathLike | None = None, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self, folder: str | os.PathLike | None = None, dtype: torch.dtype = torch.float32
+    ) -> None:
         super().__init__()
         if folder is None:
             from facemodels.world import default_bfm_dir
@@ -161,14 +181,20 @@ class LinearBFM(nn.Module):
         v = self.mean.reshape(1, -1).expand(b, -1)
         ks = shape_para.shape[1]
         if ks > self.n_shape:
-            raise ValueError(f"LinearBFM: shape_para has {ks} columns, the model has {self.n_shape}")
+            raise ValueError(
+                f"LinearBFM: shape_para has {ks} columns, the model has {self.n_shape}"
+            )
         v = v + shape_para.to(self.shape_pc) @ self.shape_pc[:, :ks].T
         if exp_para is not None:
             ke = exp_para.shape[1]
             if ke > self.n_exp:
-                raise ValueError(f"LinearBFM: exp_para has {ke} columns, the model has {self.n_exp}")
+                raise ValueError(
+                    f"LinearBFM: exp_para has {ke} columns, the model has {self.n_exp}"
+                )
             if exp_para.shape[0] != b:
-                raise ValueError(f"LinearBFM: exp_para batch {exp_para.shape[0]} != shape_para batch {b}")
+                raise ValueError(
+                    f"LinearBFM: exp_para batch {exp_para.shape[0]} != shape_para batch {b}"
+                )
             v = v + exp_para.to(self.exp_pc) @ self.exp_pc[:, :ke].T
         return v.reshape(b, self.n_vertices, 3)
 
@@ -187,7 +213,9 @@ def bfm_project_3ddfa(vertices: Tensor, pose_para: Tensor, img_h: int) -> Tensor
     row flip ``y_img = img_h - y - 1`` (0-based pixels, y down). Returns (x_px, y_px, z).
     """
     if pose_para.ndim != 2 or pose_para.shape[1] != 7:
-        raise ValueError(f"bfm_project_3ddfa: pose_para has shape {tuple(pose_para.shape)}, expected (B, 7)")
+        raise ValueError(
+            f"bfm_project_3ddfa: pose_para has shape {tuple(pose_para.shape)}, expected (B, 7)"
+        )
     R = euler_3ddfa_to_matrix(pose_para[:, :3]).to(vertices)  # (B, 3, 3)
     s = pose_para[:, 6].view(-1, 1, 1).to(vertices)
     t = pose_para[:, 3:6].unsqueeze(1).to(vertices)

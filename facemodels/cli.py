@@ -1,10 +1,10 @@
 """Command line for the procedural face models.
 
-    python -m facemodels.cli facemodels --out DIR [--seed S]
-        writes DIR/flame (FLAME folder) and DIR/bfm (BFM files) of the procedural head.
-    python -m facemodels.cli mean-landmarks --out file.npy [--seed S]
-        writes the mean face's iBUG-68 landmarks, (68, 3) float64, metres, frontal model space
-        (y up, z towards the camera, x to the subject's left).
+python -m facemodels.cli facemodels --out DIR [--seed S]
+    writes DIR/flame (FLAME folder) and DIR/bfm (BFM files) of the procedural head.
+python -m facemodels.cli mean-landmarks --out file.npy [--seed S]
+    writes the mean face's iBUG-68 landmarks, (68, 3) float64, metres, frontal model space
+    (y up, z towards the camera, x to the subject's left).
 """
 
 from __future__ import annotations
@@ -16,8 +16,11 @@ import numpy as np
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m facemodels.cli", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m facemodels.cli",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     fm = sub.add_parser("facemodels", help="write the FLAME folder and the BFM files")
     fm.add_argument("--out", required=True, type=Path)

@@ -1,7 +1,7 @@
 """FLAME: validated loading of a FLAME folder and a batch-agnostic smplx wrapper.
 
 Folder layout (the real files or the procedural world, see ``facemodels.world``):
-``FLAME_NEUTRAL.pkl`` (or ``FLAME_NEUTRAL.npz``, or FLAME_MALE/FEMALE/generic), 
+``FLAME_NEUTRAL.pkl`` (or ``FLAME_NEUTRAL.npz``, or FLAME_MALE/FEMALE/generic),
 ``flame_static_embedding.pkl``, ``flame_dynamic_embedding.npy``, ``FLAME_masks.pkl``.
 Units: metres; model space y up, z out of the face, x to the subject's left.
 Landmarks: iBUG-68 = cat(17 dynamic contour, 51 static), as smplx computes them.
@@ -69,7 +69,9 @@ def _load_pickle(path: Path) -> dict:
     except FileNotFoundError:
         raise
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a format error
-        raise FlameFormatError(f"{path}: cannot read the pickle ({type(exc).__name__}: {exc})") from exc
+        raise FlameFormatError(
+            f"{path}: cannot read the pickle ({type(exc).__name__}: {exc})"
+        ) from exc
     if not isinstance(data, dict):
         raise FlameFormatError(f"{path}: expected a pickled dict, got {type(data).__name__}")
     return {k: _unstub(v) for k, v in data.items()}
@@ -81,7 +83,9 @@ def _dense(x: object) -> np.ndarray:
     return np.asarray(x)
 
 
-def _get(data: dict, key: str, path: Path, shape: tuple[int | None, ...], dtype: type = np.float64) -> np.ndarray:
+def _get(
+    data: dict, key: str, path: Path, shape: tuple[int | None, ...], dtype: type = np.float64
+) -> np.ndarray:
     """data[key] as a dense array of the given shape (None = any size)."""
     if key not in data:
         raise FlameFormatError(f"{path}: missing key '{key}' (expected shape {_fmt(shape)})")
@@ -89,8 +93,12 @@ def _get(data: dict, key: str, path: Path, shape: tuple[int | None, ...], dtype:
         arr = _dense(data[key]).astype(dtype)
     except (TypeError, ValueError) as exc:
         raise FlameFormatError(f"{path}: key '{key}' is not numeric ({exc})") from exc
-    if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape, strict=False)):
-        raise FlameFormatError(f"{path}: key '{key}' has shape {tuple(arr.shape)}, expected {_fmt(shape)}")
+    if arr.ndim != len(shape) or any(
+        s is not None and s != a for s, a in zip(shape, arr.shape, strict=False)
+    ):
+        raise FlameFormatError(
+            f"{path}: key '{key}' has shape {tuple(arr.shape)}, expected {_fmt(shape)}"
+        )
     return arr
 
 
@@ -129,21 +137,30 @@ def find_model_file(folder: str | os.PathLike) -> Path:
     """The FLAME model file in ``folder`` (pkl preferred over npz)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"FLAME folder {folder} does not exist (expected FLAME_NEUTRAL.pkl, {STATIC_FILE}, {DYNAMIC_FILE})")
+        raise FileNotFoundError(
+            f"FLAME folder {folder} does not exist (expected FLAME_NEUTRAL.pkl, {STATIC_FILE}, {DYNAMIC_FILE})"
+        )
     for name in MODEL_NAMES:
         for ext in ("pkl", "npz"):
             if (folder / f"{name}.{ext}").is_file():
                 return folder / f"{name}.{ext}"
-    raise FileNotFoundError(f"{folder}: no FLAME model file (expected FLAME_NEUTRAL.pkl or FLAME_NEUTRAL.npz)")
+    raise FileNotFoundError(
+        f"{folder}: no FLAME model file (expected FLAME_NEUTRAL.pkl or FLAME_NEUTRAL.npz)"
+    )
 
 
 def _load_model_dict(path: Path) -> dict:
     if path.suffix == ".npz":
         try:
             with np.load(path, allow_pickle=True) as z:
-                return {k: (z[k][()] if z[k].dtype == object and z[k].shape == () else z[k]) for k in z.files}
+                return {
+                    k: (z[k][()] if z[k].dtype == object and z[k].shape == () else z[k])
+                    for k in z.files
+                }
         except Exception as exc:  # noqa: BLE001
-            raise FlameFormatError(f"{path}: cannot read the npz ({type(exc).__name__}: {exc})") from exc
+            raise FlameFormatError(
+                f"{path}: cannot read the npz ({type(exc).__name__}: {exc})"
+            ) from exc
     return _load_pickle(path)
 
 
@@ -155,13 +172,17 @@ def load_flame_arrays(folder: str | os.PathLike) -> FlameArrays:
     v = _get(d, "v_template", path, (None, 3))
     n = v.shape[0]
     if n != N_VERTS:
-        raise FlameFormatError(f"{path}: key 'v_template' has {n} vertices, expected {N_VERTS} (FLAME topology)")
+        raise FlameFormatError(
+            f"{path}: key 'v_template' has {n} vertices, expected {N_VERTS} (FLAME topology)"
+        )
     faces = _get(d, "f", path, (N_FACES, 3), np.int64)
     if faces.min() < 0 or faces.max() >= n:
         raise FlameFormatError(f"{path}: key 'f' indexes vertices outside [0, {n})")
     shapedirs = _get(d, "shapedirs", path, (n, 3, None))
     if shapedirs.shape[2] < 300 + 1 and shapedirs.shape[2] != 20:
-        raise FlameFormatError(f"{path}: key 'shapedirs' has shape {shapedirs.shape}, expected ({n}, 3, 400) (300 shape + 100 expression)")
+        raise FlameFormatError(
+            f"{path}: key 'shapedirs' has shape {shapedirs.shape}, expected ({n}, 3, 400) (300 shape + 100 expression)"
+        )
     posedirs = _get(d, "posedirs", path, (n, 3, 36))
     jreg = _get(d, "J_regressor", path, (N_JOINTS, n))
     weights = _get(d, "weights", path, (n, N_JOINTS))
@@ -169,22 +190,30 @@ def load_flame_arrays(folder: str | os.PathLike) -> FlameArrays:
     parents = kin[0].astype(np.int64)
     parents[0] = -1
     if np.any(parents[1:] < 0) or np.any(parents[1:] >= np.arange(1, N_JOINTS)):
-        raise FlameFormatError(f"{path}: key 'kintree_table' row 0 {kin[0].tolist()} is not a valid parent list")
+        raise FlameFormatError(
+            f"{path}: key 'kintree_table' row 0 {kin[0].tolist()} is not a valid parent list"
+        )
 
     sp = folder / STATIC_FILE
     if not sp.is_file():
-        raise FileNotFoundError(f"{folder}: missing {STATIC_FILE} (keys lmk_face_idx (51,), lmk_b_coords (51, 3))")
+        raise FileNotFoundError(
+            f"{folder}: missing {STATIC_FILE} (keys lmk_face_idx (51,), lmk_b_coords (51, 3))"
+        )
     s = _load_pickle(sp)
     s_faces = _get(s, "lmk_face_idx", sp, (51,), np.int64)
     s_bary = _get(s, "lmk_b_coords", sp, (51, 3))
 
     dp = folder / DYNAMIC_FILE
     if not dp.is_file():
-        raise FileNotFoundError(f"{folder}: missing {DYNAMIC_FILE} (dict lmk_face_idx (79, 17), lmk_b_coords (79, 17, 3))")
+        raise FileNotFoundError(
+            f"{folder}: missing {DYNAMIC_FILE} (dict lmk_face_idx (79, 17), lmk_b_coords (79, 17, 3))"
+        )
     try:
         dyn = np.load(dp, allow_pickle=True, encoding="latin1")[()]
     except Exception as exc:  # noqa: BLE001
-        raise FlameFormatError(f"{dp}: cannot read the npy dict ({type(exc).__name__}: {exc})") from exc
+        raise FlameFormatError(
+            f"{dp}: cannot read the npy dict ({type(exc).__name__}: {exc})"
+        ) from exc
     if not isinstance(dyn, dict):
         raise FlameFormatError(f"{dp}: expected np.save of a dict with lmk_face_idx, lmk_b_coords")
     d_faces = _get(dyn, "lmk_face_idx", dp, (79, 17), np.int64)
@@ -192,8 +221,21 @@ def load_flame_arrays(folder: str | os.PathLike) -> FlameArrays:
     for name, idx, p in (("lmk_face_idx", s_faces, sp), ("lmk_face_idx", d_faces, dp)):
         if idx.min() < 0 or idx.max() >= N_FACES:
             raise FlameFormatError(f"{p}: key '{name}' indexes faces outside [0, {N_FACES})")
-    return FlameArrays(folder, path, v, faces, shapedirs, posedirs, jreg, weights, parents,
-                       s_faces, s_bary, d_faces, d_bary)
+    return FlameArrays(
+        folder,
+        path,
+        v,
+        faces,
+        shapedirs,
+        posedirs,
+        jreg,
+        weights,
+        parents,
+        s_faces,
+        s_bary,
+        d_faces,
+        d_bary,
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -208,8 +250,12 @@ def flame_masks(folder: str | os.PathLike) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for k, v in data.items():
         arr = np.asarray(v).reshape(-1)
-        if arr.size and (not np.issubdtype(arr.dtype, np.integer) or arr.min() < 0 or arr.max() >= N_VERTS):
-            raise FlameFormatError(f"{path}: key '{k}' is not a list of vertex indices in [0, {N_VERTS})")
+        if arr.size and (
+            not np.issubdtype(arr.dtype, np.integer) or arr.min() < 0 or arr.max() >= N_VERTS
+        ):
+            raise FlameFormatError(
+                f"{path}: key '{k}' is not a list of vertex indices in [0, {N_VERTS})"
+            )
         out[str(k)] = arr.astype(np.int64)
     return out
 
@@ -218,9 +264,13 @@ def face_region_indices(folder: str | os.PathLike) -> np.ndarray:
     """(1609,) int64 face-region vertex indices (``FLAME_masks.pkl['face']``)."""
     m = flame_masks(folder)
     if "face" not in m:
-        raise FlameFormatError(f"{Path(folder) / MASKS_FILE}: missing key 'face' (expected {N_FACE_REGION} indices)")
+        raise FlameFormatError(
+            f"{Path(folder) / MASKS_FILE}: missing key 'face' (expected {N_FACE_REGION} indices)"
+        )
     if m["face"].shape != (N_FACE_REGION,):
-        raise FlameFormatError(f"{Path(folder) / MASKS_FILE}: key 'face' has {m['face'].size} indices, expected {N_FACE_REGION}")
+        raise FlameFormatError(
+            f"{Path(folder) / MASKS_FILE}: key 'face' has {m['face'].size} indices, expected {N_FACE_REGION}"
+        )
     return np.sort(m["face"])
 
 
@@ -287,8 +337,13 @@ class FlameModel(nn.Module):
         n_exp: expression coefficients used (<= 100).
     """
 
-    def __init__(self, folder: str | os.PathLike | None = None, n_shape: int = 300, n_exp: int = 100,
-                 dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self,
+        folder: str | os.PathLike | None = None,
+        n_shape: int = 300,
+        n_exp: int = 100,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
         super().__init__()
         import smplx
 
@@ -305,19 +360,38 @@ class FlameModel(nn.Module):
         if gender not in ("neutral", "male", "female"):
             raise FlameFormatError(f"{arr.model_file}: smplx needs FLAME_NEUTRAL/MALE/FEMALE.{ext}")
         with _chumpy_free():
-            self.flame = smplx.FLAME(model_path=str(self.folder), gender=gender, ext=ext,
-                                     num_betas=self.n_shape, num_expression_coeffs=self.n_exp,
-                                     use_face_contour=True, batch_size=1, dtype=dtype)
-        self.register_buffer("faces", torch.as_tensor(arr.faces, dtype=torch.long), persistent=False)
+            self.flame = smplx.FLAME(
+                model_path=str(self.folder),
+                gender=gender,
+                ext=ext,
+                num_betas=self.n_shape,
+                num_expression_coeffs=self.n_exp,
+                use_face_contour=True,
+                batch_size=1,
+                dtype=dtype,
+            )
+        self.register_buffer(
+            "faces", torch.as_tensor(arr.faces, dtype=torch.long), persistent=False
+        )
 
-    def forward(self, shape: Tensor | None = None, expression: Tensor | None = None,
-                global_orient: Tensor | None = None, neck_pose: Tensor | None = None,
-                jaw_pose: Tensor | None = None, eye_pose: Tensor | None = None,
-                transl: Tensor | None = None) -> FlameOutput:
+    def forward(
+        self,
+        shape: Tensor | None = None,
+        expression: Tensor | None = None,
+        global_orient: Tensor | None = None,
+        neck_pose: Tensor | None = None,
+        jaw_pose: Tensor | None = None,
+        eye_pose: Tensor | None = None,
+        transl: Tensor | None = None,
+    ) -> FlameOutput:
         """shape (B, n_shape), expression (B, n_exp), global_orient/neck_pose/jaw_pose (B, 3)
         axis-angle rad, eye_pose (B, 6) = [left eye, right eye], transl (B, 3) metres.
         Missing arguments are zeros; B is taken from the given ones (1 if none)."""
-        given = [t for t in (shape, expression, global_orient, neck_pose, jaw_pose, eye_pose, transl) if t is not None]
+        given = [
+            t
+            for t in (shape, expression, global_orient, neck_pose, jaw_pose, eye_pose, transl)
+            if t is not None
+        ]
         b = given[0].shape[0] if given else 1
         ref = self.flame.v_template
         dev, dt = ref.device, ref.dtype
@@ -326,7 +400,9 @@ class FlameModel(nn.Module):
             if t is None:
                 return torch.zeros(b, n, device=dev, dtype=dt)
             if t.ndim != 2 or t.shape[0] != b or t.shape[1] != n:
-                raise ValueError(f"FlameModel: {name} has shape {tuple(t.shape)}, expected ({b}, {n})")
+                raise ValueError(
+                    f"FlameModel: {name} has shape {tuple(t.shape)}, expected ({b}, {n})"
+                )
             return t.to(device=dev, dtype=dt)
 
         eyes = arg(eye_pose, 6, "eye_pose")

@@ -22,7 +22,12 @@ from pathlib import Path
 from filelock import FileLock
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-FLAME_FILES = ("FLAME_NEUTRAL.pkl", "flame_static_embedding.pkl", "flame_dynamic_embedding.npy", "FLAME_masks.pkl")
+FLAME_FILES = (
+    "FLAME_NEUTRAL.pkl",
+    "flame_static_embedding.pkl",
+    "flame_dynamic_embedding.npy",
+    "FLAME_masks.pkl",
+)
 BFM_FILES = ("01_MorphableModel.mat", "Model_Expression.mat", "model_info.mat")
 
 
@@ -38,7 +43,9 @@ def _env_dir(var: str, files: tuple[str, ...]) -> Path | None:
         return None
     path = Path(env).expanduser()
     if not path.is_dir():
-        raise FileNotFoundError(f"{var}={env}: folder does not exist (expected a folder with {', '.join(files)})")
+        raise FileNotFoundError(
+            f"{var}={env}: folder does not exist (expected a folder with {', '.join(files)})"
+        )
     return path
 
 
@@ -76,12 +83,16 @@ def _build_once(target: Path, files: tuple[str, ...], seed: int, kind: str) -> P
 
 def procedural_flame_dir(seed: int = 0) -> Path:
     """Build (once) and return ``<data_root>/facemodels/flame_procedural_seed<seed>``."""
-    return _build_once(data_root() / "facemodels" / f"flame_procedural_seed{seed}", FLAME_FILES, seed, "flame")
+    return _build_once(
+        data_root() / "facemodels" / f"flame_procedural_seed{seed}", FLAME_FILES, seed, "flame"
+    )
 
 
 def procedural_bfm_dir(seed: int = 0) -> Path:
     """Build (once) and return ``<data_root>/facemodels/bfm_procedural_seed<seed>``."""
-    return _build_once(data_root() / "facemodels" / f"bfm_procedural_seed{seed}", BFM_FILES, seed, "bfm")
+    return _build_once(
+        data_root() / "facemodels" / f"bfm_procedural_seed{seed}", BFM_FILES, seed, "bfm"
+    )
 
 
 def default_flame_dir() -> Path:

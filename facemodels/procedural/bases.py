@@ -60,46 +60,104 @@ def identity_fields(lmk: np.ndarray) -> list[Field]:
     ear = A.EAR_CENTRE
     f: list[Field] = [
         # head breadth / length / height, face height (Farkas sds ~5-6 mm)
-        lambda p: _vec(0.040 * p[:, 0] * (1.0 - 0.6 * _front(p) * _ss((0.06 - p[:, 1]) / 0.03)), z0(len(p)), z0(len(p))),
+        lambda p: _vec(
+            0.040 * p[:, 0] * (1.0 - 0.6 * _front(p) * _ss((0.06 - p[:, 1]) / 0.03)),
+            z0(len(p)),
+            z0(len(p)),
+        ),
         lambda p: _vec(z0(len(p)), z0(len(p)), 0.045 * np.minimum(p[:, 2] + 0.02, 0)),
         lambda p: _vec(z0(len(p)), 0.040 * np.maximum(p[:, 1] - 0.03, 0), z0(len(p))),
         lambda p: _vec(z0(len(p)), 0.045 * np.minimum(p[:, 1] - 0.03, 0) * _front(p), z0(len(p))),
         # bizygomatic and bigonial width
-        lambda p: _vec(0.04 * p[:, 0] * _front(p) * np.exp(-0.5 * ((p[:, 1] + 0.005) / 0.03) ** 2), z0(len(p)), z0(len(p))),
-        lambda p: _vec(0.06 * p[:, 0] * _front(p) * np.exp(-0.5 * ((p[:, 1] + 0.06) / 0.02) ** 2), z0(len(p)), z0(len(p))),
+        lambda p: _vec(
+            0.04 * p[:, 0] * _front(p) * np.exp(-0.5 * ((p[:, 1] + 0.005) / 0.03) ** 2),
+            z0(len(p)),
+            z0(len(p)),
+        ),
+        lambda p: _vec(
+            0.06 * p[:, 0] * _front(p) * np.exp(-0.5 * ((p[:, 1] + 0.06) / 0.02) ** 2),
+            z0(len(p)),
+            z0(len(p)),
+        ),
         # nose protrusion, width, length, bridge height
         lambda p: _vec(z0(len(p)), z0(len(p)), 0.0025 * _bump(p, tip + [0, 0.002, -0.008], 0.012)),
-        lambda p: _vec(0.12 * p[:, 0] * _bump(p, np.array([0.0, -0.013, 0.088]), 0.011), z0(len(p)), z0(len(p))),
+        lambda p: _vec(
+            0.12 * p[:, 0] * _bump(p, np.array([0.0, -0.013, 0.088]), 0.011), z0(len(p)), z0(len(p))
+        ),
         lambda p: _vec(z0(len(p)), -0.002 * _bump(p, tip + [0, 0, -0.006], 0.012), z0(len(p))),
         lambda p: _vec(z0(len(p)), z0(len(p)), 0.0015 * _bump(p, lmk[28], 0.010)),
         # eye spacing and height (eyeballs follow: evaluated at their centres)
         lambda p: _vec(0.0015 * _sx(p) * _bump2(p, eye, 0.014), z0(len(p)), z0(len(p))),
         lambda p: _vec(z0(len(p)), 0.0015 * _bump2(p, eye, 0.014), z0(len(p))),
         # brow ridge, forehead slope
-        lambda p: _vec(z0(len(p)), z0(len(p)), 0.002 * _bump2(p, np.array([0.03, 0.05, 0.075]), 0.014)),
+        lambda p: _vec(
+            z0(len(p)), z0(len(p)), 0.002 * _bump2(p, np.array([0.03, 0.05, 0.075]), 0.014)
+        ),
         lambda p: _vec(z0(len(p)), z0(len(p)), -0.06 * np.maximum(p[:, 1] - 0.045, 0) * _front(p)),
         # chin protrusion and height
         lambda p: _vec(z0(len(p)), z0(len(p)), 0.003 * _bump(p, chin, 0.014)),
         lambda p: _vec(z0(len(p)), -0.002 * _bump(p, chin, 0.014), z0(len(p))),
         # cheek fullness, zygoma, jaw angle
-        lambda p: 0.003 * _bump2(p, np.array([0.045, -0.02, 0.06]), 0.018)[:, None] * _vec(0.7 * _sx(p), z0(len(p)), 0.7 + z0(len(p))),
-        lambda p: 0.0025 * _bump2(p, np.array([0.055, 0.012, 0.05]), 0.014)[:, None] * _vec(_sx(p), z0(len(p)), 0.5 + z0(len(p))),
-        lambda p: 0.003 * _bump2(p, np.array([0.055, -0.06, 0.03]), 0.015)[:, None] * _vec(_sx(p), -0.5 + z0(len(p)), z0(len(p))),
+        lambda p: (
+            0.003
+            * _bump2(p, np.array([0.045, -0.02, 0.06]), 0.018)[:, None]
+            * _vec(0.7 * _sx(p), z0(len(p)), 0.7 + z0(len(p)))
+        ),
+        lambda p: (
+            0.0025
+            * _bump2(p, np.array([0.055, 0.012, 0.05]), 0.014)[:, None]
+            * _vec(_sx(p), z0(len(p)), 0.5 + z0(len(p)))
+        ),
+        lambda p: (
+            0.003
+            * _bump2(p, np.array([0.055, -0.06, 0.03]), 0.015)[:, None]
+            * _vec(_sx(p), -0.5 + z0(len(p)), z0(len(p)))
+        ),
         # mouth width, lip thickness
-        lambda p: _vec(0.12 * p[:, 0] * _bump(p, np.array([0.0, lmk[62, 1], 0.08]), 0.016), z0(len(p)), z0(len(p))),
-        lambda p: _vec(z0(len(p)), z0(len(p)), 0.0015 * (_bump(p, lmk[51] + [0, -0.003, 0], 0.008) + _bump(p, lmk[57] + [0, 0.003, 0], 0.008))),
+        lambda p: _vec(
+            0.12 * p[:, 0] * _bump(p, np.array([0.0, lmk[62, 1], 0.08]), 0.016),
+            z0(len(p)),
+            z0(len(p)),
+        ),
+        lambda p: _vec(
+            z0(len(p)),
+            z0(len(p)),
+            0.0015
+            * (
+                _bump(p, lmk[51] + [0, -0.003, 0], 0.008) + _bump(p, lmk[57] + [0, 0.003, 0], 0.008)
+            ),
+        ),
         # ear size and protrusion
-        lambda p: 0.12 * _vec(np.abs(p[:, 0]) - ear[0], p[:, 1] - ear[1], p[:, 2] - ear[2]) * _vec(_sx(p), 1 + z0(len(p)), 1 + z0(len(p))) * _bump2(p, ear, 0.02)[:, None],
+        lambda p: (
+            0.12
+            * _vec(np.abs(p[:, 0]) - ear[0], p[:, 1] - ear[1], p[:, 2] - ear[2])
+            * _vec(_sx(p), 1 + z0(len(p)), 1 + z0(len(p)))
+            * _bump2(p, ear, 0.02)[:, None]
+        ),
         lambda p: _vec(0.003 * _sx(p) * _bump2(p, ear, 0.018), z0(len(p)), z0(len(p))),
         # midface depth, neck width
-        lambda p: _vec(z0(len(p)), z0(len(p)), 0.003 * _front(p) * np.exp(-0.5 * ((p[:, 1] + 0.01) / 0.05) ** 2)),
-        lambda p: _vec(0.05 * p[:, 0] * _ss((-0.09 - p[:, 1]) / 0.03), z0(len(p)), 0.03 * (p[:, 2] + 0.008) * _ss((-0.09 - p[:, 1]) / 0.03)),
+        lambda p: _vec(
+            z0(len(p)),
+            z0(len(p)),
+            0.003 * _front(p) * np.exp(-0.5 * ((p[:, 1] + 0.01) / 0.05) ** 2),
+        ),
+        lambda p: _vec(
+            0.05 * p[:, 0] * _ss((-0.09 - p[:, 1]) / 0.03),
+            z0(len(p)),
+            0.03 * (p[:, 2] + 0.008) * _ss((-0.09 - p[:, 1]) / 0.03),
+        ),
     ]
     return f
 
 
-def random_fields(rng: np.random.Generator, n: int, amp0: float, decay: float, wavelength: tuple[float, float],
-                  n_waves: int = 3) -> list[Field]:
+def random_fields(
+    rng: np.random.Generator,
+    n: int,
+    amp0: float,
+    decay: float,
+    wavelength: tuple[float, float],
+    n_waves: int = 3,
+) -> list[Field]:
     """Smooth random vector fields (sums of plane waves), amplitude amp0 / (1 + m / decay)."""
     out: list[Field] = []
     for m in range(n):
@@ -146,37 +204,111 @@ def expression_fields(lmk: np.ndarray, rng: np.random.Generator, n_total: int) -
     for s, m in ((1.0, L), (-1.0, R)):
         corner = lmk[54] if s > 0 else lmk[48]
         # smile: mouth corner up, back and out, cheek raised
-        sem.append(lambda p, c=corner, s=s: 0.004 * _bump(p, c, 0.013)[:, None] * _vec(0.6 * s + z0(len(p)), 1 + z0(len(p)), -0.4 + z0(len(p)))
-                   + 0.002 * _bump(p, c + [0.01 * s, 0.02, -0.01], 0.015)[:, None] * _vec(z0(len(p)), 1 + z0(len(p)), 0.3 + z0(len(p))))
+        sem.append(
+            lambda p, c=corner, s=s: (
+                0.004
+                * _bump(p, c, 0.013)[:, None]
+                * _vec(0.6 * s + z0(len(p)), 1 + z0(len(p)), -0.4 + z0(len(p)))
+                + 0.002
+                * _bump(p, c + [0.01 * s, 0.02, -0.01], 0.015)[:, None]
+                * _vec(z0(len(p)), 1 + z0(len(p)), 0.3 + z0(len(p)))
+            )
+        )
         # brow raise
-        sem.append(lambda p, s=s: 0.004 * _bump(p, np.array([0.034 * s, 0.056, 0.077]), 0.018)[:, None] * _vec(z0(len(p)), 1 + z0(len(p)), z0(len(p))))
+        sem.append(
+            lambda p, s=s: (
+                0.004
+                * _bump(p, np.array([0.034 * s, 0.056, 0.077]), 0.018)[:, None]
+                * _vec(z0(len(p)), 1 + z0(len(p)), z0(len(p)))
+            )
+        )
         # blink: upper lid down over the eye
-        sem.append(lambda p, s=s: 0.006 * (_bump(p, upper_lid * [s, 1, 1], np.array([0.011, 0.005, 0.02])) * _ss((p[:, 1] - 0.0265) / 0.003))[:, None]
-                   * _vec(z0(len(p)), -1 + z0(len(p)), 0.2 + z0(len(p))))
+        sem.append(
+            lambda p, s=s: (
+                0.006
+                * (
+                    _bump(p, upper_lid * [s, 1, 1], np.array([0.011, 0.005, 0.02]))
+                    * _ss((p[:, 1] - 0.0265) / 0.003)
+                )[:, None]
+                * _vec(z0(len(p)), -1 + z0(len(p)), 0.2 + z0(len(p)))
+            )
+        )
         # squint: lower lid up
-        sem.append(lambda p, s=s: 0.003 * (_bump(p, lower_lid * [s, 1, 1], np.array([0.011, 0.005, 0.02])) * _ss((0.0265 - p[:, 1]) / 0.003))[:, None]
-                   * _vec(z0(len(p)), 1 + z0(len(p)), z0(len(p))))
+        sem.append(
+            lambda p, s=s: (
+                0.003
+                * (
+                    _bump(p, lower_lid * [s, 1, 1], np.array([0.011, 0.005, 0.02]))
+                    * _ss((0.0265 - p[:, 1]) / 0.003)
+                )[:, None]
+                * _vec(z0(len(p)), 1 + z0(len(p)), z0(len(p)))
+            )
+        )
         # cheek puff
-        sem.append(lambda p, s=s: 0.004 * _bump(p, np.array([0.045 * s, -0.03, 0.06]), 0.02)[:, None] * _vec(0.8 * s + z0(len(p)), z0(len(p)), 0.6 + z0(len(p))))
+        sem.append(
+            lambda p, s=s: (
+                0.004
+                * _bump(p, np.array([0.045 * s, -0.03, 0.06]), 0.02)[:, None]
+                * _vec(0.8 * s + z0(len(p)), z0(len(p)), 0.6 + z0(len(p)))
+            )
+        )
         del m
     sem += [
         # pucker: lips forward, mouth narrower
-        lambda p: _bump(p, mouth, 0.014)[:, None] * _vec(-0.3 * p[:, 0], z0(len(p)), 0.004 + z0(len(p))),
+        lambda p: (
+            _bump(p, mouth, 0.014)[:, None] * _vec(-0.3 * p[:, 0], z0(len(p)), 0.004 + z0(len(p)))
+        ),
         # mouth stretch
-        lambda p: _bump(p, mouth, 0.016)[:, None] * _vec(0.25 * p[:, 0], -0.001 + z0(len(p)), z0(len(p))),
+        lambda p: (
+            _bump(p, mouth, 0.016)[:, None] * _vec(0.25 * p[:, 0], -0.001 + z0(len(p)), z0(len(p)))
+        ),
         # upper lip raise / lower lip depress
-        lambda p: 0.003 * (_bump(p, lmk[51], 0.010) * up_lip(p))[:, None] * _vec(z0(len(p)), 1 + z0(len(p)), 0.2 + z0(len(p))),
-        lambda p: 0.003 * (_bump(p, lmk[57], 0.010) * (1 - up_lip(p)))[:, None] * _vec(z0(len(p)), -1 + z0(len(p)), 0.3 + z0(len(p))),
+        lambda p: (
+            0.003
+            * (_bump(p, lmk[51], 0.010) * up_lip(p))[:, None]
+            * _vec(z0(len(p)), 1 + z0(len(p)), 0.2 + z0(len(p)))
+        ),
+        lambda p: (
+            0.003
+            * (_bump(p, lmk[57], 0.010) * (1 - up_lip(p)))[:, None]
+            * _vec(z0(len(p)), -1 + z0(len(p)), 0.3 + z0(len(p)))
+        ),
         # brow furrow
-        lambda p: 0.003 * _bump2(p, lmk[22], 0.010)[:, None] * _vec(-0.5 * _sx(p), -0.7 + z0(len(p)), z0(len(p))),
+        lambda p: (
+            0.003
+            * _bump2(p, lmk[22], 0.010)[:, None]
+            * _vec(-0.5 * _sx(p), -0.7 + z0(len(p)), z0(len(p)))
+        ),
         # nose wrinkle
-        lambda p: 0.002 * _bump2(p, np.array([0.013, 0.005, 0.085]), 0.010)[:, None] * _vec(z0(len(p)), 1 + z0(len(p)), 0.2 + z0(len(p))),
+        lambda p: (
+            0.002
+            * _bump2(p, np.array([0.013, 0.005, 0.085]), 0.010)[:, None]
+            * _vec(z0(len(p)), 1 + z0(len(p)), 0.2 + z0(len(p)))
+        ),
         # chin raise, mouth shift
-        lambda p: 0.002 * _bump(p, lmk[8] + [0, 0.012, 0.004], 0.015)[:, None] * _vec(z0(len(p)), 1 + z0(len(p)), 0.3 + z0(len(p))),
-        lambda p: 0.003 * _bump(p, mouth, 0.018)[:, None] * _vec(1 + z0(len(p)), z0(len(p)), z0(len(p))),
+        lambda p: (
+            0.002
+            * _bump(p, lmk[8] + [0, 0.012, 0.004], 0.015)[:, None]
+            * _vec(z0(len(p)), 1 + z0(len(p)), 0.3 + z0(len(p)))
+        ),
+        lambda p: (
+            0.003 * _bump(p, mouth, 0.018)[:, None] * _vec(1 + z0(len(p)), z0(len(p)), z0(len(p)))
+        ),
         # lip press (lips towards each other) and funnel
-        lambda p: 0.0015 * _bump(p, mouth, 0.010)[:, None] * _vec(z0(len(p)), np.where(up_lip(p) > 0.5, -1.0, 1.0) * np.abs(2 * up_lip(p) - 1), z0(len(p))),
-        lambda p: 0.002 * _bump(p, mouth, 0.012)[:, None] * _vec(z0(len(p)), (p[:, 1] - sto) * 0.3 / 0.01, 1 + z0(len(p))),
+        lambda p: (
+            0.0015
+            * _bump(p, mouth, 0.010)[:, None]
+            * _vec(
+                z0(len(p)),
+                np.where(up_lip(p) > 0.5, -1.0, 1.0) * np.abs(2 * up_lip(p) - 1),
+                z0(len(p)),
+            )
+        ),
+        lambda p: (
+            0.002
+            * _bump(p, mouth, 0.012)[:, None]
+            * _vec(z0(len(p)), (p[:, 1] - sto) * 0.3 / 0.01, 1 + z0(len(p)))
+        ),
     ]
     rnd = random_fields(rng, n_total - len(sem), amp0=0.0007, decay=8.0, wavelength=(0.05, 0.10))
     return sem + rnd

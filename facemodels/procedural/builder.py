@@ -97,13 +97,19 @@ def _build_world(seed: int) -> ProceduralWorld:
     anat = surf.cast_front(A.landmark_guides()[:, :2])
     sf, sb = E.embed(topo, anat[STATIC_IDX])
     df, db = E.dynamic_contour(surf, topo, anat[:17])
-    lmk = np.concatenate([(verts[topo.faces[df[0]]] * db[0][..., None]).sum(1),
-                          (verts[topo.faces[sf]] * sb[..., None]).sum(1)], 0)
+    lmk = np.concatenate(
+        [
+            (verts[topo.faces[df[0]]] * db[0][..., None]).sum(1),
+            (verts[topo.faces[sf]] * sb[..., None]).sum(1),
+        ],
+        0,
+    )
     # identity basis
     id_rng, ex_rng = (np.random.default_rng(s) for s in rng.integers(0, 2**31, size=2))
     id_fields = B.identity_fields(lmk)
-    id_fields += B.random_fields(id_rng, N_SHAPE - len(id_fields), amp0=0.0008, decay=10.0,
-                                 wavelength=(0.06, 0.16))
+    id_fields += B.random_fields(
+        id_rng, N_SHAPE - len(id_fields), amp0=0.0008, decay=10.0, wavelength=(0.06, 0.16)
+    )
     id_comp, id_mix = B.principal_components(B.sample(id_fields, _field_points(verts)))
     # expression basis (zero on eyeballs and outside the face support)
     ex_fields = B.expression_fields(lmk, ex_rng, N_EXPR)
@@ -160,12 +166,21 @@ def write_flame(world: ProceduralWorld, out: Path) -> Path:
         "bs_type": "lrotmin",
     }
     _dump_pickle(model, out / "FLAME_NEUTRAL.pkl")
-    _dump_pickle({"lmk_face_idx": world.static_faces.astype(np.uint32),
-                  "lmk_b_coords": world.static_bary.astype(np.float64)},
-                 out / "flame_static_embedding.pkl")
-    np.save(out / "flame_dynamic_embedding.npy",
-            {"lmk_face_idx": world.dynamic_faces.astype(np.int64),
-             "lmk_b_coords": world.dynamic_bary.astype(np.float64)}, allow_pickle=True)
+    _dump_pickle(
+        {
+            "lmk_face_idx": world.static_faces.astype(np.uint32),
+            "lmk_b_coords": world.static_bary.astype(np.float64),
+        },
+        out / "flame_static_embedding.pkl",
+    )
+    np.save(
+        out / "flame_dynamic_embedding.npy",
+        {
+            "lmk_face_idx": world.dynamic_faces.astype(np.int64),
+            "lmk_b_coords": world.dynamic_bary.astype(np.float64),
+        },
+        allow_pickle=True,
+    )
     _dump_pickle(world.masks, out / "FLAME_masks.pkl")
     np.save(out / "face_region_1609.npy", world.masks["face"])
     keep = np.setdiff1d(np.arange(T.N_VERTS), world.masks["neck"])
@@ -228,14 +243,19 @@ def build_bfm(world: ProceduralWorld) -> BfmArraysOut:
     return BfmArraysOut(verts, topo.tri, kp, id_c / id_n, id_n * 1e6, ex_c / ex_n, ex_n * 1e6)
 
 
-def _bfm_texture(v: np.ndarray, lmk: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+def _bfm_texture(
+    v: np.ndarray, lmk: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, ...]:
     """Per-vertex albedo (RGB 0..255) mean, 199 smooth colour components, their sds."""
     from facemodels.procedural.masks import _inside_polygon
 
     col = np.tile(np.array([205.0, 160.0, 140.0]), (len(v), 1))
     lips = _inside_polygon(v[:, :2], lmk[48:60, :2]) & (v[:, 2] > 0.05)
     col[lips] = [175.0, 95.0, 95.0]
-    eye_d = np.minimum(np.linalg.norm(v - A.LEFT_EYE_CENTRE, axis=1), np.linalg.norm(v - A.RIGHT_EYE_CENTRE, axis=1))
+    eye_d = np.minimum(
+        np.linalg.norm(v - A.LEFT_EYE_CENTRE, axis=1),
+        np.linalg.norm(v - A.RIGHT_EYE_CENTRE, axis=1),
+    )
     col[eye_d < A.EYE_RADIUS + 2e-4] = [235.0, 235.0, 230.0]
     col[v[:, 1] > A.HAIRLINE_Y] = [70.0, 50.0, 40.0]
     fields = B.random_fields(rng, N_BFM_SHAPE, amp0=1.0, decay=10.0, wavelength=(0.03, 0.2))
@@ -266,40 +286,61 @@ def _write_bfm(world: ProceduralWorld, out: Path) -> Path:
     bfm = build_bfm(world)
     n = len(bfm.vertices)
     mu = (bfm.vertices * 1e6).reshape(-1, 1)
-    tex_mu, tex_pc, tex_ev = _bfm_texture(bfm.vertices, world.landmarks68, np.random.default_rng(world.seed + 7919))
+    tex_mu, tex_pc, tex_ev = _bfm_texture(
+        bfm.vertices, world.landmarks68, np.random.default_rng(world.seed + 7919)
+    )
     seg = np.zeros((n, 4))
     lm = world.landmarks68
     v = bfm.vertices
-    eye_d = np.minimum(np.linalg.norm(v - A.LEFT_EYE_CENTRE, axis=1), np.linalg.norm(v - A.RIGHT_EYE_CENTRE, axis=1))
+    eye_d = np.minimum(
+        np.linalg.norm(v - A.LEFT_EYE_CENTRE, axis=1),
+        np.linalg.norm(v - A.RIGHT_EYE_CENTRE, axis=1),
+    )
     seg[:, 0] = eye_d < 0.02
-    seg[:, 1] = (np.abs(v[:, 0]) < 0.022) & (v[:, 1] < lm[27, 1]) & (v[:, 1] > lm[33, 1] - 0.004) & (seg[:, 0] == 0)
-    seg[:, 2] = (np.abs(v[:, 0]) < 0.032) & (v[:, 1] <= lm[33, 1] - 0.004) & (v[:, 1] > lm[8, 1] + 0.02)
+    seg[:, 1] = (
+        (np.abs(v[:, 0]) < 0.022)
+        & (v[:, 1] < lm[27, 1])
+        & (v[:, 1] > lm[33, 1] - 0.004)
+        & (seg[:, 0] == 0)
+    )
+    seg[:, 2] = (
+        (np.abs(v[:, 0]) < 0.032) & (v[:, 1] <= lm[33, 1] - 0.004) & (v[:, 1] > lm[8, 1] + 0.02)
+    )
     seg[:, 3] = seg[:, :3].sum(1) == 0
     f32 = np.float32
-    _savemat(out / "01_MorphableModel.mat", {
-        "shapeMU": mu.astype(f32),
-        "shapePC": bfm.shape_pc.astype(f32),
-        "shapeEV": bfm.shape_ev.reshape(-1, 1).astype(f32),
-        "texMU": tex_mu.astype(f32),
-        "texPC": tex_pc.astype(f32),
-        "texEV": tex_ev.reshape(-1, 1).astype(f32),
-        "tl": (bfm.tri + 1).astype(np.float64),
-        "segbin": seg.astype(np.uint8),
-    })
-    _savemat(out / "Model_Expression.mat", {
-        "mu_exp": np.zeros((3 * n, 1), dtype=f32),
-        "w_exp": bfm.exp_pc.astype(f32),
-        "sigma_exp": bfm.exp_ev.reshape(-1, 1).astype(f32),
-    })
+    _savemat(
+        out / "01_MorphableModel.mat",
+        {
+            "shapeMU": mu.astype(f32),
+            "shapePC": bfm.shape_pc.astype(f32),
+            "shapeEV": bfm.shape_ev.reshape(-1, 1).astype(f32),
+            "texMU": tex_mu.astype(f32),
+            "texPC": tex_pc.astype(f32),
+            "texEV": tex_ev.reshape(-1, 1).astype(f32),
+            "tl": (bfm.tri + 1).astype(np.float64),
+            "segbin": seg.astype(np.uint8),
+        },
+    )
+    _savemat(
+        out / "Model_Expression.mat",
+        {
+            "mu_exp": np.zeros((3 * n, 1), dtype=f32),
+            "w_exp": bfm.exp_pc.astype(f32),
+            "sigma_exp": bfm.exp_ev.reshape(-1, 1).astype(f32),
+        },
+    )
     mirror = _bfm_mirror(bfm.vertices)
     pairs = np.array([(i, mirror[i]) for i in range(n) if i < mirror[i]], dtype=np.float64).T + 1
-    _savemat(out / "model_info.mat", {
-        "keypoints": (bfm.keypoints + 1).astype(np.float64).reshape(1, -1),
-        "trimIndex": np.arange(1, n + 1, dtype=np.float64).reshape(-1, 1),
-        "tri": (bfm.tri + 1).astype(np.float64).T,
-        "symlist": pairs,
-        "segbin": seg.astype(np.float64).T,
-    })
+    _savemat(
+        out / "model_info.mat",
+        {
+            "keypoints": (bfm.keypoints + 1).astype(np.float64).reshape(1, -1),
+            "trimIndex": np.arange(1, n + 1, dtype=np.float64).reshape(-1, 1),
+            "tri": (bfm.tri + 1).astype(np.float64).T,
+            "symlist": pairs,
+            "segbin": seg.astype(np.float64).T,
+        },
+    )
     (out / VERSION_FILE).write_text(f"{BUILD_VERSION} seed={world.seed}\n")
     return out
 

@@ -28,8 +28,9 @@ def embed(topo: T.FlameTopology, pts: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return topo.locate(th, ph)
 
 
-def dynamic_contour(surf: HeadSurface, topo: T.FlameTopology, jaw: np.ndarray,
-                    n_samples: int = 48) -> tuple[np.ndarray, np.ndarray]:
+def dynamic_contour(
+    surf: HeadSurface, topo: T.FlameTopology, jaw: np.ndarray, n_samples: int = 48
+) -> tuple[np.ndarray, np.ndarray]:
     """(79, 17) face indices and (79, 17, 3) barycentrics for the 17 contour landmarks.
 
     ``jaw``: (17, 3) anatomical jaw points on the surface (model space, metres).

@@ -85,10 +85,32 @@ def build_masks(verts: np.ndarray, lmk: np.ndarray) -> dict[str, np.ndarray]:
     ear = (np.sqrt(((q / A.EAR_AXES) ** 2).sum(1)) < 1.4) & (np.abs(x) > 0.060)
     neck = y < A.NECK_Y
     scalp = ((y > A.HAIRLINE_Y) | ((z < -0.035) & (y > -0.045))) & ~ear & ~neck
-    eye_region = (np.abs(x) > 0.006) & (np.abs(x) < 0.058) & (y > 0.012) & (y < lmk[17:27, 1].max() + 0.004) & (z > 0.03)
-    forehead = (y > lmk[17:27, 1].min()) & (y <= A.HAIRLINE_Y) & (np.abs(x) < 0.062) & (z > 0.02) & ~eye_region
-    nose_poly = np.array([[-0.006, lmk[27, 1] + 0.002], [0.006, lmk[27, 1] + 0.002], [0.012, 0.005], [0.021, -0.013],
-                          [0.012, lmk[33, 1] - 0.003], [-0.012, lmk[33, 1] - 0.003], [-0.021, -0.013], [-0.012, 0.005]])
+    eye_region = (
+        (np.abs(x) > 0.006)
+        & (np.abs(x) < 0.058)
+        & (y > 0.012)
+        & (y < lmk[17:27, 1].max() + 0.004)
+        & (z > 0.03)
+    )
+    forehead = (
+        (y > lmk[17:27, 1].min())
+        & (y <= A.HAIRLINE_Y)
+        & (np.abs(x) < 0.062)
+        & (z > 0.02)
+        & ~eye_region
+    )
+    nose_poly = np.array(
+        [
+            [-0.006, lmk[27, 1] + 0.002],
+            [0.006, lmk[27, 1] + 0.002],
+            [0.012, 0.005],
+            [0.021, -0.013],
+            [0.012, lmk[33, 1] - 0.003],
+            [-0.012, lmk[33, 1] - 0.003],
+            [-0.021, -0.013],
+            [-0.012, 0.005],
+        ]
+    )
     nose = _inside_polygon(p[:, :2], nose_poly) & (z > 0.06)
     lips = _inside_polygon(p[:, :2], lmk[48:60, :2]) & (z > 0.05)
     bottom = T.head_vertex(T.N_RINGS - 1, np.arange(T.N_COLS))

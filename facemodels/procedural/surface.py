@@ -72,7 +72,9 @@ def _polygon_sdf(p: np.ndarray, poly: np.ndarray) -> np.ndarray:
     ya, yb = a[None, :, 1], b[None, :, 1]
     py, px = p[:, None, 1], p[:, None, 0]
     cond = (ya > py) != (yb > py)
-    xint = a[None, :, 0] + (py - ya) * (b[None, :, 0] - a[None, :, 0]) / np.where(yb == ya, 1e-12, yb - ya)
+    xint = a[None, :, 0] + (py - ya) * (b[None, :, 0] - a[None, :, 0]) / np.where(
+        yb == ya, 1e-12, yb - ya
+    )
     inside = (cond & (px < xint)).sum(1) % 2 == 1
     return np.where(inside, d, -d)
 
@@ -162,7 +164,9 @@ class HeadSurface:
         return smin(v, p[:, 2] - 0.0, 0.004)
 
     def ears(self, p: np.ndarray) -> np.ndarray:
-        q = (np.abs(p[:, 0])[:, None] * np.array([1.0, 0, 0]) + p * np.array([0, 1.0, 1.0])) - A.EAR_CENTRE
+        q = (
+            np.abs(p[:, 0])[:, None] * np.array([1.0, 0, 0]) + p * np.array([0, 1.0, 1.0])
+        ) - A.EAR_CENTRE
         r = np.sqrt(((q / A.EAR_AXES) ** 2).sum(1))
         return (1.0 - r) * A.EAR_AXES.min()
 
@@ -180,8 +184,14 @@ class HeadSurface:
         return v
 
     # --- ray casting -------------------------------------------------------------------------
-    def cast(self, dirs: np.ndarray, origin: np.ndarray | None = None, r_max: float = 0.20,
-             step: float = 0.002, iters: int = 24) -> np.ndarray:
+    def cast(
+        self,
+        dirs: np.ndarray,
+        origin: np.ndarray | None = None,
+        r_max: float = 0.20,
+        step: float = 0.002,
+        iters: int = 24,
+    ) -> np.ndarray:
         """Outermost surface point along each ray origin + t * dir, t in (0, r_max]: (N, 3)."""
         o = A.CENTRE if origin is None else origin
         o = np.broadcast_to(o, dirs.shape)

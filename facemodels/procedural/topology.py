@@ -132,16 +132,24 @@ class FlameTopology:
         kk = k - 1  # band between ring kk and kk+1
         band = ~cap
         lo = np.maximum(kk, 0)
-        vv = (theta - self.theta[lo]) / (self.theta[np.minimum(lo + 1, N_RINGS - 1)] - self.theta[lo])
+        vv = (theta - self.theta[lo]) / (
+            self.theta[np.minimum(lo + 1, N_RINGS - 1)] - self.theta[lo]
+        )
         base = N_COLS + 2 * (lo * N_COLS + j)
         pos = j < N_COLS // 2
         # x > 0 side: (a, d, b) if u >= v else (a, c, d)
         up = u >= vv
-        b1 = np.where(up[:, None], np.stack([1 - u, vv, u - vv], 1), np.stack([1 - vv, vv - u, u], 1))
+        b1 = np.where(
+            up[:, None], np.stack([1 - u, vv, u - vv], 1), np.stack([1 - vv, vv - u, u], 1)
+        )
         f1 = base + np.where(up, 0, 1)
         # x < 0 side: (a, c, b) if u + v <= 1 else (b, c, d)
         lowr = u + vv <= 1
-        b2 = np.where(lowr[:, None], np.stack([1 - u - vv, vv, u], 1), np.stack([1 - vv, 1 - u, u + vv - 1], 1))
+        b2 = np.where(
+            lowr[:, None],
+            np.stack([1 - u - vv, vv, u], 1),
+            np.stack([1 - vv, 1 - u, u + vv - 1], 1),
+        )
         f2 = base + np.where(lowr, 0, 1)
         fidx[band] = np.where(pos, f1, f2)[band]
         bary[band] = np.where(pos[:, None], b1, b2)[band]

@@ -112,11 +112,23 @@ def test_expressions_leave_skull_ears_and_eyes_fixed(world):
     ex = world.shapedirs[:, :, 300:]
     m = world.masks
     v = world.v_template
-    still = np.concatenate([m["scalp"], m["left_ear"], m["right_ear"], m["left_eyeball"], m["right_eyeball"],
-                            np.flatnonzero(v[:, 2] < 0.0), np.flatnonzero(v[:, 1] > A.HAIRLINE_Y)])
+    still = np.concatenate(
+        [
+            m["scalp"],
+            m["left_ear"],
+            m["right_ear"],
+            m["left_eyeball"],
+            m["right_eyeball"],
+            np.flatnonzero(v[:, 2] < 0.0),
+            np.flatnonzero(v[:, 1] > A.HAIRLINE_Y),
+        ]
+    )
     assert np.abs(ex[still]).max() == 0.0
     # expressions do move the mouth, lips and brows (> 1 mm for some +-1 sd component)
-    for region in (m["lips"], np.flatnonzero((v[:, 1] > 0.045) & (v[:, 1] < 0.06) & (v[:, 2] > 0.05))):
+    for region in (
+        m["lips"],
+        np.flatnonzero((v[:, 1] > 0.045) & (v[:, 1] < 0.06) & (v[:, 2] > 0.05)),
+    ):
         assert np.linalg.norm(ex[region], axis=1).max() > 1e-3
 
 
@@ -135,7 +147,9 @@ def test_jaw_rotation_moves_chin_not_forehead(world, model):
     assert dl[8, 1] < -0.01  # chin down by more than 1 cm
     assert dl[57, 1] < -0.005  # lower lip follows
     assert np.abs(dl[[27, 30, 33, 36, 45, 51]]).max() < 1e-4  # nose, eyes, upper lip stay
-    fixed = np.concatenate([world.masks["forehead"], world.masks["scalp"], world.masks["left_eyeball"]])
+    fixed = np.concatenate(
+        [world.masks["forehead"], world.masks["scalp"], world.masks["left_eyeball"]]
+    )
     assert np.abs(dv[fixed]).max() < 1e-6
 
 

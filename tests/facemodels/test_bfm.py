@@ -36,13 +36,25 @@ def test_real_file_layout(bfm_dir):
     m = scipy.io.loadmat(str(bfm_dir / "01_MorphableModel.mat"))
     n3 = m["shapeMU"].shape[0]
     assert n3 % 3 == 0 and 3000 < n3 // 3 < 12000
-    assert m["shapeMU"].shape == (n3, 1) and m["shapePC"].shape == (n3, 199) and m["shapeEV"].shape == (199, 1)
+    assert (
+        m["shapeMU"].shape == (n3, 1)
+        and m["shapePC"].shape == (n3, 199)
+        and m["shapeEV"].shape == (199, 1)
+    )
     assert m["shapeMU"].dtype == np.float32 and m["shapePC"].dtype == np.float32
-    assert m["texMU"].shape == (n3, 1) and m["texPC"].shape == (n3, 199) and m["texEV"].shape == (199, 1)
+    assert (
+        m["texMU"].shape == (n3, 1)
+        and m["texPC"].shape == (n3, 199)
+        and m["texEV"].shape == (199, 1)
+    )
     assert m["tl"].shape[1] == 3 and m["tl"].min() == 1 and m["tl"].max() == n3 // 3
     assert m["segbin"].shape == (n3 // 3, 4)
     e = scipy.io.loadmat(str(bfm_dir / "Model_Expression.mat"))
-    assert e["mu_exp"].shape == (n3, 1) and e["w_exp"].shape == (n3, 29) and e["sigma_exp"].shape == (29, 1)
+    assert (
+        e["mu_exp"].shape == (n3, 1)
+        and e["w_exp"].shape == (n3, 29)
+        and e["sigma_exp"].shape == (29, 1)
+    )
     info = scipy.io.loadmat(str(bfm_dir / "model_info.mat"))
     assert info["keypoints"].shape == (1, 68) and info["keypoints"].min() >= 1
     # micrometres, x/y/z interleaved: head ~15-19 cm wide, nose tip in front (+z)
@@ -58,7 +70,10 @@ def test_real_file_layout(bfm_dir):
 def test_bfm_bytes_are_deterministic(world, bfm_dir, tmp_path):
     again = write_bfm(world, tmp_path / "again")
     for f in ("01_MorphableModel.mat", "Model_Expression.mat", "model_info.mat"):
-        assert hashlib.sha256((again / f).read_bytes()).digest() == hashlib.sha256((bfm_dir / f).read_bytes()).digest()
+        assert (
+            hashlib.sha256((again / f).read_bytes()).digest()
+            == hashlib.sha256((bfm_dir / f).read_bytes()).digest()
+        )
 
 
 def test_keypoints_are_the_flame_landmarks(world, bfm_dir):
@@ -67,7 +82,9 @@ def test_keypoints_are_the_flame_landmarks(world, bfm_dir):
     lm = bfm.landmarks(torch.zeros(1, 199), torch.zeros(1, 29))[0].double().numpy() * 1e-6
     err = np.linalg.norm(lm - world.landmarks68, axis=1)
     eyes = np.arange(36, 48)  # the BFM mesh closes the eyes with the eyeballs: lids differ more
-    assert np.delete(err, eyes).max() < 1.5e-3 and err[eyes].max() < 3.5e-3 and np.median(err) < 1e-3
+    assert (
+        np.delete(err, eyes).max() < 1.5e-3 and err[eyes].max() < 3.5e-3 and np.median(err) < 1e-3
+    )
 
 
 def test_same_distribution_of_heads_as_flame(world, bfm_dir):
@@ -98,8 +115,13 @@ def test_linear_bfm_forward(bfm_dir):
     np.testing.assert_allclose(v.numpy().reshape(4, -1), ref, atol=2.0)  # um, float32 model
     assert v.shape == (4, bfm.n_vertices, 3)
     # fewer columns = leading modes only
-    torch.testing.assert_close(bfm(sp[:, :40].float()), bfm(torch.cat([sp[:, :40], torch.zeros(4, 159, dtype=torch.float64)], 1).float()))
-    assert torch.equal(bfm.landmarks(sp.float(), ep.float()), bfm(sp.float(), ep.float())[:, bfm.keypoints68])
+    torch.testing.assert_close(
+        bfm(sp[:, :40].float()),
+        bfm(torch.cat([sp[:, :40], torch.zeros(4, 159, dtype=torch.float64)], 1).float()),
+    )
+    assert torch.equal(
+        bfm.landmarks(sp.float(), ep.float()), bfm(sp.float(), ep.float())[:, bfm.keypoints68]
+    )
     with pytest.raises(ValueError, match="200 columns"):
         bfm(torch.zeros(1, 200))
 
@@ -128,8 +150,14 @@ def test_reconstruction_round_trips(bfm_dir):
     sp = torch.randn(3, 199, generator=g) * bfm.shape_std
     ep = torch.randn(3, 29, generator=g) * bfm.exp_std
     v = bfm(sp, ep).double()
-    pose = torch.tensor([[0.1, -0.5, 0.05, 60.0, 70.0, 0.0, 8e-4], [-0.2, 0.7, -0.1, 50.0, 40.0, 3.0, 1e-3],
-                         [0.0, 0.0, 0.3, 64.0, 64.0, 0.0, 5e-4]], dtype=torch.float64)
+    pose = torch.tensor(
+        [
+            [0.1, -0.5, 0.05, 60.0, 70.0, 0.0, 8e-4],
+            [-0.2, 0.7, -0.1, 50.0, 40.0, 3.0, 1e-3],
+            [0.0, 0.0, 0.3, 64.0, 64.0, 0.0, 5e-4],
+        ],
+        dtype=torch.float64,
+    )
     img = bfm_project_3ddfa(v, pose, img_h=128)
     back = bfm_unproject_3ddfa(img, pose, img_h=128)
     torch.testing.assert_close(back, v, atol=1e-6, rtol=0)
@@ -153,15 +181,26 @@ def test_trimmed_layout_like_3ddfa(bfm_dir, tmp_path):
     rows = (3 * keep[:, None] + np.arange(3)).reshape(-1)
     out = tmp_path / "trim"
     out.mkdir()
-    scipy.io.savemat(str(out / "01_MorphableModel.mat"), {k: m[k] for k in ("shapeMU", "shapePC", "shapeEV", "texMU", "tl")})
-    scipy.io.savemat(str(out / "Model_Expression.mat"), {"mu_exp": e["mu_exp"][rows], "w_exp": e["w_exp"][rows], "sigma_exp": e["sigma_exp"]})
+    scipy.io.savemat(
+        str(out / "01_MorphableModel.mat"),
+        {k: m[k] for k in ("shapeMU", "shapePC", "shapeEV", "texMU", "tl")},
+    )
+    scipy.io.savemat(
+        str(out / "Model_Expression.mat"),
+        {"mu_exp": e["mu_exp"][rows], "w_exp": e["w_exp"][rows], "sigma_exp": e["sigma_exp"]},
+    )
     remap = -np.ones(n, dtype=int)
     remap[keep] = np.arange(len(keep))
     tri = info["tri"].astype(int) - 1
     ok = (remap[tri] >= 0).all(0)
-    scipy.io.savemat(str(out / "model_info.mat"), {"keypoints": (remap[kp] + 1).reshape(1, -1).astype(float),
-                                                  "trimIndex": (keep + 1).reshape(-1, 1).astype(float),
-                                                  "tri": (remap[tri[:, ok]] + 1).astype(float)})
+    scipy.io.savemat(
+        str(out / "model_info.mat"),
+        {
+            "keypoints": (remap[kp] + 1).reshape(1, -1).astype(float),
+            "trimIndex": (keep + 1).reshape(-1, 1).astype(float),
+            "tri": (remap[tri[:, ok]] + 1).astype(float),
+        },
+    )
     a = load_bfm_arrays(out)
     full = load_bfm_arrays(bfm_dir)
     assert a.mean.shape == (len(keep), 3)
@@ -180,15 +219,24 @@ def test_loader_errors_name_file_and_key(bfm_dir, tmp_path):
     (out / "model_info.mat").unlink()
     with pytest.raises(FileNotFoundError, match="model_info.mat"):
         load_bfm_arrays(out)
-    scipy.io.savemat(str(out / "model_info.mat"), {"keypoints": np.arange(1, 11, dtype=float).reshape(1, -1)})
-    with pytest.raises(BfmFormatError, match=r"model_info.mat: key 'keypoints' has 10 entries, expected 68"):
+    scipy.io.savemat(
+        str(out / "model_info.mat"), {"keypoints": np.arange(1, 11, dtype=float).reshape(1, -1)}
+    )
+    with pytest.raises(
+        BfmFormatError, match=r"model_info.mat: key 'keypoints' has 10 entries, expected 68"
+    ):
         load_bfm_arrays(out)
     (out / "model_info.mat").unlink()
     (out / "model_info.mat").symlink_to(bfm_dir / "model_info.mat")
     (out / "Model_Expression.mat").unlink()
     e = scipy.io.loadmat(str(bfm_dir / "Model_Expression.mat"))
-    scipy.io.savemat(str(out / "Model_Expression.mat"), {"mu_exp": e["mu_exp"], "w_exp": e["w_exp"]})
-    with pytest.raises(BfmFormatError, match=r"Model_Expression.mat: missing key 'sigma_exp' \(expected shape \(29, 1\)\)"):
+    scipy.io.savemat(
+        str(out / "Model_Expression.mat"), {"mu_exp": e["mu_exp"], "w_exp": e["w_exp"]}
+    )
+    with pytest.raises(
+        BfmFormatError,
+        match=r"Model_Expression.mat: missing key 'sigma_exp' \(expected shape \(29, 1\)\)",
+    ):
         load_bfm_arrays(out)
     (out / "Model_Expression.mat").unlink()
     (out / "Model_Expression.mat").write_bytes(b"not a mat file")

@@ -49,7 +49,9 @@ def _write_model(folder: Path, d: dict) -> None:
 
 def test_load_arrays(flame_dir):
     a = load_flame_arrays(flame_dir)
-    assert a.v_template.shape == (5023, 3) and a.faces.shape == (9976, 3) and a.faces.dtype == np.int64
+    assert (
+        a.v_template.shape == (5023, 3) and a.faces.shape == (9976, 3) and a.faces.dtype == np.int64
+    )
     assert a.shapedirs.shape == (5023, 3, 400) and a.n_shape == 300 and a.n_expression == 100
     assert a.J_regressor.shape == (5, 5023) and a.weights.shape == (5023, 5)
     assert a.parents.tolist() == [-1, 0, 1, 1, 1]
@@ -64,8 +66,12 @@ def test_sparse_j_regressor_variant(flame_dir, tmp_path):
     a = load_flame_arrays(d)
     np.testing.assert_array_equal(a.J_regressor, load_flame_arrays(flame_dir).J_regressor)
     with torch.no_grad():
-        v_sparse = FlameModel(d, n_shape=10, n_exp=10)(jaw_pose=torch.tensor([[0.2, 0, 0]])).vertices
-        v_dense = FlameModel(flame_dir, n_shape=10, n_exp=10)(jaw_pose=torch.tensor([[0.2, 0, 0]])).vertices
+        v_sparse = FlameModel(d, n_shape=10, n_exp=10)(
+            jaw_pose=torch.tensor([[0.2, 0, 0]])
+        ).vertices
+        v_dense = FlameModel(flame_dir, n_shape=10, n_exp=10)(
+            jaw_pose=torch.tensor([[0.2, 0, 0]])
+        ).vertices
     torch.testing.assert_close(v_sparse, v_dense)
 
 
@@ -141,8 +147,16 @@ def test_corrupt_pickle_names_the_file(flame_dir, tmp_path):
 @pytest.mark.parametrize(
     ("key", "bad", "pattern"),
     [
-        ("shapedirs", lambda a: a[:, :, :, None], r"'shapedirs' has shape .*expected \(5023, 3, N\)"),
-        ("posedirs", lambda a: a[:, :, :30], r"'posedirs' has shape \(5023, 3, 30\), expected \(5023, 3, 36\)"),
+        (
+            "shapedirs",
+            lambda a: a[:, :, :, None],
+            r"'shapedirs' has shape .*expected \(5023, 3, N\)",
+        ),
+        (
+            "posedirs",
+            lambda a: a[:, :, :30],
+            r"'posedirs' has shape \(5023, 3, 30\), expected \(5023, 3, 36\)",
+        ),
         ("weights", lambda a: a[:, :4], r"'weights' has shape \(5023, 4\), expected \(5023, 5\)"),
         ("f", lambda a: a[:100], r"'f' has shape \(100, 3\), expected \(9976, 3\)"),
         ("v_template", lambda a: a[:5000], r"'v_template' has 5000 vertices, expected 5023"),
@@ -163,12 +177,17 @@ def test_missing_key_is_named(flame_dir, tmp_path):
     m = _model_dict(d)
     del m["J_regressor"]
     _write_model(d, m)
-    with pytest.raises(FlameFormatError, match=r"FLAME_NEUTRAL.pkl: missing key 'J_regressor' \(expected shape \(5, 5023\)\)"):
+    with pytest.raises(
+        FlameFormatError,
+        match=r"FLAME_NEUTRAL.pkl: missing key 'J_regressor' \(expected shape \(5, 5023\)\)",
+    ):
         load_flame_arrays(d)
     d = _copy(flame_dir, tmp_path / "nokey_static")
     with open(_fresh(d / "flame_static_embedding.pkl"), "wb") as fh:
         pickle.dump({"lmk_face_idx": np.zeros(51, np.uint32)}, fh)
-    with pytest.raises(FlameFormatError, match=r"flame_static_embedding.pkl: missing key 'lmk_b_coords'"):
+    with pytest.raises(
+        FlameFormatError, match=r"flame_static_embedding.pkl: missing key 'lmk_b_coords'"
+    ):
         load_flame_arrays(d)
 
 
@@ -176,25 +195,44 @@ def test_missing_key_is_named(flame_dir, tmp_path):
 def test_flame_model_any_batch(flame_dir, batch):
     model = FlameModel(flame_dir, n_shape=50, n_exp=20)
     g = torch.Generator().manual_seed(batch)
-    args = dict(shape=torch.randn(batch, 50, generator=g), expression=torch.randn(batch, 20, generator=g),
-                global_orient=0.3 * torch.randn(batch, 3, generator=g), neck_pose=0.1 * torch.randn(batch, 3, generator=g),
-                jaw_pose=0.1 * torch.rand(batch, 3, generator=g), eye_pose=0.1 * torch.randn(batch, 6, generator=g),
-                transl=torch.randn(batch, 3, generator=g))
+    args = dict(
+        shape=torch.randn(batch, 50, generator=g),
+        expression=torch.randn(batch, 20, generator=g),
+        global_orient=0.3 * torch.randn(batch, 3, generator=g),
+        neck_pose=0.1 * torch.randn(batch, 3, generator=g),
+        jaw_pose=0.1 * torch.rand(batch, 3, generator=g),
+        eye_pose=0.1 * torch.randn(batch, 6, generator=g),
+        transl=torch.randn(batch, 3, generator=g),
+    )
     with torch.no_grad():
         out = model(**args)
     assert out.vertices.shape == (batch, 5023, 3)
     assert out.landmarks68.shape == (batch, 68, 3) and out.joints.shape == (batch, 5, 3)
     # matches smplx called directly with the same inputs
-    ref = smplx.FLAME(model_path=str(flame_dir), num_betas=50, num_expression_coeffs=20, use_face_contour=True,
-                      batch_size=batch)
+    ref = smplx.FLAME(
+        model_path=str(flame_dir),
+        num_betas=50,
+        num_expression_coeffs=20,
+        use_face_contour=True,
+        batch_size=batch,
+    )
     with torch.no_grad():
-        r = ref(betas=args["shape"], expression=args["expression"], global_orient=args["global_orient"],
-                neck_pose=args["neck_pose"], jaw_pose=args["jaw_pose"], leye_pose=args["eye_pose"][:, :3],
-                reye_pose=args["eye_pose"][:, 3:], transl=args["transl"])
+        r = ref(
+            betas=args["shape"],
+            expression=args["expression"],
+            global_orient=args["global_orient"],
+            neck_pose=args["neck_pose"],
+            jaw_pose=args["jaw_pose"],
+            leye_pose=args["eye_pose"][:, :3],
+            reye_pose=args["eye_pose"][:, 3:],
+            transl=args["transl"],
+        )
     torch.testing.assert_close(out.vertices, r.vertices)
     torch.testing.assert_close(out.landmarks68, torch.cat([r.joints[:, 56:], r.joints[:, 5:56]], 1))
     # the translation is applied to everything
-    torch.testing.assert_close(out.vertices.mean(1) - args["transl"], r.vertices.mean(1) - args["transl"])
+    torch.testing.assert_close(
+        out.vertices.mean(1) - args["transl"], r.vertices.mean(1) - args["transl"]
+    )
 
 
 def test_flame_model_defaults_and_errors(flame_dir):
@@ -203,7 +241,9 @@ def test_flame_model_defaults_and_errors(flame_dir):
         out = model()
         out3 = model(jaw_pose=torch.zeros(3, 3))
     assert out.vertices.shape == (1, 5023, 3) and out3.vertices.shape == (3, 5023, 3)
-    np.testing.assert_allclose(out.vertices[0].numpy(), load_flame_arrays(flame_dir).v_template, atol=1e-6)
+    np.testing.assert_allclose(
+        out.vertices[0].numpy(), load_flame_arrays(flame_dir).v_template, atol=1e-6
+    )
     with pytest.raises(ValueError, match=r"shape has shape \(2, 11\), expected \(2, 10\)"):
         model(shape=torch.zeros(2, 11))
     with pytest.raises(ValueError, match="expression"):

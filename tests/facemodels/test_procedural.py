@@ -71,13 +71,24 @@ def test_other_seed_same_mean_other_bases(world, tmp_path):
 
 @pytest.mark.parametrize("batch", [1, 64])
 def test_smplx_loads_and_runs(flame_dir, batch):
-    m = smplx.FLAME(model_path=str(flame_dir), num_betas=300, num_expression_coeffs=100,
-                    use_face_contour=True, batch_size=batch)
+    m = smplx.FLAME(
+        model_path=str(flame_dir),
+        num_betas=300,
+        num_expression_coeffs=100,
+        use_face_contour=True,
+        batch_size=batch,
+    )
     g = torch.Generator().manual_seed(0)
-    out = m(betas=torch.randn(batch, 300, generator=g), expression=torch.randn(batch, 100, generator=g),
-            global_orient=0.2 * torch.randn(batch, 3, generator=g), neck_pose=torch.zeros(batch, 3),
-            jaw_pose=torch.zeros(batch, 3), leye_pose=torch.zeros(batch, 3), reye_pose=torch.zeros(batch, 3),
-            transl=torch.zeros(batch, 3))
+    out = m(
+        betas=torch.randn(batch, 300, generator=g),
+        expression=torch.randn(batch, 100, generator=g),
+        global_orient=0.2 * torch.randn(batch, 3, generator=g),
+        neck_pose=torch.zeros(batch, 3),
+        jaw_pose=torch.zeros(batch, 3),
+        leye_pose=torch.zeros(batch, 3),
+        reye_pose=torch.zeros(batch, 3),
+        transl=torch.zeros(batch, 3),
+    )
     assert out.vertices.shape == (batch, 5023, 3)
     assert out.joints.shape == (batch, 5 + 51 + 17, 3)
     assert torch.isfinite(out.vertices).all()
@@ -102,7 +113,9 @@ def test_file_contents_match_flame_layout(flame_dir):
 
 
 def test_landmarks_at_anatomical_places(world, flame_dir):
-    m = smplx.FLAME(model_path=str(flame_dir), num_betas=10, num_expression_coeffs=10, use_face_contour=True)
+    m = smplx.FLAME(
+        model_path=str(flame_dir), num_betas=10, num_expression_coeffs=10, use_face_contour=True
+    )
     j = m().joints[0].detach().double().numpy()
     lmk = np.concatenate([j[5 + 51 :], j[5 : 5 + 51]])  # iBUG order
     np.testing.assert_allclose(lmk, world.landmarks68, atol=1e-6)
@@ -118,7 +131,9 @@ def test_landmarks_at_anatomical_places(world, flame_dir):
 def test_dynamic_rows_follow_smplx_lookup(flame_dir, world):
     """smplx picks row round(yaw)+... as documented in embedding.py; check at several yaws that
     the contour it returns is the row's contour rotated with the head."""
-    m = smplx.FLAME(model_path=str(flame_dir), num_betas=10, num_expression_coeffs=10, use_face_contour=True)
+    m = smplx.FLAME(
+        model_path=str(flame_dir), num_betas=10, num_expression_coeffs=10, use_face_contour=True
+    )
     dyn = np.load(flame_dir / "flame_dynamic_embedding.npy", allow_pickle=True)[()]
     v, f = world.v_template, world.faces
     for yaw_deg in (-39, -20, -1, 0, 7, 25, 39, 60):
@@ -157,7 +172,9 @@ def test_contour_slides_to_the_silhouette(world, yaw_deg, min_moved):
         # nothing on the face at this height sticks out beyond the landmark (2 mm slack)
         assert s * xs(c[i]) >= (s * xs(band)).max() - 0.002
         moved += int(np.abs(c[i, 0]) < np.abs(c0[i, 0]) - 1e-3)
-    assert moved >= min_moved  # the landmarks on the side turning away slide towards the face centre
+    assert (
+        moved >= min_moved
+    )  # the landmarks on the side turning away slide towards the face centre
 
 
 def test_row_zero_is_the_anatomical_jaw(world):
@@ -170,8 +187,20 @@ def test_masks(world, flame_dir):
     from facemodels.flame import face_region_indices, flame_masks, head_without_neck_indices
 
     m = flame_masks(flame_dir)
-    for key in ("face", "neck", "left_eyeball", "right_eyeball", "lips", "nose", "forehead", "scalp",
-                "eye_region", "left_ear", "right_ear", "boundary"):
+    for key in (
+        "face",
+        "neck",
+        "left_eyeball",
+        "right_eyeball",
+        "lips",
+        "nose",
+        "forehead",
+        "scalp",
+        "eye_region",
+        "left_ear",
+        "right_ear",
+        "boundary",
+    ):
         assert key in m and len(m[key]) > 0, key
     assert len(face_region_indices(flame_dir)) == 1609
     hwn = head_without_neck_indices(flame_dir)
@@ -199,7 +228,9 @@ def test_vertex_regions_partition(flame_dir):
     allv = np.concatenate(list(r.values()))
     assert len(allv) == 5023 and len(np.unique(allv)) == 5023
     m = flame_masks(flame_dir)
-    np.testing.assert_array_equal(np.sort(r["eyes"]), np.concatenate([m["left_eyeball"], m["right_eyeball"]]))
+    np.testing.assert_array_equal(
+        np.sort(r["eyes"]), np.concatenate([m["left_eyeball"], m["right_eyeball"]])
+    )
     assert len(r["brows"]) > 30 and len(r["lips"]) > 30 and len(r["scalp"]) > 300
 
 
@@ -210,3 +241,26 @@ def test_cli_mean_landmarks(world, tmp_path):
     lm = np.load(tmp_path / "m.npy")
     assert lm.shape == (68, 3)
     np.testing.assert_allclose(lm, world.landmarks68)
+
+
+def test_world_default_dirs_build_once_and_honour_env(tmp_path, monkeypatch, flame_dir):
+    from facemodels import world as W
+    from facemodels.procedural.builder import VERSION_FILE
+
+    monkeypatch.delenv("FACESUITE_FLAME_DIR", raising=False)
+    monkeypatch.setenv("FACESUITE_DATA_ROOT", str(tmp_path / "data"))
+    d = W.default_flame_dir()
+    assert d == tmp_path / "data" / "facemodels" / "flame_procedural_seed0"
+    assert _hashes(d) == _hashes(flame_dir)  # the same bytes as a direct build
+    stamp = (d / "FLAME_NEUTRAL.pkl").stat().st_mtime_ns
+    assert W.default_flame_dir() == d and (d / "FLAME_NEUTRAL.pkl").stat().st_mtime_ns == stamp
+    assert not [p for p in d.parent.iterdir() if p.name.startswith(".flame")]  # no temp leftovers
+    # a folder from an older builder version is rebuilt
+    (d / VERSION_FILE).write_text("0 seed=0\n")
+    assert W.default_flame_dir() == d and (d / VERSION_FILE).read_text().split()[0] != "0"
+    # real files via the environment, used as they are
+    monkeypatch.setenv("FACESUITE_FLAME_DIR", str(flame_dir))
+    assert W.default_flame_dir() == flame_dir
+    monkeypatch.setenv("FACESUITE_FLAME_DIR", str(tmp_path / "missing"))
+    with pytest.raises(FileNotFoundError, match="FACESUITE_FLAME_DIR"):
+        W.default_flame_dir()
