@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from lightning_modules.metrics.landmark_error import MeanLandmarkError
-from lightning_modules.metrics.nme import YAW_BIN_NAMES, AFLW2000NME
+from lightning_modules.metrics.nme import AFLW2000NME, YAW_BIN_NAMES
 from lightning_modules.overlays import draw_landmark_overlay, overlay_grid, save_png
 
 log = logging.getLogger(__name__)
