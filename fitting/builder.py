@@ -26,7 +26,8 @@ __all__ = ["flame_selection", "build_flame_fitter", "flame_lbs_arrays"]
 def flame_selection(name: str, flame: FlameArrays, folder: str | os.PathLike) -> LandmarkSelection:
     """The :class:`LandmarkSelection` of a named landmark set on a FLAME folder."""
     if name == "ibug68":
-        zero_yaw_row = flame.dynamic_lmk_faces.shape[0] // 2  # rows cover yaw -39..39 degrees
+        # smplx's lookup: row y for yaw y >= 0, row 39 - y for yaw y < 0 (degrees) -> row 0 at zero yaw
+        zero_yaw_row = 0
         faces = np.concatenate([flame.dynamic_lmk_faces[zero_yaw_row], flame.static_lmk_faces])
         bary = np.concatenate([flame.dynamic_lmk_bary[zero_yaw_row], flame.static_lmk_bary])
         return LandmarkSelection(face_idx=faces, bary=bary)

@@ -64,10 +64,10 @@ class FitterConfig:
     nonrigid_iterations: int = 20
     w_shape: float = 1.0
     w_expr: float = 1.0
-    w_pose: float = 100.0
+    w_pose: float = 10.0
     free_rigid_in_nonrigid: bool = True
     damping: float = 1e-3
-    rel_tolerance: float = 1e-5
+    rel_tolerance: float = 1e-4
     adaptive_damping: bool = True
     ellipsoidal_damping: bool = True
     backward_mode: str = "implicit"

@@ -40,11 +40,15 @@ class BlockDenseLinearization(th.DenseLinearization):
             for i, J in enumerate(jacs):
                 k = self.ordering.index_of(cost.optim_var_at(i).name)
                 cols.append(slice(self.var_start_cols[k], self.var_start_cols[k] + J.shape[2]))
+            # (narrow^T wide) products: torch's CPU bmm copies a transposed wide operand
             for i, Ji in enumerate(jacs):
-                Jit = Ji.transpose(1, 2)
-                Atb[:, cols[i]] = Atb[:, cols[i]] - Jit @ err.unsqueeze(2)
+                Atb[:, cols[i]] = Atb[:, cols[i]] - (err.unsqueeze(1) @ Ji).transpose(1, 2)
                 for j in range(i, len(jacs)):
-                    blk = Jit @ jacs[j]
+                    Jj = jacs[j]
+                    if Ji.shape[2] <= Jj.shape[2]:
+                        blk = Ji.transpose(1, 2) @ Jj
+                    else:
+                        blk = (Jj.transpose(1, 2) @ Ji).transpose(1, 2)
                     AtA[:, cols[i], cols[j]] = AtA[:, cols[i], cols[j]] + blk
                     if j != i:
                         AtA[:, cols[j], cols[i]] = AtA[:, cols[j], cols[i]] + blk.transpose(1, 2)
