@@ -146,3 +146,19 @@ def test_normalise_image_hand_values():
     assert out.shape == (3, 2, 2) and out.dtype == np.float32
     np.testing.assert_allclose(out[0, 0, 0], (1 - 0.485) / 0.229, rtol=1e-6)
     np.testing.assert_allclose(out[1, 0, 0], (0 - 0.456) / 0.224, rtol=1e-6)
+
+
+def test_color_jitter_matches_the_float_formula():
+    from datamodules.transforms import color_jitter
+
+    img = np.random.default_rng(3).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    b, ct, sat = 1.2, 0.8, 0.7
+    f = img.astype(np.float64) * b
+    gray = f @ np.array([0.299, 0.587, 0.114])
+    f = (f - gray[..., None]) * sat + gray[..., None]
+    f = (f - gray.mean()) * ct + gray.mean()
+    ref = np.clip(np.round(f), 0, 255)
+    out = color_jitter(img, b, ct, sat)
+    assert out.dtype == np.uint8 and out.shape == img.shape
+    assert np.abs(out.astype(float) - ref).max() <= 1.0
+    np.testing.assert_array_equal(color_jitter(img, 1.0, 1.0, 1.0), img)
