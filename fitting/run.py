@@ -1,0 +1,226 @@
+"""Predict landmarks with a trained checkpoint, fit FLAME, evaluate, write meshes.
+
+    make fit CKPT=logs/train/runs/<run>/checkpoints/best.ckpt [DATA=dad3dheads]
+    == python -m fitting.run ckpt_path=... [data=...] [split=test] [fitting.config.w_shape=0.5]
+
+The checkpoint is a ``lightning_modules.dense_landmarks.DenseLandmarkModule`` (any
+LandmarkSystem whose ``predict_step`` returns ``landmarks_px`` (B, L, 2) and optionally
+``confidences`` (B, L)); its model config is read from the training run
+(``<run>/.hydra/config.yaml``) unless ``model=`` is given. Outputs in the run directory:
+``meshes/<index>.obj|ply`` (model space, metres), ``per_image.csv`` and ``summary.json``.
+
+Metrics per image (where the batch has the ground truth): MRLE px (re-projected fit vs
+predicted landmarks), MLME px (predicted vs GT landmarks), MVE face / head-without-neck mm
+with and without similarity alignment, and the DAD-3DHeads benchmark metrics: NME (x100,
+68 landmarks re-projected from the fitted mesh, normalised by the box of the projected GT
+head vertices), Z5 (camera-frame head vertices), Chamfer (normalised units^2), pose error.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from facemodels.flame import FlameArrays
+
+from .builder import flame_selection
+from .evaluate import (
+    chamfer_dad,
+    mrle,
+    mve,
+    nme_box,
+    pose_error,
+    summarize,
+    write_per_image_csv,
+    z_n_accuracy,
+)
+from .flame_fit import LandmarkFitter
+from .mesh_io import write_mesh
+from .reprojection import project
+
+log = logging.getLogger("fitting.run")
+
+__all__ = ["fit_batches", "main"]
+
+
+def _embed68(verts: Tensor, flame: FlameArrays, folder) -> Tensor:
+    """(B, V, 3) -> (B, 68, 3) iBUG-68 points by the FLAME barycentric embeddings."""
+    sel = flame_selection("ibug68", flame, folder)
+    tri = torch.as_tensor(np.asarray(flame.faces)[sel.face_idx], device=verts.device)  # (68, 3)
+    bary = torch.as_tensor(sel.bary, dtype=verts.dtype, device=verts.device)
+    return torch.einsum("lk,blkd->bld", bary, verts[:, tri])
+
+
+def fit_batches(
+    fitter: LandmarkFitter,
+    batches: Iterable[dict[str, Any]],
+    predict: Callable[[dict[str, Any]], dict[str, Tensor]],
+    flame: FlameArrays,
+    flame_dir,
+    face_idx: np.ndarray,
+    head_idx: np.ndarray,
+    out_dir: str | Path,
+    write_meshes: int = 16,
+    mesh_format: str = "obj",
+    use_camera_from_batch: bool = True,
+    device: torch.device | str = "cpu",
+) -> dict[str, float]:
+    """Fit and evaluate every batch; writes meshes, per_image.csv and summary.json.
+
+    Args:
+        batches: dicts following the batch contract (docs/ARCHITECTURE.md).
+        predict: batch -> {"landmarks_px": (B, L, 2), "confidences": (B, L) optional}.
+    Returns:
+        the summary (means over valid images).
+    """
+    out = Path(out_dir)
+    rows: dict[str, list] = {}
+    n_written = 0
+    faces = np.asarray(flame.faces)
+
+    def add(name: str, values: Tensor | np.ndarray | list) -> None:
+        v = values.detach().cpu().numpy() if torch.is_tensor(values) else np.asarray(values)
+        rows.setdefault(name, []).extend(v.tolist())
+
+    for batch in batches:
+        with torch.no_grad():
+            pred = predict(batch)
+            lm = pred["landmarks_px"].to(device).float()
+            conf = pred.get("confidences")
+            conf = None if conf is None else conf.to(device).float()
+            cam = batch.get("camera") if use_camera_from_batch else None
+            K = cam["K"].to(device).float() if cam is not None and "K" in cam else None
+            res = fitter.fit(lm, conf, K)
+        B = lm.shape[0]
+        index = batch.get("index", torch.arange(B) + len(rows.get("valid", [])))
+        add("index", torch.as_tensor(index))
+        add("valid", res.valid)
+        add("cost", res.cost)
+        add("mrle_px", mrle(res.landmarks2d, lm))
+        if "landmarks_px" in batch and batch["landmarks_px"].shape == lm.shape:
+            add("mlme_px", mrle(lm, batch["landmarks_px"].to(device).float()))
+        if "vertices" in batch:
+            gt = batch["vertices"].to(device).float()
+            for name, idx in (("face", face_idx), ("head", head_idx)):
+                add(f"mve_{name}_mm", mve(res.vertices, gt, idx))
+                add(f"mve_{name}_aligned_mm", mve(res.vertices, gt, idx, align=True))
+            add("chamfer", chamfer_dad(res.vertices, gt, _embed68(res.vertices, flame, flame_dir),
+                                       _embed68(gt, flame, flame_dir), face_idx))
+            if cam is not None and "R" in cam and "t" in cam:
+                R, t = cam["R"].to(device).float(), cam["t"].to(device).float()
+                gt_cam = gt @ R.transpose(1, 2) + t[:, None]
+                hi = torch.as_tensor(head_idx, device=gt.device)
+                add("z5", z_n_accuracy(res.vertices_camera[:, hi], gt_cam[:, hi]))
+                add("pose_error", pose_error(res.R, R))
+                if "landmarks68_px" in batch and K is not None:
+                    pred68 = project(_embed68(res.vertices_camera, flame, flame_dir), res.K)
+                    head_px = project(gt_cam[:, hi], K)
+                    lo, hi_ = head_px.min(1).values, head_px.max(1).values
+                    box = torch.cat([lo, hi_ - lo], -1)  # (B, 4) x, y, w, h
+                    add("nme", nme_box(pred68, batch["landmarks68_px"].to(device).float(), box))
+        for b in range(B):
+            if write_meshes >= 0 and n_written >= write_meshes:
+                break
+            i = int(torch.as_tensor(index)[b])
+            write_mesh(out / "meshes" / f"{i:06d}.{mesh_format}", res.vertices[b].cpu().numpy(), faces)
+            n_written += 1
+    cols = {k: np.asarray(v) for k, v in rows.items()}
+    write_per_image_csv(out / "per_image.csv", cols)
+    summary = summarize(cols, valid=cols["valid"].astype(bool), path=out / "summary.json")
+    log.info("fit summary: %s", summary)
+    return summary
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def main() -> None:  # pragma: no cover - exercised through `make fit`
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import DictConfig, OmegaConf, open_dict
+
+    from experiments.harness.resolvers import register_resolvers
+
+    register_resolvers()
+
+    @hydra.main(version_base="1.3", config_path="../configs", config_name="fit")
+    def _run(cfg: DictConfig) -> None:
+        from dataclasses import fields
+
+        from experiments.evaluate import training_config
+        from experiments.train import instantiate_model
+        from facemodels.flame import face_region_indices, head_without_neck_indices, load_flame_arrays
+
+        from .builder import build_flame_fitter
+        from .flame_fit import FitterConfig
+        from .sanitize import SanitizeConfig
+
+        ckpt = Path(cfg.ckpt_path)
+        if not ckpt.is_file():
+            raise FileNotFoundError(f"fitting.run: checkpoint not found: {ckpt}")
+        if cfg.get("model") is None:
+            run_cfg = training_config(ckpt)
+            if run_cfg is None:
+                raise ValueError(f"fitting.run: {ckpt}: no <run>/.hydra/config.yaml next to the checkpoint; "
+                                 "pass model=<name> to say which network it holds")
+            with open_dict(cfg):
+                cfg.model = run_cfg.model
+        OmegaConf.resolve(cfg)
+        dev = _device(cfg.device)
+        model = instantiate_model(cfg.model)
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["state_dict"])
+        model.eval().to(dev)
+        dm = hydra.utils.instantiate(cfg.data, _convert_="partial")
+        dm.prepare_data()
+        dm.setup("validate" if cfg.split == "val" else "test")
+        loader = dm.val_dataloader() if cfg.split == "val" else dm.test_dataloader()
+
+        fc = OmegaConf.to_container(cfg.fitting.config, resolve=True)
+        size = fc.get("image_size") or [cfg.model.image_size, cfg.model.image_size]
+        fc["image_size"] = tuple(size)
+        fc["sanitize"] = SanitizeConfig(**fc.get("sanitize", {}))
+        known = {f.name for f in fields(FitterConfig)}
+        unknown = set(fc) - known
+        if unknown:
+            raise ValueError(f"configs/fitting: unknown keys under config: {sorted(unknown)}; expected {sorted(known)}")
+        flame_dir = cfg.fitting.flame_dir
+        if flame_dir is None:
+            from facemodels.world import default_flame_dir
+
+            flame_dir = default_flame_dir()
+        lset = cfg.fitting.landmark_set or cfg.model.landmark_set
+        fitter = build_flame_fitter(flame_dir, lset, FitterConfig(**fc), cfg.fitting.n_shape,
+                                    cfg.fitting.n_expr).to(dev)
+        flame = load_flame_arrays(flame_dir)
+
+        def batches():
+            for i, b in enumerate(loader):
+                if cfg.limit_batches is not None and i >= cfg.limit_batches:
+                    return
+                yield b
+
+        def predict(batch):
+            moved = {k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in batch.items()}
+            return model.predict_step(moved, 0)
+
+        out_dir = HydraConfig.get().runtime.output_dir
+        summary = fit_batches(fitter, batches(), predict, flame, flame_dir, face_region_indices(flame_dir),
+                              head_without_neck_indices(flame_dir), out_dir, cfg.write_meshes, cfg.mesh_format,
+                              cfg.fitting.use_camera_from_batch, dev)
+        print({k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()})
+
+    _run()
+
+
+if __name__ == "__main__":
+    main()
