@@ -241,7 +241,8 @@ class LandmarkFitter(nn.Module):
         with torch.no_grad():  # the rigid stage only sets the starting point
             p = self._solve(init, lm, cf, K, ("rot", "transl"), cfg.rigid_iterations, "unroll")
         p = {n: v.detach() for n, v in p.items()}
-        optim = ("coeffs", "pose") + (("rot", "transl") if cfg.free_rigid_in_nonrigid else ())
+        optim = ("coeffs",) + (("pose",) if self.lmk.n_pose > 0 else ()) + (
+            ("rot", "transl") if cfg.free_rigid_in_nonrigid else ())
         if cfg.nonrigid_iterations > 0:
             p = self._solve(p, lm, cf, K, optim, cfg.nonrigid_iterations, mode)
         return self._finish(p, lm, cf, K, valid, rot0, t0)
