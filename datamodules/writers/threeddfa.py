@@ -162,7 +162,7 @@ def pose_for_view(
 
 def sample_appearance(rng: np.random.Generator, bfm: BfmFull) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(Tex_Para (199,), Illum_Para (10,), Color_Para (7,)) drawn for one face."""
-    tex = rng.normal(0.0, 0.7, bfm.tex_ev.size) * bfm.tex_ev
+    tex = rng.normal(0.0, 0.25, bfm.tex_ev.size) * bfm.tex_ev  # mild albedo variation
     amb = rng.uniform(0.35, 0.6) * np.array([1.0, 1.0, 1.0]) + rng.uniform(-0.03, 0.03, 3)
     dirc = rng.uniform(0.4, 0.7) * np.ones(3)
     theta, phi = rng.uniform(-0.9, 0.9), rng.uniform(-0.6, 0.6)

@@ -207,3 +207,16 @@ def test_corrupt_files_named_or_skipped(dad_dir, world, tmp_path):
         dad.read_annotation(ann)
     with pytest.raises(FileNotFoundError, match="train,val"):
         Dad3DHeadsDataModule(data_dir=str(tmp_path / "missing"), num_workers=0).setup()
+
+
+def test_image_cache_gives_the_same_samples(dad_dir, world, tmp_path):
+    from datamodules.transforms import AugmentConfig
+
+    kw = dict(landmark_set="face101", image_size=40, flame_dir=world[0], cache_root=str(tmp_path))
+    a = Dad3DHeadsDataset(dad_dir, "val", **kw)
+    b = Dad3DHeadsDataset(dad_dir, "val", image_cache=True, **kw)
+    assert b.frames_path is not None and b.frames_path.stat().st_size >= 4 * SIZE * SIZE * 3
+    for i in range(4):
+        torch.testing.assert_close(a[i]["image"], b[i]["image"], rtol=0, atol=0)
+    t = Dad3DHeadsDataset(dad_dir, "train", train=True, augment=AugmentConfig(), image_cache=True, **kw)
+    assert t[0]["image"].shape == (3, 40, 40)
