@@ -10,14 +10,23 @@ vertices) this builds nested levels of 805, 403, 202 and 101 vertices:
   permutation. The FPS order is computed once and level ``l`` is its first ``n_l``
   points: nested by construction and deterministic. Each level's vertex ids are stored
   sorted ascending (indices into the full mesh).
+* chart (default ``"auto"``): the frontal projection (x, y) (model space y up, z out of
+  the face) when it is fold-free on the region, i.e. every region triangle faces +z;
+  otherwise (e.g. a region reaching under the chin, where the surface turns back and
+  two vertices can share (x, y)) the orthographic projection along the view direction
+  from which every region triangle is seen front-facing with the largest margin (a small
+  linear programme; see :func:`view_direction`). A chart that folds would drop
+  coincident points from the Delaunay triangulation (vertices without any triangle) and
+  make the barycentric up-sampling and spiral order ambiguous.
 * triangulation: level 0 keeps the template's own triangles (those with all three
-  vertices in the region). Coarser levels are a Delaunay triangulation of a 2D chart
-  (default: frontal projection (x, y), model space y up, z out of the face) from which we
+  vertices in the region). Coarser levels are a Delaunay triangulation of the 2D chart
+  from which we
   drop (1) triangles whose 2D centroid is not covered by the level-0 surface (holes such
   as the eyes, and the concave parts of the convex hull), (2) triangles with a 3D edge
   longer than ``long_edge`` times the median edge, (3) then, repeatedly, boundary
   slivers (min 3D angle below ``sliver_deg``); a triangle is never dropped if that
-  would leave one of its vertices without any triangle.
+  would leave one of its vertices without any triangle (so every level vertex is in a
+  triangle; checked, a violation raises).
 * down-sampling ``D_l`` (n_{l+1}, n_l): pure selection (one 1 per row).
 * up-sampling ``U_l`` (n_l, n_{l+1}): each fine vertex gets the barycentric coordinates
   (in the 2D chart) of the coarse triangle containing it; fine vertices outside every
@@ -55,6 +64,9 @@ __all__ = [
     "farthest_point_order",
     "symmetric_farthest_point_order",
     "chart_2d",
+    "view_direction",
+    "fold_free",
+    "orient_faces",
     "barycentric_2d",
     "triangulate_level",
     "upsample_weights",
@@ -65,7 +77,7 @@ __all__ = [
 ]
 
 FACE_LEVEL_SIZES: tuple[int, ...] = (1609, 805, 403, 202, 101)
-_CACHE_VERSION = 2
+_CACHE_VERSION = 3
 
 
 @dataclass
@@ -259,16 +271,166 @@ def symmetric_farthest_point_order(
     return np.asarray(order, dtype=np.int64)
 
 
-def chart_2d(points: np.ndarray, mode: str = "frontal") -> np.ndarray:
+def view_direction(
+    points: np.ndarray, faces: np.ndarray, plane_x: float | None = None
+) -> tuple[np.ndarray, float]:
+    """The unit direction from which every triangle is seen front-facing, max-margin.
+
+    Maximises ``min_t n_t . d`` over unit ``d`` for the unit normals ``n_t`` of the
+    triangles (counter-clockwise seen from outside): a linear programme (``|d_i| <= 1``)
+    decides feasibility, then the equivalent quadratic programme ``min |w|^2`` subject to
+    ``n_t . w >= 1`` (a hard-margin SVM through the origin; ``d = w / |w|``, margin
+    ``1 / |w|``) gives the rotation-invariant optimum. With ``plane_x`` given (a left-right
+    symmetric surface, whose optimum has no x component) the x component is zeroed.
+
+    Args:
+        points: (N, 3) vertex positions.
+        faces: (F, 3) triangles, oriented with normals pointing out of the surface.
+        plane_x: symmetry plane x = plane_x of the surface, or None.
+    Returns:
+        (d (3,) unit float64, margin): the smallest ``n_t . d``; margin > 0 iff the
+        orthographic projection along d is fold-free (no triangle seen from behind).
+    """
+    from scipy.optimize import linprog, minimize
+
+    p = np.asarray(points, dtype=np.float64)
+    t = p[np.asarray(faces, dtype=np.int64)]
+    n = np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0])
+    nrm = np.linalg.norm(n, axis=1)
+    n = n[nrm > 1e-12 * max(nrm.max(initial=0.0), 1e-300)]
+    n = n / np.linalg.norm(n, axis=1, keepdims=True)
+    # LP over (d, s): minimise -s subject to s - n_t . d <= 0, |d_i| <= 1
+    res = linprog(
+        c=np.array([0.0, 0.0, 0.0, -1.0]),
+        A_ub=np.concatenate([-n, np.ones((len(n), 1))], 1),
+        b_ub=np.zeros(len(n)),
+        bounds=[(-1.0, 1.0)] * 3 + [(None, 1.0)],
+        method="highs",
+    )
+    if res.status != 0:
+        raise RuntimeError(f"view_direction: linear programme failed: {res.message}")
+    d, s = np.asarray(res.x[:3], dtype=np.float64), float(res.x[3])
+    if s > 0:
+        qp = minimize(
+            lambda w: float(w @ w),
+            d / s,  # feasible: n_t . d / s >= 1
+            jac=lambda w: 2.0 * w,
+            constraints=[{"type": "ineq", "fun": lambda w: n @ w - 1.0, "jac": lambda w: n}],
+            method="SLSQP",
+            options={"ftol": 1e-12, "maxiter": 200},
+        )
+        if qp.success and (n @ qp.x).min() > 1.0 - 1e-6:
+            d = np.asarray(qp.x, dtype=np.float64)
+    if plane_x is not None:
+        d[0] = 0.0
+    if np.linalg.norm(d) < 1e-12:
+        d = np.array([0.0, 0.0, 1.0])
+    d = d / np.linalg.norm(d)
+    return d, float((n @ d).min(initial=np.inf))
+
+
+def orient_faces(points: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Consistently oriented copy of a manifold triangle list, normals mostly towards +z.
+
+    Orientation is propagated across shared edges (breadth-first, per connected
+    component: neighbours must traverse a shared edge in opposite directions); each
+    component is then flipped if its area-weighted normal has a negative z component.
+
+    Args:
+        points: (N, 3); faces: (F, 3) int triangles in any orientation.
+    Returns:
+        (F, 3) int64.
+    """
+    faces = np.array(faces, dtype=np.int64, copy=True)
+    p = np.asarray(points, dtype=np.float64)
+    edge_faces: dict[tuple[int, int], list[int]] = {}
+    for t, f in enumerate(faces):
+        for i, j in ((f[0], f[1]), (f[1], f[2]), (f[2], f[0])):
+            edge_faces.setdefault((min(i, j), max(i, j)), []).append(t)
+    done = np.zeros(len(faces), dtype=bool)
+    for seed in range(len(faces)):
+        if done[seed]:
+            continue
+        done[seed] = True
+        comp, queue = [seed], [seed]
+        while queue:
+            t = queue.pop()
+            f = faces[t]
+            for i, j in ((f[0], f[1]), (f[1], f[2]), (f[2], f[0])):
+                for u in edge_faces[(min(i, j), max(i, j))]:
+                    if done[u]:
+                        continue
+                    g = faces[u]
+                    # u must traverse the edge j -> i
+                    if any(
+                        a == i and b == j for a, b in ((g[0], g[1]), (g[1], g[2]), (g[2], g[0]))
+                    ):
+                        faces[u] = g[[0, 2, 1]]
+                    done[u] = True
+                    comp.append(u)
+                    queue.append(u)
+        t = p[faces[comp]]
+        if np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0])[:, 2].sum() < 0:
+            faces[comp] = faces[comp][:, [0, 2, 1]]
+    return faces
+
+
+def fold_free(uv: np.ndarray, faces: np.ndarray, rel_tol: float = 1e-9) -> bool:
+    """True iff the chart shows the (consistently oriented) triangles without folds.
+
+    No triangle may be flipped (signed area below ``-rel_tol`` times the largest) and no
+    two vertices may coincide (closer than ``rel_tol`` times the chart's extent); zero-area
+    slivers (collinear corners, e.g. on a grid's rim) are no fold.
+
+    Args:
+        uv: (N, 2) chart coordinates; faces: (F, 3) triangles, oriented as in
+            :func:`orient_faces` (counter-clockwise = facing the viewer).
+    """
+    from scipy.spatial import cKDTree
+
+    a, b, c = uv[faces[:, 0]], uv[faces[:, 1]], uv[faces[:, 2]]
+    area = (b - a)[:, 0] * (c - a)[:, 1] - (c - a)[:, 0] * (b - a)[:, 1]
+    if (area < -rel_tol * np.abs(area).max(initial=0.0)).any():
+        return False
+    extent = float(np.ptp(uv, axis=0).max()) if len(uv) else 0.0
+    return not cKDTree(uv).query_pairs(rel_tol * extent)
+
+
+def _projection_along(d: np.ndarray) -> np.ndarray:
+    """(3, 3) rotation taking unit d to +z by the smallest angle (R @ d = e_z)."""
+    z = np.array([0.0, 0.0, 1.0])
+    v = np.cross(d, z)
+    c = float(d @ z)
+    if np.linalg.norm(v) < 1e-15:
+        return np.eye(3) if c > 0 else np.diag([1.0, -1.0, -1.0])
+    vx = np.array([[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]])
+    return np.eye(3) + vx + vx @ vx / (1.0 + c)
+
+
+def chart_2d(
+    points: np.ndarray,
+    mode: str = "frontal",
+    faces: np.ndarray | None = None,
+    plane_x: float | None = None,
+) -> np.ndarray:
     """2D chart of a face-like surface (model space: y up, z out of the face).
 
     Args:
         points: (N, 3).
         mode: "frontal" = (x, y); "cylindrical" = (r * atan2(x - cx, z - cz), y) about a
             vertical axis behind the surface (cx = mean x, r = half the x extent,
-            cz = mean z - r); keeps the sides of a head from folding.
+            cz = mean z - r); keeps the sides of a head from folding; "auto" = "frontal"
+            if that is fold-free on ``faces``, else the orthographic projection along
+            :func:`view_direction` (first two coordinates after the smallest rotation
+            taking the view direction to +z; x stays x for a pure pitch).
+        faces: (F, 3) triangles over ``points`` (any orientation; see
+            :func:`orient_faces`); needed for "auto".
+        plane_x: symmetry plane for "auto" (see :func:`view_direction`).
     Returns:
         (N, 2) float64, same unit as ``points``.
+    Raises:
+        ValueError: unknown mode, "auto" without faces, or a surface that no orthographic
+            projection shows without folds.
     """
     p = np.asarray(points, dtype=np.float64)
     if mode == "frontal":
@@ -278,7 +440,21 @@ def chart_2d(points: np.ndarray, mode: str = "frontal") -> np.ndarray:
         r = 0.5 * (p[:, 0].max() - p[:, 0].min())
         cz = p[:, 2].mean() - r
         return np.stack([r * np.arctan2(p[:, 0] - cx, p[:, 2] - cz), p[:, 1]], 1)
-    raise ValueError(f"chart_2d: mode must be 'frontal' or 'cylindrical', got {mode!r}")
+    if mode == "auto":
+        if faces is None:
+            raise ValueError("chart_2d: mode 'auto' needs the surface's faces (F, 3)")
+        faces = orient_faces(p, faces)
+        uv = p[:, :2].copy()
+        if fold_free(uv, faces):
+            return uv
+        d, margin = view_direction(p, faces, plane_x)
+        if margin <= 0:
+            raise ValueError(
+                "chart_2d: no orthographic projection shows every triangle front-facing "
+                f"(best margin {margin:.3g}); use mode='cylindrical' or a smaller region"
+            )
+        return (p @ _projection_along(d).T)[:, :2]
+    raise ValueError(f"chart_2d: mode must be 'frontal', 'cylindrical' or 'auto', got {mode!r}")
 
 
 def barycentric_2d(
@@ -404,6 +580,12 @@ def triangulate_level(
         if not drop.any():
             break
         faces = faces[~drop]
+    bare = np.flatnonzero(np.bincount(faces.reshape(-1), minlength=n) == 0)
+    if len(bare):
+        raise RuntimeError(
+            f"triangulate_level: vertices {bare[:10].tolist()} (of {len(bare)}) are in no "
+            "triangle; coincident chart points? (the chart folds: use chart='auto')"
+        )
     return faces
 
 
@@ -441,7 +623,7 @@ def build_hierarchy(
     region: np.ndarray,
     sizes: Sequence[int] = FACE_LEVEL_SIZES,
     spiral_length: int = 9,
-    chart: str = "frontal",
+    chart: str = "auto",
     names: Sequence[str] | None = None,
     plane_x: float | None = None,
     symmetry_tol: float = 1e-3,
@@ -459,7 +641,8 @@ def build_hierarchy(
         region: (R,) vertex ids of the region (level 0, kept in the given order).
         sizes: level sizes, finest first; ``sizes[0]`` must equal R, strictly decreasing.
         spiral_length: L of the spirals on every level.
-        chart: 2D chart for Delaunay, barycentric weights and spiral order (see chart_2d).
+        chart: 2D chart for Delaunay, barycentric weights and spiral order (see chart_2d;
+            default "auto": frontal unless that folds on the region).
         names: optional level names; default ``face{n}``.
         plane_x: symmetry plane; default the mean x of all template vertices.
         symmetry_tol: relative tolerance of the symmetry test (see above).
@@ -486,7 +669,6 @@ def build_hierarchy(
     inside = (pos[faces] >= 0).all(1)
     faces0 = pos[faces[inside]]
     xyz0 = vertices[region]
-    uv0 = chart_2d(xyz0, chart)
 
     from facemodels.landmarks import mirror_match
 
@@ -495,6 +677,7 @@ def build_hierarchy(
     mm = mirror_match(xyz0, plane_x)
     diag = float(np.linalg.norm(xyz0.max(0) - xyz0.min(0)))
     symmetric = mm.involution and mm.max_mismatch <= symmetry_tol * diag
+    uv0 = chart_2d(xyz0, chart, faces=faces0, plane_x=plane_x if symmetric else None)
     if symmetric:
         order = symmetric_farthest_point_order(xyz0, mm.perm, sizes[1:])
     else:
@@ -657,7 +840,7 @@ _MEMO: dict[str, MeshHierarchy] = {}
 def face_hierarchy(
     flame_dir: str | os.PathLike | None = None,
     spiral_length: int = 9,
-    chart: str = "frontal",
+    chart: str = "auto",
     sizes: Sequence[int] = FACE_LEVEL_SIZES,
 ) -> MeshHierarchy:
     """The face-region hierarchy of a FLAME-format folder, cached on disk and in memory.

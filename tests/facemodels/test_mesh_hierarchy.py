@@ -8,9 +8,13 @@ from scipy.spatial import Delaunay
 from facemodels.mesh_hierarchy import (
     barycentric_2d,
     build_hierarchy,
+    chart_2d,
     farthest_point_order,
+    fold_free,
+    orient_faces,
     symmetric_farthest_point_order,
     upsample_weights,
+    view_direction,
 )
 from facemodels.spirals import edge_list, spiral_indices, vertex_adjacency
 
@@ -214,6 +218,65 @@ def test_bad_sizes_raise():
         build_hierarchy(v, f, np.arange(len(v)), sizes=(len(v) + 1, 10))
     with pytest.raises(ValueError, match="decrease"):
         build_hierarchy(v, f, np.arange(len(v)), sizes=(len(v), 20, 30))
+
+
+# ------------------------------------------------------------------ folding charts
+def test_view_direction_hand_case():
+    # one triangle facing +z, one facing -y: the max-min direction bisects them,
+    # d = (0, -1, 1) / sqrt(2) with margin cos 45 deg
+    pts = np.array([[0.0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 0], [1, 0, 0], [0, 0, 1]])
+    faces = np.array([[0, 1, 2], [3, 4, 5]])
+    n = np.cross(pts[[1, 4]] - pts[[0, 3]], pts[[2, 5]] - pts[[0, 3]])
+    np.testing.assert_allclose(n, [[0, 0, 1], [0, -1, 0]])
+    d, margin = view_direction(pts, faces)
+    np.testing.assert_allclose(d, [0.0, -(0.5**0.5), 0.5**0.5], atol=1e-9)
+    assert margin == pytest.approx(0.5**0.5, abs=1e-9)
+    # the chart along d: the rotation taking d to +z is a pitch about x
+    uv = chart_2d(pts, "auto", faces=faces)
+    np.testing.assert_allclose(uv[:, 0], pts[:, 0], atol=1e-12)
+    np.testing.assert_allclose(uv[:, 1], (pts[:, 1] + pts[:, 2]) * 0.5**0.5, atol=1e-12)
+
+
+def test_orient_faces_makes_neighbours_consistent():
+    v, f = grid_hemisphere(9)
+    g = np.random.default_rng(1)
+    flip = g.random(len(f)) < 0.5
+    mixed = f.copy()
+    mixed[flip] = mixed[flip][:, [0, 2, 1]]
+    o = orient_faces(v, mixed)
+    np.testing.assert_array_equal(np.sort(o, 1), np.sort(f, 1))  # same triangles
+    t = v[o]
+    assert (np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0])[:, 2] > 0).all()  # all face +z
+
+
+def test_folding_region_gets_a_fold_free_chart_and_covered_levels():
+    # an icosphere cap centred 40 deg below the front: it reaches under the "chin"
+    # (z < 0), so the frontal chart folds there and can even map two vertices to one
+    # point; every level vertex must still be in a triangle
+    v, f = icosphere(3)
+    a = np.radians(40.0)
+    d = np.array([0.0, -np.sin(a), np.cos(a)])
+    region = np.flatnonzero(v @ d > 0.35)
+    assert (v[region, 2] < -0.1).any()
+    pos = np.full(len(v), -1)
+    pos[region] = np.arange(len(region))
+    f0 = pos[f[(pos[f] >= 0).all(1)]]
+    x = v[region]
+    assert not fold_free(chart_2d(x, "frontal"), orient_faces(x, f0))
+    n = len(region)
+    h = build_hierarchy(v, f, region, sizes=(n, n // 2, n // 4, n // 8), spiral_length=9)
+    assert fold_free(h.uv[0], orient_faces(x, f0))
+    dd, margin = view_direction(x, orient_faces(x, f0), plane_x=0.0)
+    assert margin > 0 and dd[0] == 0.0
+    for lvl in range(1, h.num_levels):
+        fc = h.faces[lvl]
+        assert (np.bincount(fc.reshape(-1), minlength=h.sizes[lvl]) > 0).all()
+        uv = h.uv[lvl][fc]
+        assert (np.cross(uv[:, 1] - uv[:, 0], uv[:, 2] - uv[:, 0]) > 0).all()
+        U = h.up_matrix(lvl - 1, sparse=False).double()
+        torch.testing.assert_close(U.sum(1), torch.ones(h.sizes[lvl - 1], dtype=torch.float64))
+    with pytest.raises(ValueError, match="faces"):
+        chart_2d(x, "auto")
 
 
 # ------------------------------------------------------------------ symmetry
