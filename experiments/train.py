@@ -78,6 +78,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1})
 
+    if "test/mlme" in metrics and metrics.get("test/mlme_mean_baseline"):
+        ours, base = metrics["test/mlme"], metrics["test/mlme_mean_baseline"]
+        notes.append(f"Test MLME {ours:.2f} px vs {base:.2f} px for the training set's mean layout "
+                     f"({base / max(ours, 1e-9):.1f}x better).")
     if trainer.is_global_zero:
         shown = {k: v for k, v in metrics.items() if k.startswith(("test/", "val/"))} or metrics
         print_summary(shown, cfg.paths.output_dir, best or None, notes)
