@@ -77,8 +77,9 @@ class Aflw2000DataModule(FaceDataModule):
 
     def _build_root(self) -> Path:
         from datamodules.writers.aflw2000 import write_aflw2000
+        from datamodules.writers.threeddfa import WRITER_VERSION
 
-        params = {"n": self.n, "seed": self.seed, "bfm_dir": self.bfm_dir}
+        params = {"n": self.n, "seed": self.seed, "bfm_dir": self.bfm_dir, "version": WRITER_VERSION}
         return cached_dataset("aflw2000", params, write_aflw2000, self.cache_root)
 
     def _build_datasets(self, root: Path) -> dict:

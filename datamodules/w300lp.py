@@ -194,10 +194,11 @@ class W300LPDataModule(FaceDataModule):
         return LAYOUT
 
     def _build_root(self) -> Path:
+        from datamodules.writers.threeddfa import WRITER_VERSION
         from datamodules.writers.w300lp import write_300wlp
 
         params = {"n_per_folder": self.n_per_folder, "n_profiles": self.n_profiles,
-                  "seed": self.seed, "bfm_dir": self.bfm_dir}
+                  "seed": self.seed, "bfm_dir": self.bfm_dir, "version": WRITER_VERSION}
         return cached_dataset("w300lp", params, write_300wlp, self.cache_root)
 
     def _build_datasets(self, root: Path) -> dict:

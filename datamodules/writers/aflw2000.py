@@ -28,6 +28,7 @@ from PIL import Image
 
 from datamodules.formats.matfiles import AFLW2000_SPEC, write_mat
 from datamodules.writers.threeddfa import (
+    WRITER_VERSION,
     load_bfm_full,
     pose_for_view,
     sample_appearance,
@@ -62,9 +63,12 @@ def _roi_box(pts: np.ndarray) -> np.ndarray:
 
 
 def write_aflw2000(
-    out: str | Path, n: int = 200, seed: int = 0, bfm_dir: str | None = None, image_size: int = 450
+    out: str | Path, n: int = 200, seed: int = 0, bfm_dir: str | None = None, image_size: int = 450,
+    version: int = WRITER_VERSION,
 ) -> Path:
-    """Write n AFLW2000-3D-format images + .mat files and the protocol arrays."""
+    """Write n AFLW2000-3D-format images + .mat files and the protocol arrays.
+
+    ``version`` only keys the write-once cache (bumped when the output changes)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     bfm = load_bfm_full(bfm_dir)

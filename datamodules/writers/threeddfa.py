@@ -26,6 +26,7 @@ import scipy.io as sio
 import torch
 
 __all__ = [
+    "WRITER_VERSION",
     "BfmFull",
     "load_bfm_full",
     "pose_matrix",
@@ -36,6 +37,9 @@ __all__ = [
     "pose_for_view",
     "smooth_background",
 ]
+
+# Bump when the 300W-LP / AFLW2000-3D writers change their output (keys the write-once cache).
+WRITER_VERSION = 2
 
 LAYOUT = "expected a BFM folder with 01_MorphableModel.mat, Model_Expression.mat, model_info.mat"
 
@@ -254,15 +258,22 @@ class MirrorFitter:
         self.bfm = bfm
         mean = bfm.mu.reshape(-1, 3)
         _, self.perm = cKDTree(mean).query(mean * np.array([-1.0, 1.0, 1.0]))
-        basis = np.concatenate([bfm.shape_pc, bfm.w_exp], 1)  # (3M, 228)
-        self.pinv = np.linalg.pinv(basis)
+        from scipy.linalg import cho_factor
+
+        # normal equations with a Cholesky factor of the 228 x 228 Gram matrix (the columns
+        # are near-orthogonal, so this is well conditioned and much cheaper than an SVD)
+        self.basis = np.concatenate([bfm.shape_pc, bfm.w_exp], 1)  # (3M, 228)
+        gram = self.basis.T @ self.basis
+        self.cho = cho_factor(gram + 1e-12 * np.trace(gram) / len(gram) * np.eye(len(gram)))
         self.n_shape = bfm.shape_pc.shape[1]
 
     def mirror(self, shape_para: np.ndarray, exp_para: np.ndarray, pose_para: np.ndarray,
                width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         v = self.bfm.vertices(shape_para, exp_para)
         target = (v * np.array([-1.0, 1.0, 1.0]))[self.perm].reshape(-1)
-        coef = self.pinv @ (target - self.bfm.mu - self.bfm.mu_exp)
+        from scipy.linalg import cho_solve
+
+        coef = cho_solve(self.cho, self.basis.T @ (target - self.bfm.mu - self.bfm.mu_exp))
         s2, e2 = coef[: self.n_shape], coef[self.n_shape:]
         fit = self.bfm.vertices(s2, e2).reshape(-1)
         res = float(np.sqrt(np.mean((fit - target) ** 2)))

@@ -28,6 +28,7 @@ from PIL import Image
 
 from datamodules.formats.matfiles import PTS_SPEC, W300LP_SPEC, write_mat
 from datamodules.writers.threeddfa import (
+    WRITER_VERSION,
     BfmFull,
     MirrorFitter,
     camera_normals,
@@ -93,8 +94,11 @@ def write_300wlp(
     seed: int = 0,
     bfm_dir: str | None = None,
     image_size: int = 450,
+    version: int = WRITER_VERSION,
 ) -> Path:
-    """Write 4 sets x n_per_folder source faces x n_profiles views (+ the _Flip copies)."""
+    """Write 4 sets x n_per_folder source faces x n_profiles views (+ the _Flip copies).
+
+    ``version`` only keys the write-once cache (bumped when the output changes)."""
     out = Path(out)
     bfm = load_bfm_full(bfm_dir)
     fitter = MirrorFitter(bfm)
