@@ -20,7 +20,7 @@ HYDRA_ARGS = $(if $(MODEL),model=$(MODEL)) $(if $(DATA),data=$(DATA)) $(if $(TRA
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-fast lint format train eval models sync clean \
-        facemodels mean-landmarks data check-data fit predict lift sweep reproduce bench
+        facemodels pictures mean-landmarks data check-data fit predict lift sweep reproduce bench
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -69,6 +69,9 @@ DIR ?=
 facemodels: $(STAMP) ## write the procedural FLAME-format folder and BFM files: make facemodels OUT=dir
 	@test -n "$(OUT)" || { echo "usage: make facemodels OUT=dir"; exit 2; }
 	$(PY) -m facemodels.cli facemodels --out $(OUT)
+
+pictures: $(STAMP) ## re-draw the README pictures (contact sheet, mean head) into docs/images
+	$(PY) -m facemodels.pictures --out docs/images
 
 mean-landmarks: $(STAMP) ## the mean face's iBUG-68 landmarks (68,3) metres: make mean-landmarks OUT=file.npy
 	@test -n "$(OUT)" || { echo "usage: make mean-landmarks OUT=file.npy"; exit 2; }
