@@ -10,7 +10,10 @@ Defaults: batches 1, 64, 1024 on CUDA; 1, 16, 64 on CPU (1024 is minutes on 2 co
 {"bench": "fitting", "device": ..., "faces_per_s": {batch: rate}, "scipy_faces_per_s": ...,
  "speedup_vs_scipy": best / scipy, "cost_ratio_max": ..., ...}
 
-Usage: python benchmarks/bench_fitting.py [--device cuda] [--batches 1 64 1024] [--scipy-n 4]
+Usage: python benchmarks/bench_fitting.py [--device cuda] [--batches 1 64 1024] [--scipy-n 4] [--threads 1]
+
+On a CPU shared with other jobs, --threads 1 avoids OpenMP oversubscription (MINPACK is
+single-threaded anyway); faces_per_cpu_s is the fairer figure there.
 """
 
 from __future__ import annotations
@@ -42,7 +45,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--noise", type=float, default=1.0)
     ap.add_argument("--landmark-set", default="face1609")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     a = ap.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
     dev = torch.device(a.device)
     batches = a.batches or ([1, 64, 1024] if dev.type == "cuda" else [1, 16, 64])
     fitter = build_flame_fitter(landmark_set=a.landmark_set, config=FitterConfig()).to(dev)

@@ -51,7 +51,9 @@ class FitterConfig:
         free_rigid_in_nonrigid: keep rot / transl free in the non-rigid stage.
         damping: initial LM damping (Marquardt-scaled when ellipsoidal_damping).
         rel_tolerance: an image stops early once an accepted step lowers its cost by less
-            than this fraction (0: always run all iterations); the batch stops when all have.
+            than this fraction (0: always run all iterations).
+        chunk_iterations: without gradients, converged images leave the batch every this
+            many iterations (0: one Theseus call per stage; the batch runs until all converged).
         adaptive_damping, ellipsoidal_damping: Theseus LM options.
         backward_mode: 'implicit', 'truncated' or 'unroll' (Theseus) for gradients.
         dtype: 'float32' or 'float64'.
@@ -68,6 +70,7 @@ class FitterConfig:
     free_rigid_in_nonrigid: bool = True
     damping: float = 1e-3
     rel_tolerance: float = 1e-4
+    chunk_iterations: int = 5
     adaptive_damping: bool = True
     ellipsoidal_damping: bool = True
     backward_mode: str = "implicit"
@@ -171,9 +174,11 @@ class LandmarkFitter(nn.Module):
         return self.lmk.T.dtype
 
     # ------------------------------------------------------------------ stages
-    def _solve(self, init: dict[str, Tensor], target: Tensor, conf: Tensor, K: Tensor,
-               optim: tuple[str, ...], iterations: int, backward_mode: str) -> dict[str, Tensor]:
-        """One Theseus LM solve; returns the parameter dict (optimised ones replaced)."""
+    def _solve_once(self, init: dict[str, Tensor], target: Tensor, conf: Tensor, K: Tensor,
+                    optim: tuple[str, ...], iterations: int, backward_mode: str,
+                    damping: float | Tensor) -> tuple[dict[str, Tensor], Tensor | float, Tensor]:
+        """One Theseus LM solve. Returns the parameters (optimised ones replaced), the final
+        per-image damping and the (B,) converged mask."""
         B, L = conf.shape
         params = {n: th.Vector(tensor=init[n], name=n) for n in PARAM_NAMES}
         tgt = th.Variable(target.reshape(B, 2 * L), name="target")
@@ -194,12 +199,50 @@ class LandmarkFitter(nn.Module):
         inputs = {**{n: init[n] for n in PARAM_NAMES}, "target": target.reshape(B, 2 * L), "conf": conf,
                   "K": K.reshape(B, 9)}
         sol, _ = layer.forward(inputs, optimizer_kwargs={
-            "damping": self.config.damping, "adaptive_damping": self.config.adaptive_damping,
+            "damping": damping, "adaptive_damping": self.config.adaptive_damping,
             "ellipsoidal_damping": self.config.ellipsoidal_damping, "backward_mode": backward_mode,
         })
         out = dict(init)
         out.update({n: sol[n] for n in optim})
-        return out
+        done = opt._done if opt._done is not None else torch.zeros(B, dtype=torch.bool, device=target.device)
+        return out, opt._damping, done
+
+    def _solve(self, init: dict[str, Tensor], target: Tensor, conf: Tensor, K: Tensor,
+               optim: tuple[str, ...], iterations: int, backward_mode: str) -> dict[str, Tensor]:
+        """LM solve of one stage.
+
+        Without gradients the solve runs in chunks of ``config.chunk_iterations`` steps and
+        drops converged images between chunks (their per-image damping carries over), so a
+        large batch does not pay for its slowest image on every image. With gradients
+        (inputs that require grad) it is one Theseus call in ``backward_mode``.
+        """
+        chunk = self.config.chunk_iterations
+        differentiable = torch.is_grad_enabled() and (target.requires_grad or conf.requires_grad)
+        if differentiable or chunk <= 0 or chunk >= iterations:
+            return self._solve_once(init, target, conf, K, optim, iterations, backward_mode,
+                                    self.config.damping)[0]
+        B = conf.shape[0]
+        p = {n: v.detach().clone() for n, v in init.items()}
+        damping = torch.full((B,), self.config.damping, dtype=self.dtype, device=target.device)
+        active = torch.ones(B, dtype=torch.bool, device=target.device)
+        left = iterations
+        with torch.no_grad():
+            while left > 0:
+                idx = active.nonzero().squeeze(1)
+                if idx.numel() == 0:
+                    break
+                n = min(chunk, left)
+                sub = {k: v[idx] for k, v in p.items()}
+                d = damping[idx] if self.config.adaptive_damping else self.config.damping
+                sub, d_out, done = self._solve_once(sub, target[idx], conf[idx], K[idx], optim, n,
+                                                    "unroll", d)
+                for k in optim:
+                    p[k][idx] = sub[k]
+                if torch.is_tensor(d_out):
+                    damping[idx] = d_out.to(damping.dtype)
+                active[idx[done]] = False
+                left -= n
+        return p
 
     def fit(self, landmarks: Tensor, conf: Tensor | None = None, K: Tensor | None = None) -> FitResult:
         """Fit every image of the batch.

@@ -172,6 +172,8 @@ class LandmarkLBS(nn.Module):
             raise ValueError(f"LandmarkLBS: posedirs must be (V, 3, {9 * (nj - 1)}), got {tuple(posedirs.shape)}")
         self.register_buffer("T", tmpl[sup].to(dtype))  # (U, 3)
         self.register_buffer("D", dirs[sup].to(dtype))  # (U, 3, K)
+        self.register_buffer("D_cols", dirs[sup].permute(1, 0, 2)[:, None, :, None, :].contiguous().to(dtype),
+                             persistent=False)  # (3, 1, U, 1, K): D[:, j] contiguous per j
         self.register_buffer("P", posedirs[sup].to(dtype))  # (U, 3, 9 (NJ-1))
         self.register_buffer("W", _t(arrays.weights, torch.float64)[sup].to(dtype))  # (U, NJ)
         self.register_buffer("JT", (jreg @ tmpl).to(dtype))  # (NJ, 3)
@@ -272,10 +274,14 @@ class LandmarkLBS(nn.Module):
         dGR_t, dGt_t = torch.stack(dGR, 2), torch.stack(dGt, 2)  # (B, T, NJ, 3, 3), (B, T, NJ, 3)
         dAt = dGt_t - (dGR_t @ joints[:, None, :, :, None])[..., 0]
         dpf = torch.stack(dR[1:], 2).reshape(B, 3 * F, -1)  # (B, T, 9 (NJ-1))
-        dv_posed = torch.einsum("udp,btp->btud", self.P, dpf)  # (B, T, U, 3)
-        dRw = torch.einsum("uk,btkij->btuij", self.W, dGR_t)  # (B, T, U, 3, 3)
-        dtw = torch.einsum("uk,btki->btui", self.W, dAt)
-        return (dRw @ st["v_posed"][:, None, :, :, None])[..., 0] + (st["Rw"][:, None] @ dv_posed[..., None])[..., 0] + dtw
+        # sum_k W[u, k] (dGR_k v_posed_u + dAt_k): rotate all points by each joint's dGR first
+        Y = dGR_t @ st["v_posed"].transpose(1, 2)[:, None, None]  # (B, T, NJ, 3, U)
+        dv = (Y * self.W.T[:, None, :]).sum(2).transpose(2, 3)  # (B, T, U, 3)
+        dv = dv + torch.einsum("uk,btki->btui", self.W, dAt)
+        if self.P.shape[-1] and bool(self.P.any()):  # pose correctives: + Rw_u (P_u dpf)
+            dv_posed = torch.einsum("udp,btp->btud", self.P, dpf)  # (B, T, U, 3)
+            dv = dv + torch.einsum("buij,btuj->btui", st["Rw"], dv_posed)
+        return dv
 
     def _coeff_translation_derivative(self, GR: Tensor) -> Tensor:
         """d A^t / d coeffs: (B, NJ, 3, K)."""
@@ -339,10 +345,14 @@ class LandmarkLBS(nn.Module):
             if self.interp is None:
                 G = M @ st["Rw"]  # (B, L, R, 3)
                 L, R = M.shape[1], M.shape[2]
-                T1 = torch.einsum("blij,ljk->blik", G, self.D).reshape(B, L * R, -1)  # (B, L R, K)
+                # T1[b, l, r] = sum_j G[b, l, r, j] D[l, j]: three broadcast multiply-adds into one
+                # contiguous (B, L, R, K) buffer (faster on CPU than a bmm over l + transpose copy)
+                Dc = self.D_cols  # (3, 1, L, 1, K)
+                T1 = torch.mul(G[..., 0, None], Dc[0])
+                T1.addcmul_(G[..., 1, None], Dc[1]).addcmul_(G[..., 2, None], Dc[2])
                 Hm = M[:, :, :, None, :] * self.W[None, :, None, :, None]  # (B, L, R, NJ, 3)
-                # fused T1 + Hm @ dAt (the joint-location term), one pass over the big block
-                Jc = torch.baddbmm(T1, Hm.reshape(B, L * R, -1), dAt.reshape(B, -1, dAt.shape[-1]))
+                # + Hm @ dAt (the joint-location term), in place
+                Jc = T1.reshape(B, L * R, -1).baddbmm_(Hm.reshape(B, L * R, -1), dAt.reshape(B, -1, dAt.shape[-1]))
                 Jc = Jc.reshape(B, L, R, -1)
             else:
                 dv_dc = torch.einsum("buij,ujK->buiK", st["Rw"], self.D) + torch.einsum("uk,bkiK->buiK", self.W, dAt)
