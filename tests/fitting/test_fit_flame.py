@@ -65,3 +65,15 @@ def test_ibug68_fit_runs_and_reprojects(flame_dir):
     res = fitter.fit(prob.landmarks.float())
     assert res.valid.all() and res.landmarks2d.shape == (3, 68, 2)
     assert (mrle(res.landmarks2d.double(), prob.landmarks) < 1.0).all()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_flame_fit_on_cuda_matches_cpu(flame_dir):
+    fitter = build_flame_fitter(flame_dir, "face1609", FitterConfig())
+    prob = make_problems(fitter, 8, seed=5, noise_px=1.0)
+    cpu = fitter.fit(prob.landmarks.float())
+    gpu = fitter.to("cuda").fit(prob.landmarks.float().cuda())
+    assert gpu.vertices.is_cuda and gpu.valid.all()
+    torch.testing.assert_close(gpu.cost.cpu(), cpu.cost, rtol=1e-3, atol=1e-2)
+    torch.testing.assert_close(gpu.vertices.cpu(), cpu.vertices, atol=2e-4, rtol=0)
