@@ -11,8 +11,8 @@ Item ids are 8-digit scene numbers; train / val / test draw disjoint scene numbe
 Speed: FLAME is evaluated for a chunk of scenes in one batched forward (a single-scene
 forward costs ~20x more per scene), then each scene is rendered by
 ``facemodels.sampler.render_scene`` with those vertices; ``n_jobs`` processes render
-disjoint chunks in parallel (default: min(2, CPU count)). The output does not depend on
-``n_jobs`` or the chunk size.
+disjoint chunks in parallel (default: min(2, CPU count)) as fresh interpreters. The output
+does not depend on ``n_jobs`` (tested byte for byte).
 """
 
 from __future__ import annotations
@@ -84,16 +84,30 @@ def render_scenes(sampler, model, indices: list[int], size: int) -> list:
 
 
 def _write_chunk(job: tuple) -> list[dict]:
-    """Render + write one chunk of (split, scene index) items; returns their index entries."""
-    out, items, image_size, seed, flame_dir = job
-    from facemodels.cameras import krt_to_gl
+    """Render + write (split, scene index) items, FLAME batched by ``chunk``; returns their
+    (split, index entry) pairs."""
+    out, items, image_size, seed, flame_dir, chunk = job
     from facemodels.sampler import SceneSampler
 
     model = _model(flame_dir)
     sampler = SceneSampler(flame_dir, seed)
     entries = []
-    for s0 in range(0, len(items), _CHUNK):
-        part = items[s0 : s0 + _CHUNK]
+    # one torch thread, as in the worker processes: torch's threaded reductions could change
+    # float roundings with the thread count
+    n_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _render_items(out, items, image_size, chunk, model, sampler, entries)
+    finally:
+        torch.set_num_threads(n_threads)
+    return entries
+
+
+def _render_items(out: Path, items: list, image_size: int, chunk: int, model, sampler, entries: list) -> None:
+    from facemodels.cameras import krt_to_gl
+
+    for s0 in range(0, len(items), chunk):
+        part = items[s0 : s0 + chunk]
         for (split, i), (scene, r) in zip(part, render_scenes(sampler, model, [i for _, i in part], image_size),
                                           strict=True):
             item = f"{i:08d}"
@@ -108,7 +122,6 @@ def _write_chunk(job: tuple) -> list[dict]:
                 dad.write_annotation(out / e["annotation_path"], np.asarray(r.vertices),
                                      MV[0].numpy(), P[0].numpy(), np.asarray(r.visibility))
             entries.append((split, e))
-    return entries
 
 
 _MODELS: dict[str, object] = {}
@@ -122,7 +135,8 @@ def _model(flame_dir: str):
     return _MODELS[flame_dir]
 
 
-def _run_workers(out: Path, items: list, image_size: int, seed: int, fd: str, n_jobs: int) -> list:
+def _run_workers(out: Path, items: list, image_size: int, seed: int, fd: str, n_jobs: int,
+                 chunk: int) -> list:
     """Render in ``n_jobs`` fresh interpreters (``python -m datamodules.writers.dad3dheads
     --job FILE``): no fork of a threaded torch process, no re-import of the caller's main
     module. Worker w takes chunks w, w + n_jobs, ...; each returns its index entries."""
@@ -134,7 +148,7 @@ def _run_workers(out: Path, items: list, image_size: int, seed: int, fd: str, n_
 
     jobs_dir = out / ".jobs"
     jobs_dir.mkdir(exist_ok=True)
-    chunks = [items[k : k + _CHUNK] for k in range(0, len(items), _CHUNK)]
+    chunks = [items[k : k + chunk] for k in range(0, len(items), chunk)]
     procs = []
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
@@ -142,7 +156,7 @@ def _run_workers(out: Path, items: list, image_size: int, seed: int, fd: str, n_
         mine = [it for c in chunks[w::n_jobs] for it in c]
         job = jobs_dir / f"job{w}.json"
         job.write_text(json.dumps({"out": str(out), "items": mine, "image_size": image_size,
-                                   "seed": seed, "flame_dir": fd}))
+                                   "seed": seed, "flame_dir": fd, "chunk": chunk}))
         procs.append((job, subprocess.Popen([sys.executable, "-m", "datamodules.writers.dad3dheads",
                                              "--job", str(job)], env=env, cwd=str(REPO_ROOT))))
     failed = [str(j) for j, p in procs if p.wait() != 0]
@@ -167,7 +181,8 @@ def _job_main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     spec = json.loads(job.read_text())
     items = [tuple(x) for x in spec["items"]]
-    res = _write_chunk((Path(spec["out"]), items, spec["image_size"], spec["seed"], spec["flame_dir"]))
+    res = _write_chunk((Path(spec["out"]), items, spec["image_size"], spec["seed"], spec["flame_dir"],
+                        spec["chunk"]))
     job.with_suffix(".out.json").write_text(json.dumps(res))
 
 
@@ -180,10 +195,13 @@ def write_dad3dheads(
     seed: int = 0,
     flame_dir: str | None = None,
     n_jobs: int | None = None,
+    chunk: int = _CHUNK,
 ) -> Path:
     """Write n_train / n_val / n_test procedural images in the DAD-3DHeads layout.
 
-    n_jobs: worker processes (None -> min(2, CPU count); 1 -> in this process).
+    n_jobs: worker processes (None -> min(2, CPU count); 1 -> in this process; at most one
+    per ``chunk`` items); does not change the output. chunk: scenes per batched FLAME forward
+    (the batch size can change float32 roundings of the vertices, ~1e-7 m).
     """
     from facemodels.world import default_flame_dir
 
@@ -197,11 +215,12 @@ def write_dad3dheads(
         items += [(split, i) for i in range(start, start + n)]
         start += n
     n_jobs = min(2, os.cpu_count() or 1) if n_jobs is None else max(1, int(n_jobs))
-    n_jobs = min(n_jobs, max(1, len(items) // _CHUNK))
+    chunk = max(1, int(chunk))
+    n_jobs = min(n_jobs, max(1, len(items) // chunk))
     if n_jobs == 1:
-        results = [_write_chunk((out, items, image_size, seed, fd))]
+        results = [_write_chunk((out, items, image_size, seed, fd, chunk))]
     else:
-        results = _run_workers(out, items, image_size, seed, fd, n_jobs)
+        results = _run_workers(out, items, image_size, seed, fd, n_jobs, chunk)
     by_split: dict[str, list[dict]] = {"train": [], "val": [], "test": []}
     for res in results:
         for split, e in res:

@@ -32,7 +32,8 @@ def world():
 @pytest.fixture(scope="module")
 def dad_dir(tmp_path_factory, world):
     out = tmp_path_factory.mktemp("dad")
-    write_dad3dheads(out, n_train=4, n_val=4, n_test=1, image_size=SIZE, seed=5, flame_dir=world[0], n_jobs=1)
+    write_dad3dheads(out, n_train=4, n_val=4, n_test=1, image_size=SIZE, seed=5, flame_dir=world[0], n_jobs=1,
+                     chunk=3)
     return out
 
 
@@ -220,3 +221,14 @@ def test_image_cache_gives_the_same_samples(dad_dir, world, tmp_path):
         torch.testing.assert_close(a[i]["image"], b[i]["image"], rtol=0, atol=0)
     t = Dad3DHeadsDataset(dad_dir, "train", train=True, augment=AugmentConfig(), image_cache=True, **kw)
     assert t[0]["image"].shape == (3, 40, 40)
+
+
+def test_parallel_writer_gives_identical_files(dad_dir, world, tmp_path):
+    """2 worker processes, same FLAME batches of 3: byte-identical to the serial fixture write
+    (the FLAME batch size itself may change float32 roundings, hence the same ``chunk``)."""
+    write_dad3dheads(tmp_path, n_train=4, n_val=4, n_test=1, image_size=SIZE, seed=5, flame_dir=world[0],
+                     n_jobs=2, chunk=3)
+    files = sorted(p.relative_to(dad_dir) for p in dad_dir.rglob("*") if p.is_file())
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file()) == files
+    for f in files:
+        assert (tmp_path / f).read_bytes() == (dad_dir / f).read_bytes(), f
