@@ -7,10 +7,11 @@ model space (metres, y up, z out of the face). The two sources are brought into 
 frame by a rigid alignment of the BFM mean landmarks onto the FLAME mean landmarks, so
 nothing relies on either model's axis conventions beyond "y up, z forward" for FLAME.
 
-Every access draws a new weak-perspective view (yaw, pitch, roll, scale, translation;
-optionally mild perspective) and adds Gaussian 2D noise. Validation / test views are
-fixed per index (seeded). Identities are disjoint across splits (each split draws its
-own random parameters from its own seed).
+Every training pass draws a new weak-perspective view per face (yaw, pitch, roll, scale,
+translation; optionally perspective) and adds Gaussian 2D noise, batch-wise
+(`RandomViewBatches`). Validation / test views are drawn once per split (seeded,
+`FixedViewsDataset`). Identities are disjoint across splits (each split draws its own
+random parameters from its own seed).
 
 Batch keys (docs/ARCHITECTURE.md; `landmarks3d_model` is specific to this module):
 - `landmarks_px` (B, 68, 2): noisy 2D input, image px (x right, y down).
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 import torch
 from pytorch_lightning import LightningDataModule
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 from facemodels.rotations import euler_to_matrix
 
@@ -52,16 +53,12 @@ def flame_landmarks68(
     exp = torch.randn(n, n_exp, generator=g) * exp_std
     jaw = torch.zeros(n, 3)
     jaw[:, 0] = torch.rand(n, generator=g) * math.radians(jaw_max_deg)
-    zeros3 = torch.zeros(n, 3)
     out = []
     with torch.no_grad():
         for s in range(0, n, 512):
-            sl = slice(s, s + 512)
-            m = sl.stop - sl.start if sl.stop <= n else n - s
-            o = model(
-                shape=shape[sl], expression=exp[sl], global_orient=zeros3[sl], neck_pose=zeros3[sl],
-                jaw_pose=jaw[sl], eye_pose=torch.zeros(min(m, n - s), 6), transl=zeros3[sl],
-            )
+            m = min(512, n - s)
+            o = model(shape=shape[s : s + m], expression=exp[s : s + m], jaw_pose=jaw[s : s + m],
+                      global_orient=torch.zeros(m, 3), transl=torch.zeros(m, 3))
             out.append(o.landmarks68.float())
     return torch.cat(out)
 
@@ -73,22 +70,28 @@ def bfm_landmarks68(
     """Random BFM-format faces -> (n, 68, 3) iBUG-68 landmarks, metres (file unit um * 1e-6).
 
     Identity / expression coefficients are in units of the model's standard deviations
-    (the first n_id / n_exp modes; the rest zero).
+    (the first n_id / n_exp modes; the rest zero). Only the 68 keypoint rows of the bases
+    are evaluated (cheap also for the real 53k-vertex model).
     """
     from facemodels.bfm import LinearBFM
     from facemodels.world import default_bfm_dir
 
     g = torch.Generator().manual_seed(seed)
     model = LinearBFM(folder or default_bfm_dir())
-    sp = torch.zeros(n, model.n_shape)
-    ep = torch.zeros(n, model.n_exp)
-    sp[:, :n_id] = torch.randn(n, n_id, generator=g) * id_std
-    ep[:, :n_exp] = torch.randn(n, n_exp, generator=g) * exp_std
-    sp = sp * model.shape_std.view(1, -1)
-    ep = ep * model.exp_std.view(1, -1)
-    with torch.no_grad():
-        lm = torch.cat([model.landmarks(sp[s : s + 256], ep[s : s + 256]) for s in range(0, n, 256)])
-    return lm.float() * 1e-6
+    if n_id > model.n_shape or n_exp > model.n_exp:
+        raise ValueError(
+            f"bfm_landmarks68: {model.folder} has {model.n_shape} identity / {model.n_exp} expression modes, "
+            f"asked for n_id={n_id}, n_exp={n_exp}"
+        )
+    kp = model.keypoints68
+    rows = (3 * kp[:, None] + torch.arange(3)[None]).reshape(-1)  # (204,) interleaved x, y, z rows
+    mean = model.mean[kp].double()  # (68, 3) um
+    id_pc = model.shape_pc[rows, :n_id].double() * model.shape_std[:n_id].double()  # (204, n_id) um per std
+    exp_pc = model.exp_pc[rows, :n_exp].double() * model.exp_std[:n_exp].double()
+    a = torch.randn(n, n_id, generator=g, dtype=torch.float64) * id_std
+    e = torch.randn(n, n_exp, generator=g, dtype=torch.float64) * exp_std
+    lm = mean + (a @ id_pc.T + e @ exp_pc.T).view(n, 68, 3)
+    return (lm * 1e-6).float()
 
 
 # --------------------------------------------------------------------------------------
@@ -139,31 +142,70 @@ def sample_views(shapes: Tensor, cfg: ViewConfig, gen: torch.Generator) -> dict[
     z = s * cam[..., 2:3]
     z = z - z.mean(1, keepdim=True)
     lm3d = torch.cat([xy, z], -1)
-    iod = (xy[:, 36] - xy[:, 45]).norm(dim=-1).view(b, 1, 1) if xy.shape[1] == IBUG68 else s * 0.1
+    # noise scale: the 3D outer-eye distance in px (the 2D one vanishes in profile views)
+    iod = s * (cam[:, 36] - cam[:, 45]).norm(dim=-1).view(b, 1, 1) if xy.shape[1] == IBUG68 else s * 0.1
     noisy = xy + cfg.noise_iod * iod * torch.randn(xy.shape, generator=gen)
     return {"landmarks_px": noisy, "landmarks3d": lm3d, "landmarks3d_model": centred, "yaw": yaw}
 
 
-class Landmarks3DDataset(Dataset):
-    """Views of a fixed pool of shapes. Training draws a fresh view per access; with
-    `fixed_views=True` view i is always the same (seed + i)."""
+class FixedViewsDataset(Dataset):
+    """Views drawn once (seeded) of a fixed pool of shapes: item i is always the same.
 
-    def __init__(self, shapes: Tensor, cfg: ViewConfig, fixed_views: bool, seed: int, views_per_shape: int = 1) -> None:
-        if shapes.dim() != 3 or shapes.shape[-1] != 3:
-            raise ValueError(f"Landmarks3DDataset: shapes must be (N, L, 3), got {tuple(shapes.shape)}")
-        self.shapes, self.cfg, self.fixed, self.seed = shapes, cfg, fixed_views, seed
-        self.views_per_shape = views_per_shape
-        self._gen = torch.Generator().manual_seed(seed)
+    shapes: (N, L, 3) metres. Views are drawn in one batched call at construction.
+    """
+
+    def __init__(self, shapes: Tensor, cfg: ViewConfig, seed: int) -> None:
+        _check_shapes(shapes, "FixedViewsDataset")
+        self.items = sample_views(shapes, cfg, torch.Generator().manual_seed(seed))
+        self.items["index"] = torch.arange(shapes.shape[0], dtype=torch.int64)
 
     def __len__(self) -> int:
-        return self.shapes.shape[0] * self.views_per_shape
+        return self.items["index"].shape[0]
 
     def __getitem__(self, i: int) -> dict[str, Tensor]:
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + i) if self.fixed else self._gen
-        out = sample_views(self.shapes[i % self.shapes.shape[0]][None], self.cfg, gen)
-        item = {k: v[0] for k, v in out.items()}
-        item["index"] = torch.tensor(i, dtype=torch.int64)
-        return item
+        return {k: v[i] for k, v in self.items.items()}
+
+
+class RandomViewBatches(IterableDataset):
+    """Training batches: each pass shuffles `views_per_shape` copies of the shape pool and
+    draws a fresh random view per face, one batched `sample_views` call per batch (use
+    with `DataLoader(batch_size=None)`). The pass's seed comes from torch's global RNG,
+    so `seed_everything` makes training reproducible and worker processes differ.
+    Yields dicts of (B, ...) tensors, keys as `sample_views` plus `index` (B,) int64.
+    """
+
+    def __init__(self, shapes: Tensor, cfg: ViewConfig, batch_size: int, views_per_shape: int = 1,
+                 drop_last: bool = False) -> None:
+        _check_shapes(shapes, "RandomViewBatches")
+        if batch_size < 1 or views_per_shape < 1:
+            raise ValueError(f"RandomViewBatches: batch_size and views_per_shape must be >= 1, got {batch_size}, {views_per_shape}")
+        self.shapes, self.cfg, self.batch_size = shapes, cfg, batch_size
+        self.views_per_shape, self.drop_last = views_per_shape, drop_last
+
+    def __len__(self) -> int:
+        n = self.shapes.shape[0] * self.views_per_shape
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self):
+        gen = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,)).item()))
+        n = self.shapes.shape[0]
+        order = torch.randperm(n * self.views_per_shape, generator=gen) % n
+        starts = list(range(0, order.numel(), self.batch_size))
+        info = get_worker_info()
+        if info is not None:  # split the batches of this pass among the workers
+            starts = starts[info.id :: info.num_workers]
+        for s in starts:
+            idx = order[s : s + self.batch_size]
+            if self.drop_last and idx.numel() < self.batch_size:
+                continue
+            out = sample_views(self.shapes[idx], self.cfg, gen)
+            out["index"] = idx.to(torch.int64)
+            yield out
+
+
+def _check_shapes(shapes: Tensor, who: str) -> None:
+    if shapes.dim() != 3 or shapes.shape[-1] != 3:
+        raise ValueError(f"{who}: shapes must be (N, L, 3) metres, got {tuple(shapes.shape)}")
 
 
 class Landmarks3DDataModule(LightningDataModule):
@@ -234,21 +276,20 @@ class Landmarks3DDataModule(LightningDataModule):
             "test": self._make_split(hp.n_test, hp.seed * 101 + 3),
         }
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        ds = Landmarks3DDataset(
-            self.shapes[split], self.view, fixed_views=split != "train", seed=self.hparams.seed * 7 + len(split),
-            views_per_shape=self.hparams.views_per_shape if split == "train" else 1,
-        )
-        return DataLoader(ds, batch_size=self.hparams.batch_size, shuffle=shuffle, num_workers=self.hparams.num_workers)
-
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True)
+        hp = self.hparams
+        ds = RandomViewBatches(self.shapes["train"], self.view, hp.batch_size, hp.views_per_shape)
+        return DataLoader(ds, batch_size=None, num_workers=hp.num_workers)
+
+    def _fixed_loader(self, split: str, offset: int) -> DataLoader:
+        ds = FixedViewsDataset(self.shapes[split], self.view, seed=self.hparams.seed * 7 + offset)
+        return DataLoader(ds, batch_size=self.hparams.batch_size, shuffle=False, num_workers=self.hparams.num_workers)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False)
+        return self._fixed_loader("val", 1)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False)
+        return self._fixed_loader("test", 2)
 
 
 def rigid_from_mean(src_mean: Tensor, ref: Tensor, shapes: Tensor) -> Tensor:
