@@ -6,7 +6,9 @@ written once, cached) unless --data-dir is given. Per sample: PNG decode + one a
 normalisation + face1609 landmarks, visibility, vertices and camera; the annotation json is
 parsed once into a cache (datamodules/dad3dheads.py). Images are decoded per sample unless
 ``--image-cache`` (decoded frames read from a uint8 memory map: no PNG decode; reported in
-the JSON as "image_cache"). Prints one JSON line last:
+the JSON as "image_cache"). Also reports "cpu_ms_per_sample": the CPU time of one sample
+measured in-process (the per-worker cost, independent of other load on the machine).
+Prints one JSON line last:
 {"bench": "loader", "samples_per_s": median, "spread": [min, max], ...}.
 """
 
@@ -17,6 +19,8 @@ import json
 import os
 import statistics
 import time
+
+import torch
 
 from datamodules.dad3dheads import Dad3DHeadsDataModule
 
@@ -50,10 +54,19 @@ def main() -> None:
                 b = next(it)
             n += b["image"].shape[0]
         rates.append(n / (time.perf_counter() - t0))
+    # CPU time of one sample in this process (1 torch thread): what a worker spends per sample
+    # independently of other load on the machine; 2 / cpu_ms bounds 2 free cores' throughput
+    torch.set_num_threads(1)
+    ds = dm.datasets["train"]
+    c0 = time.process_time()
+    for i in range(100):
+        ds[i % len(ds)]
+    cpu_ms = (time.process_time() - c0) / 100 * 1000
     print(json.dumps({"bench": "loader", "samples_per_s": round(statistics.median(rates), 1),
                       "spread": [round(min(rates), 1), round(max(rates), 1)], "workers": a.workers,
                       "image_size": 256, "batch_size": a.batch_size, "annotation_cache": True,
-                      "image_cache": a.image_cache, "cpu_count": os.cpu_count(),
+                      "image_cache": a.image_cache, "cpu_ms_per_sample": round(cpu_ms, 2),
+                      "cpu_count": os.cpu_count(),
                       "load_avg_1min": round(os.getloadavg()[0], 2)}))
 
 
