@@ -71,17 +71,23 @@ def main(argv: list[str] | None = None) -> dict:
                 best = (wall, cpu)
         rates[b] = b / best[0]
         cpu_rates[b] = b / max(best[1], 1e-9)
-        print(f"theseus batch {b}: {rates[b]:.1f} faces/s ({cpu_rates[b]:.1f} per CPU-s)", flush=True)
+        print(
+            f"theseus batch {b}: {rates[b]:.1f} faces/s ({cpu_rates[b]:.1f} per CPU-s)", flush=True
+        )
     ours = fitter.fit(lm[: a.scipy_n]).cost.double().cpu()
     ref, wall, cpu = _timed(lambda: scipy_fit(fitter.cpu(), prob.landmarks[: a.scipy_n]))
     scipy_rate, scipy_cpu_rate = a.scipy_n / wall, a.scipy_n / max(cpu, 1e-9)
     ratio = (ours.numpy() / ref.cost).tolist()
-    print(f"scipy: {scipy_rate:.2f} faces/s ({scipy_cpu_rate:.2f} per CPU-s), nfev {ref.nfev.tolist()}, "
-          f"cost ratio ours/scipy {[round(r, 5) for r in ratio]}", flush=True)
+    print(
+        f"scipy: {scipy_rate:.2f} faces/s ({scipy_cpu_rate:.2f} per CPU-s), nfev {ref.nfev.tolist()}, "
+        f"cost ratio ours/scipy {[round(r, 5) for r in ratio]}",
+        flush=True,
+    )
     best_b = max(rates, key=rates.get)
     result = {
         "bench": "fitting",
-        "device": str(dev) + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else ""),
+        "device": str(dev)
+        + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else ""),
         "torch_threads": torch.get_num_threads(),
         "load_avg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "landmarks": int(lm.shape[1]),
@@ -91,7 +97,9 @@ def main(argv: list[str] | None = None) -> dict:
         "scipy_faces_per_s": round(scipy_rate, 3),
         "scipy_faces_per_cpu_s": round(scipy_cpu_rate, 3),
         "speedup_vs_scipy": round(rates[best_b] / scipy_rate, 2) if dev.type == "cpu" else None,
-        "speedup_vs_scipy_cpu_s": round(cpu_rates[best_b] / scipy_cpu_rate, 2) if dev.type == "cpu" else None,
+        "speedup_vs_scipy_cpu_s": round(cpu_rates[best_b] / scipy_cpu_rate, 2)
+        if dev.type == "cpu"
+        else None,
         "cost_ratio_max": round(max(ratio), 6),
         "scipy_n": a.scipy_n,
     }

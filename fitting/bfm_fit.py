@@ -20,7 +20,7 @@ from torch import Tensor
 
 from facemodels.bfm import BfmArrays, load_bfm_arrays
 
-from .flame_fit import FitterConfig, FitResult, LandmarkFitter
+from .flame_fit import FitResult, FitterConfig, LandmarkFitter
 from .landmark_model import LandmarkSelection, LBSArrays
 
 __all__ = ["UM_TO_M", "bfm_lbs_arrays", "build_bfm_fitter", "to_3ddfa_params"]
@@ -33,14 +33,21 @@ def bfm_lbs_arrays(bfm: BfmArrays, n_shape: int = 80, n_expr: int = 29) -> LBSAr
     N = bfm.mean.shape[0]
     S, E = bfm.shape_pc.shape[1], bfm.exp_pc.shape[1]
     if n_shape > S or n_expr > E:
-        raise ValueError(f"bfm_lbs_arrays: {bfm.folder}: the model has {S} shape / {E} expression "
-                         f"modes, asked for {n_shape} / {n_expr}")
+        raise ValueError(
+            f"bfm_lbs_arrays: {bfm.folder}: the model has {S} shape / {E} expression "
+            f"modes, asked for {n_shape} / {n_expr}"
+        )
     sd = (bfm.shape_pc[:, :n_shape] * bfm.shape_ev[:n_shape]).reshape(N, 3, n_shape) * UM_TO_M
     ed = (bfm.exp_pc[:, :n_expr] * bfm.exp_ev[:n_expr]).reshape(N, 3, n_expr) * UM_TO_M
     return LBSArrays(
-        v_template=bfm.mean * UM_TO_M, shapedirs=sd, exprdirs=ed,
-        posedirs=np.zeros((N, 3, 0)), J_regressor=np.full((1, N), 1.0 / N), weights=np.ones((N, 1)),
-        parents=np.array([-1]), faces=bfm.tri,
+        v_template=bfm.mean * UM_TO_M,
+        shapedirs=sd,
+        exprdirs=ed,
+        posedirs=np.zeros((N, 3, 0)),
+        J_regressor=np.full((1, N), 1.0 / N),
+        weights=np.ones((N, 1)),
+        parents=np.array([-1]),
+        faces=bfm.tri,
     )
 
 
@@ -77,8 +84,9 @@ def build_bfm_fitter(
         idx = np.asarray(landmarks, dtype=np.int64)
     cfg = config or FitterConfig()
     cfg.w_shape, cfg.w_expr = r_id, r_exp
-    return LandmarkFitter(bfm_lbs_arrays(bfm, n_shape, n_expr), LandmarkSelection(vertex_idx=idx), cfg,
-                          free_joints=())
+    return LandmarkFitter(
+        bfm_lbs_arrays(bfm, n_shape, n_expr), LandmarkSelection(vertex_idx=idx), cfg, free_joints=()
+    )
 
 
 def to_3ddfa_params(result: FitResult, bfm: BfmArrays) -> tuple[Tensor, Tensor]:

@@ -11,8 +11,6 @@ in the prior scales, the cost weights are 1.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import theseus as th
 import torch
 from torch import Tensor
@@ -34,10 +32,12 @@ class UnitCostWeight(th.CostWeight):
     def weight_error(self, error: Tensor) -> Tensor:
         return error
 
-    def weight_jacobians_and_error(self, jacobians: list[Tensor], error: Tensor) -> tuple[list[Tensor], Tensor]:
+    def weight_jacobians_and_error(
+        self, jacobians: list[Tensor], error: Tensor
+    ) -> tuple[list[Tensor], Tensor]:
         return jacobians, error
 
-    def _copy_impl(self, new_name: Optional[str] = None) -> UnitCostWeight:
+    def _copy_impl(self, new_name: str | None = None) -> UnitCostWeight:
         return UnitCostWeight(name=new_name)
 
 
@@ -61,7 +61,7 @@ class ReprojectionCost(th.CostFunction):
         target: th.Variable,
         conf: th.Variable,
         K: th.Variable,
-        name: Optional[str] = None,
+        name: str | None = None,
     ) -> None:
         super().__init__(UnitCostWeight(), name=name)
         self.model = model
@@ -80,8 +80,15 @@ class ReprojectionCost(th.CostFunction):
         t = {n: v.expand(B, -1) for n, v in t.items()}
         target = self.target.tensor.expand(B, -1).reshape(B, -1, 2)
         return reprojection(
-            self.model, t["rot"], t["transl"], t["coeffs"], t["pose"],
-            self.K.tensor.expand(B, -1).reshape(B, 3, 3), target, self.conf.tensor.expand(B, -1), wrt=wrt,
+            self.model,
+            t["rot"],
+            t["transl"],
+            t["coeffs"],
+            t["pose"],
+            self.K.tensor.expand(B, -1).reshape(B, 3, 3),
+            target,
+            self.conf.tensor.expand(B, -1),
+            wrt=wrt,
         )
 
     def error(self) -> Tensor:
@@ -94,17 +101,23 @@ class ReprojectionCost(th.CostFunction):
     def dim(self) -> int:
         return self.conf.tensor.shape[1] * 2
 
-    def _copy_impl(self, new_name: Optional[str] = None) -> ReprojectionCost:
+    def _copy_impl(self, new_name: str | None = None) -> ReprojectionCost:
         params = {n: getattr(self, n).copy() for n in PARAM_NAMES}
         return ReprojectionCost(
-            self.model, params, self.optim, self.target.copy(), self.conf.copy(), self.K.copy(), name=new_name
+            self.model,
+            params,
+            self.optim,
+            self.target.copy(),
+            self.conf.copy(),
+            self.K.copy(),
+            name=new_name,
         )
 
 
 class L2PriorCost(th.CostFunction):
     """``error = sqrt_w * x`` for a vector variable x (B, n); sqrt_w (n,) constant."""
 
-    def __init__(self, var: th.Vector, sqrt_w: Tensor, name: Optional[str] = None) -> None:
+    def __init__(self, var: th.Vector, sqrt_w: Tensor, name: str | None = None) -> None:
         super().__init__(UnitCostWeight(), name=name)
         self.var = var
         self.sqrt_w = sqrt_w.to(var.dtype)
@@ -121,5 +134,5 @@ class L2PriorCost(th.CostFunction):
     def dim(self) -> int:
         return self.var.dof()
 
-    def _copy_impl(self, new_name: Optional[str] = None) -> L2PriorCost:
+    def _copy_impl(self, new_name: str | None = None) -> L2PriorCost:
         return L2PriorCost(self.var.copy(), self.sqrt_w, name=new_name)

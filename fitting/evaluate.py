@@ -45,7 +45,11 @@ DAD_SEVEN = (36, 39, 42, 45, 33, 48, 54)
 
 
 def _subset(x: Tensor, idx) -> Tensor:
-    return x if idx is None else x[:, torch.as_tensor(np.asarray(idx), device=x.device, dtype=torch.long)]
+    return (
+        x
+        if idx is None
+        else x[:, torch.as_tensor(np.asarray(idx), device=x.device, dtype=torch.long)]
+    )
 
 
 def mve(pred: Tensor, gt: Tensor, idx=None, align: bool = False) -> Tensor:
@@ -83,7 +87,9 @@ def nme_box(pred68: Tensor, gt68: Tensor, bbox: Tensor) -> Tensor:
     return d / (bbox[:, 2] * bbox[:, 3]).clamp_min(1e-12).sqrt() * 100.0
 
 
-def z_n_accuracy(pred: Tensor, gt: Tensor, k: int = 5, max_chunk_bytes: int = 256 * 2**20) -> Tensor:
+def z_n_accuracy(
+    pred: Tensor, gt: Tensor, k: int = 5, max_chunk_bytes: int = 256 * 2**20
+) -> Tensor:
     """Ordinal depth accuracy Z_k (DAD's Z5 for k = 5).
 
     For every vertex i and each of its k nearest GT neighbours j (3D distance, excluding i):
@@ -98,7 +104,7 @@ def z_n_accuracy(pred: Tensor, gt: Tensor, k: int = 5, max_chunk_bytes: int = 25
     chunk = max(1, int(max_chunk_bytes // max(1, N * N * gt.element_size())))
     out = []
     for s in range(0, B, chunk):  # bounded memory: the (b, N, N) distance matrices
-        g, p = gt[s:s + chunk], pred[s:s + chunk]
+        g, p = gt[s : s + chunk], pred[s : s + chunk]
         d = torch.cdist(g, g)  # (b, N, N)
         d.diagonal(dim1=1, dim2=2).fill_(float("inf"))
         nn_idx = d.topk(k, dim=-1, largest=False).indices  # (b, N, k)
@@ -111,7 +117,11 @@ def z_n_accuracy(pred: Tensor, gt: Tensor, k: int = 5, max_chunk_bytes: int = 25
 
 
 def chamfer_dad(
-    pred_vertices: Tensor, gt_vertices: Tensor, pred68: Tensor, gt68: Tensor, gt_face_idx,
+    pred_vertices: Tensor,
+    gt_vertices: Tensor,
+    pred68: Tensor,
+    gt68: Tensor,
+    gt_face_idx,
     eye_distance: float = 20.0,
 ) -> Tensor:
     """DAD-3DHeads one-sided Chamfer (GT face vertices -> prediction), normalised units^2.
@@ -144,7 +154,10 @@ def write_per_image_csv(path: str | Path, rows: dict[str, Tensor | np.ndarray | 
     """One row per image; columns = the dict keys (equal lengths)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    cols = {k: (v.detach().cpu().numpy() if torch.is_tensor(v) else np.asarray(v)) for k, v in rows.items()}
+    cols = {
+        k: (v.detach().cpu().numpy() if torch.is_tensor(v) else np.asarray(v))
+        for k, v in rows.items()
+    }
     n = {len(v) for v in cols.values()}
     if len(n) != 1:
         raise ValueError(f"write_per_image_csv({path}): columns have different lengths {n}")
@@ -164,10 +177,17 @@ def _fmt(x) -> str:
     return str(x)
 
 
-def summarize(rows: dict[str, Tensor | np.ndarray], valid: Tensor | np.ndarray | None = None,
-              path: str | Path | None = None) -> dict[str, float]:
+def summarize(
+    rows: dict[str, Tensor | np.ndarray],
+    valid: Tensor | np.ndarray | None = None,
+    path: str | Path | None = None,
+) -> dict[str, float]:
     """Mean of every numeric column over valid images (+ counts); optionally written as JSON."""
-    v = None if valid is None else np.asarray(valid.detach().cpu() if torch.is_tensor(valid) else valid, bool)
+    v = (
+        None
+        if valid is None
+        else np.asarray(valid.detach().cpu() if torch.is_tensor(valid) else valid, bool)
+    )
     out: dict[str, float] = {"n_images": int(len(next(iter(rows.values())))) if rows else 0}
     out["n_valid"] = int(v.sum()) if v is not None else out["n_images"]
     for k, col in rows.items():

@@ -82,7 +82,11 @@ class FitterConfig:
         H, W = self.image_size
         f = self.focal if self.focal is not None else default_focal(H, W)
         cx, cy = self.principal_point if self.principal_point is not None else (W / 2, H / 2)
-        return intrinsics(float(f), float(cx), float(cy)).to(device=device, dtype=dtype).expand(B, 3, 3)
+        return (
+            intrinsics(float(f), float(cx), float(cy))
+            .to(device=device, dtype=dtype)
+            .expand(B, 3, 3)
+        )
 
 
 @dataclass
@@ -123,7 +127,9 @@ class FitResult:
         return torch.cat([self.shape, self.expr], -1)
 
 
-def total_cost(terms_error: Tensor, coeffs: Tensor, pose: Tensor, sqrt_w_coeffs: Tensor, sqrt_w_pose: Tensor) -> Tensor:
+def total_cost(
+    terms_error: Tensor, coeffs: Tensor, pose: Tensor, sqrt_w_coeffs: Tensor, sqrt_w_pose: Tensor
+) -> Tensor:
     """0.5 * (|e|^2 + |sqrt_w_c * coeffs|^2 + |sqrt_w_p * pose|^2), (B,)."""
     return 0.5 * (
         terms_error.pow(2).sum(-1)
@@ -159,24 +165,43 @@ class LandmarkFitter(nn.Module):
         self.arrays = arrays
         self.lmk = LandmarkLBS(arrays, selection, free_joints, dtype)
         V = np.asarray(arrays.v_template).shape[0]
-        self.full = LandmarkLBS(arrays, LandmarkSelection(vertex_idx=np.arange(V)), free_joints, dtype)
+        self.full = LandmarkLBS(
+            arrays, LandmarkSelection(vertex_idx=np.arange(V)), free_joints, dtype
+        )
         S, E = self.lmk.n_shape, self.lmk.n_expr
-        sigma = torch.ones(S + E, dtype=torch.float64) if coeff_prior_sigma is None else torch.as_tensor(
-            np.asarray(coeff_prior_sigma), dtype=torch.float64).reshape(-1)
+        sigma = (
+            torch.ones(S + E, dtype=torch.float64)
+            if coeff_prior_sigma is None
+            else torch.as_tensor(np.asarray(coeff_prior_sigma), dtype=torch.float64).reshape(-1)
+        )
         if sigma.shape[0] != S + E:
-            raise ValueError(f"LandmarkFitter: coeff_prior_sigma must have {S + E} entries, got {sigma.shape[0]}")
-        w = torch.cat([torch.full((S,), self.config.w_shape), torch.full((E,), self.config.w_expr)]).double()
+            raise ValueError(
+                f"LandmarkFitter: coeff_prior_sigma must have {S + E} entries, got {sigma.shape[0]}"
+            )
+        w = torch.cat(
+            [torch.full((S,), self.config.w_shape), torch.full((E,), self.config.w_expr)]
+        ).double()
         self.register_buffer("sqrt_w_coeffs", (w.sqrt() / sigma).to(dtype))  # (K,)
-        self.register_buffer("sqrt_w_pose", torch.full((self.lmk.n_pose,), self.config.w_pose ** 0.5, dtype=dtype))
+        self.register_buffer(
+            "sqrt_w_pose", torch.full((self.lmk.n_pose,), self.config.w_pose**0.5, dtype=dtype)
+        )
 
     @property
     def dtype(self) -> torch.dtype:
         return self.lmk.T.dtype
 
     # ------------------------------------------------------------------ stages
-    def _solve_once(self, init: dict[str, Tensor], target: Tensor, conf: Tensor, K: Tensor,
-                    optim: tuple[str, ...], iterations: int, backward_mode: str,
-                    damping: float | Tensor) -> tuple[dict[str, Tensor], Tensor | float, Tensor]:
+    def _solve_once(
+        self,
+        init: dict[str, Tensor],
+        target: Tensor,
+        conf: Tensor,
+        K: Tensor,
+        optim: tuple[str, ...],
+        iterations: int,
+        backward_mode: str,
+        damping: float | Tensor,
+    ) -> tuple[dict[str, Tensor], Tensor | float, Tensor]:
         """One Theseus LM solve. Returns the parameters (optimised ones replaced), the final
         per-image damping and the (B,) converged mask."""
         B, L = conf.shape
@@ -191,24 +216,49 @@ class LandmarkFitter(nn.Module):
         if "pose" in optim and params["pose"].dof() > 0:
             obj.add(L2PriorCost(params["pose"], self.sqrt_w_pose, name="pose_prior"))
         opt = LevenbergMarquardtStop(
-            obj, linear_solver_cls=RobustCholeskyDenseSolver, vectorize=False,
-            max_iterations=iterations, step_size=1.0, abs_err_tolerance=0.0,
+            obj,
+            linear_solver_cls=RobustCholeskyDenseSolver,
+            vectorize=False,
+            max_iterations=iterations,
+            step_size=1.0,
+            abs_err_tolerance=0.0,
             rel_err_tolerance=self.config.rel_tolerance,
         )
         layer = th.TheseusLayer(opt, vectorize=False).to(target.device)
-        inputs = {**{n: init[n] for n in PARAM_NAMES}, "target": target.reshape(B, 2 * L), "conf": conf,
-                  "K": K.reshape(B, 9)}
-        sol, _ = layer.forward(inputs, optimizer_kwargs={
-            "damping": damping, "adaptive_damping": self.config.adaptive_damping,
-            "ellipsoidal_damping": self.config.ellipsoidal_damping, "backward_mode": backward_mode,
-        })
+        inputs = {
+            **{n: init[n] for n in PARAM_NAMES},
+            "target": target.reshape(B, 2 * L),
+            "conf": conf,
+            "K": K.reshape(B, 9),
+        }
+        sol, _ = layer.forward(
+            inputs,
+            optimizer_kwargs={
+                "damping": damping,
+                "adaptive_damping": self.config.adaptive_damping,
+                "ellipsoidal_damping": self.config.ellipsoidal_damping,
+                "backward_mode": backward_mode,
+            },
+        )
         out = dict(init)
         out.update({n: sol[n] for n in optim})
-        done = opt._done if opt._done is not None else torch.zeros(B, dtype=torch.bool, device=target.device)
+        done = (
+            opt._done
+            if opt._done is not None
+            else torch.zeros(B, dtype=torch.bool, device=target.device)
+        )
         return out, opt._damping, done
 
-    def _solve(self, init: dict[str, Tensor], target: Tensor, conf: Tensor, K: Tensor,
-               optim: tuple[str, ...], iterations: int, backward_mode: str) -> dict[str, Tensor]:
+    def _solve(
+        self,
+        init: dict[str, Tensor],
+        target: Tensor,
+        conf: Tensor,
+        K: Tensor,
+        optim: tuple[str, ...],
+        iterations: int,
+        backward_mode: str,
+    ) -> dict[str, Tensor]:
         """LM solve of one stage.
 
         Without gradients the solve runs in chunks of ``config.chunk_iterations`` steps and
@@ -219,8 +269,9 @@ class LandmarkFitter(nn.Module):
         chunk = self.config.chunk_iterations
         differentiable = torch.is_grad_enabled() and (target.requires_grad or conf.requires_grad)
         if differentiable or chunk <= 0 or chunk >= iterations:
-            return self._solve_once(init, target, conf, K, optim, iterations, backward_mode,
-                                    self.config.damping)[0]
+            return self._solve_once(
+                init, target, conf, K, optim, iterations, backward_mode, self.config.damping
+            )[0]
         B = conf.shape[0]
         p = {n: v.detach().clone() for n, v in init.items()}
         damping = torch.full((B,), self.config.damping, dtype=self.dtype, device=target.device)
@@ -234,8 +285,9 @@ class LandmarkFitter(nn.Module):
                 n = min(chunk, left)
                 sub = {k: v[idx] for k, v in p.items()}
                 d = damping[idx] if self.config.adaptive_damping else self.config.damping
-                sub, d_out, done = self._solve_once(sub, target[idx], conf[idx], K[idx], optim, n,
-                                                    "unroll", d)
+                sub, d_out, done = self._solve_once(
+                    sub, target[idx], conf[idx], K[idx], optim, n, "unroll", d
+                )
                 for k in optim:
                     p[k][idx] = sub[k]
                 if torch.is_tensor(d_out):
@@ -244,7 +296,9 @@ class LandmarkFitter(nn.Module):
                 left -= n
         return p
 
-    def fit(self, landmarks: Tensor, conf: Tensor | None = None, K: Tensor | None = None) -> FitResult:
+    def fit(
+        self, landmarks: Tensor, conf: Tensor | None = None, K: Tensor | None = None
+    ) -> FitResult:
         """Fit every image of the batch.
 
         Args:
@@ -256,16 +310,28 @@ class LandmarkFitter(nn.Module):
             Gradients flow to ``landmarks`` and ``conf`` (Theseus ``backward_mode``).
         """
         cfg, dt = self.config, self.dtype
-        if landmarks.dim() != 3 or landmarks.shape[-1] != 2 or landmarks.shape[1] != self.lmk.n_landmarks:
-            raise ValueError(f"LandmarkFitter.fit: landmarks must be (B, {self.lmk.n_landmarks}, 2), "
-                             f"got {tuple(landmarks.shape)}")
+        if (
+            landmarks.dim() != 3
+            or landmarks.shape[-1] != 2
+            or landmarks.shape[1] != self.lmk.n_landmarks
+        ):
+            raise ValueError(
+                f"LandmarkFitter.fit: landmarks must be (B, {self.lmk.n_landmarks}, 2), "
+                f"got {tuple(landmarks.shape)}"
+            )
         B, L, _ = landmarks.shape
         device = landmarks.device
         landmarks = landmarks.to(dt)
         conf = torch.ones(B, L, dtype=dt, device=device) if conf is None else conf.to(dt)
         if conf.shape != (B, L):
-            raise ValueError(f"LandmarkFitter.fit: conf must be ({B}, {L}), got {tuple(conf.shape)}")
-        K = cfg.camera(B, device, dt) if K is None else K.to(device=device, dtype=dt).expand(B, 3, 3)
+            raise ValueError(
+                f"LandmarkFitter.fit: conf must be ({B}, {L}), got {tuple(conf.shape)}"
+            )
+        K = (
+            cfg.camera(B, device, dt)
+            if K is None
+            else K.to(device=device, dtype=dt).expand(B, 3, 3)
+        )
         K = K.contiguous()
 
         lm, cf, valid = sanitize_landmarks(landmarks, conf, cfg.image_size, cfg.sanitize)
@@ -273,7 +339,9 @@ class LandmarkFitter(nn.Module):
         zp = torch.zeros(B, self.lmk.n_pose, dtype=dt, device=device)
         mean_pts = self.lmk(zc[:1], zp[:1])[0]  # (L, 3) mean face, model space
         with torch.no_grad():
-            rot0, t0 = rigid_init(mean_pts, lm, torch.where(valid[:, None], cf, torch.ones_like(cf)), K)
+            rot0, t0 = rigid_init(
+                mean_pts, lm, torch.where(valid[:, None], cf, torch.ones_like(cf)), K
+            )
             # invalid items: a harmless problem (the mean face's own projection, unit confidences)
             dummy = project(mean_pts @ camera_rotation(rot0).transpose(1, 2) + t0[:, None], K)
         lm = torch.where(valid[:, None, None], lm, dummy)
@@ -284,8 +352,11 @@ class LandmarkFitter(nn.Module):
         with torch.no_grad():  # the rigid stage only sets the starting point
             p = self._solve(init, lm, cf, K, ("rot", "transl"), cfg.rigid_iterations, "unroll")
         p = {n: v.detach() for n, v in p.items()}
-        optim = ("coeffs",) + (("pose",) if self.lmk.n_pose > 0 else ()) + (
-            ("rot", "transl") if cfg.free_rigid_in_nonrigid else ())
+        optim = (
+            ("coeffs",)
+            + (("pose",) if self.lmk.n_pose > 0 else ())
+            + (("rot", "transl") if cfg.free_rigid_in_nonrigid else ())
+        )
         if cfg.nonrigid_iterations > 0:
             p = self._solve(p, lm, cf, K, optim, cfg.nonrigid_iterations, mode)
         return self._finish(p, lm, cf, K, valid, rot0, t0)
@@ -293,23 +364,45 @@ class LandmarkFitter(nn.Module):
     def _finish(self, p, lm, cf, K, valid, rot0, t0) -> FitResult:
         terms = reprojection(self.lmk, p["rot"], p["transl"], p["coeffs"], p["pose"], K, lm, cf)
         cost = total_cost(terms.error, p["coeffs"], p["pose"], self.sqrt_w_coeffs, self.sqrt_w_pose)
-        finite = torch.isfinite(cost) & torch.stack([torch.isfinite(v).all(-1) for v in p.values()]).all(0)
+        finite = torch.isfinite(cost) & torch.stack(
+            [torch.isfinite(v).all(-1) for v in p.values()]
+        ).all(0)
         pts = self.lmk(p["coeffs"].detach(), p["pose"].detach())
         R = camera_rotation(p["rot"].detach())
-        depth_ok = ((pts @ R.transpose(1, 2))[..., 2] + p["transl"].detach()[:, None, 2] > 0).all(-1)
+        depth_ok = ((pts @ R.transpose(1, 2))[..., 2] + p["transl"].detach()[:, None, 2] > 0).all(
+            -1
+        )
         ok = valid & finite & depth_ok
-        fallback = {"rot": rot0, "transl": t0, "coeffs": torch.zeros_like(p["coeffs"]),
-                    "pose": torch.zeros_like(p["pose"])}
+        fallback = {
+            "rot": rot0,
+            "transl": t0,
+            "coeffs": torch.zeros_like(p["coeffs"]),
+            "pose": torch.zeros_like(p["pose"]),
+        }
         p = {n: torch.where(ok[:, None], v, fallback[n]) for n, v in p.items()}
         cost = torch.where(ok, cost, torch.full_like(cost, float("inf")))
         verts = self.full(p["coeffs"], p["pose"])  # (B, V, 3) one full-mesh evaluation
         R = camera_rotation(p["rot"])
         verts_cam = verts @ R.transpose(1, 2) + p["transl"][:, None]
-        uv = torch.where(ok[:, None, None], terms.uv, project(self.lmk(p["coeffs"], p["pose"]) @ R.transpose(1, 2)
-                                                             + p["transl"][:, None], K))
+        uv = torch.where(
+            ok[:, None, None],
+            terms.uv,
+            project(self.lmk(p["coeffs"], p["pose"]) @ R.transpose(1, 2) + p["transl"][:, None], K),
+        )
         S = self.lmk.n_shape
         return FitResult(
-            rot=p["rot"], transl=p["transl"], shape=p["coeffs"][:, :S], expr=p["coeffs"][:, S:], pose=p["pose"],
-            R=R, K=K, vertices=verts, vertices_camera=verts_cam, landmarks2d=uv, cost=cost, valid=ok,
-            init_rot=rot0, init_transl=t0,
+            rot=p["rot"],
+            transl=p["transl"],
+            shape=p["coeffs"][:, :S],
+            expr=p["coeffs"][:, S:],
+            pose=p["pose"],
+            R=R,
+            K=K,
+            vertices=verts,
+            vertices_camera=verts_cam,
+            landmarks2d=uv,
+            cost=cost,
+            valid=ok,
+            init_rot=rot0,
+            init_transl=t0,
         )

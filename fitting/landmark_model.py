@@ -69,7 +69,9 @@ class LBSArrays:
             n_shape, n_expr: coefficients kept (<= 300, <= 100).
         """
         sd = np.asarray(flame.shapedirs)
-        n_id = int(getattr(flame, "n_shape", min(300, sd.shape[2])))  # FLAME: 300 shape, then expression
+        n_id = int(
+            getattr(flame, "n_shape", min(300, sd.shape[2]))
+        )  # FLAME: 300 shape, then expression
         if n_shape > n_id or n_expr > sd.shape[2] - n_id:
             raise ValueError(
                 f"LBSArrays.from_flame: shapedirs has {n_id} shape + {sd.shape[2] - n_id} "
@@ -118,7 +120,9 @@ class LandmarkSelection:
         support, inv = np.unique(tri.reshape(-1), return_inverse=True)
         L = tri.shape[0]
         interp = np.zeros((L, support.shape[0]), dtype=np.float64)
-        np.add.at(interp, (np.repeat(np.arange(L), 3), inv), np.asarray(self.bary, np.float64).reshape(-1))
+        np.add.at(
+            interp, (np.repeat(np.arange(L), 3), inv), np.asarray(self.bary, np.float64).reshape(-1)
+        )
         return support, interp
 
 
@@ -152,9 +156,11 @@ class LandmarkLBS(nn.Module):
         support, interp = selection.support_and_interp(faces)
         V = np.asarray(arrays.v_template).shape[0]
         if support.size == 0 or support.min() < 0 or support.max() >= V:
-            raise ValueError(f"LandmarkLBS: landmark vertex indices must lie in [0, {V}), got "
-                             f"range [{support.min() if support.size else None}, "
-                             f"{support.max() if support.size else None}]")
+            raise ValueError(
+                f"LandmarkLBS: landmark vertex indices must lie in [0, {V}), got "
+                f"range [{support.min() if support.size else None}, "
+                f"{support.max() if support.size else None}]"
+            )
         parents = np.asarray(arrays.parents).astype(np.int64).reshape(-1)
         nj = parents.shape[0]
         if any(j <= 0 or j >= nj for j in free_joints):
@@ -164,21 +170,30 @@ class LandmarkLBS(nn.Module):
         self.n_shape = np.asarray(arrays.shapedirs).shape[2]
         self.n_expr = np.asarray(arrays.exprdirs).shape[2] if arrays.exprdirs is not None else 0
         sup = torch.as_tensor(support)
-        dirs = torch.cat([_t(arrays.shapedirs, torch.float64), _t(arrays.exprdirs, torch.float64)], 2)
+        dirs = torch.cat(
+            [_t(arrays.shapedirs, torch.float64), _t(arrays.exprdirs, torch.float64)], 2
+        )
         jreg = _t(arrays.J_regressor, torch.float64)  # (NJ, V)
         tmpl = _t(arrays.v_template, torch.float64)
         posedirs = _t(arrays.posedirs, torch.float64)
         if posedirs.shape[-1] != 9 * (nj - 1):
-            raise ValueError(f"LandmarkLBS: posedirs must be (V, 3, {9 * (nj - 1)}), got {tuple(posedirs.shape)}")
+            raise ValueError(
+                f"LandmarkLBS: posedirs must be (V, 3, {9 * (nj - 1)}), got {tuple(posedirs.shape)}"
+            )
         self.register_buffer("T", tmpl[sup].to(dtype))  # (U, 3)
         self.register_buffer("D", dirs[sup].to(dtype))  # (U, 3, K)
-        self.register_buffer("D_cols", dirs[sup].permute(1, 0, 2)[:, None, :, None, :].contiguous().to(dtype),
-                             persistent=False)  # (3, 1, U, 1, K): D[:, j] contiguous per j
+        self.register_buffer(
+            "D_cols",
+            dirs[sup].permute(1, 0, 2)[:, None, :, None, :].contiguous().to(dtype),
+            persistent=False,
+        )  # (3, 1, U, 1, K): D[:, j] contiguous per j
         self.register_buffer("P", posedirs[sup].to(dtype))  # (U, 3, 9 (NJ-1))
         self.register_buffer("W", _t(arrays.weights, torch.float64)[sup].to(dtype))  # (U, NJ)
         self.register_buffer("JT", (jreg @ tmpl).to(dtype))  # (NJ, 3)
         self.register_buffer("JD", torch.einsum("jv,vdk->jdk", jreg, dirs).to(dtype))  # (NJ, 3, K)
-        self.register_buffer("interp", None if interp is None else torch.as_tensor(interp).to(dtype))  # (L, U)
+        self.register_buffer(
+            "interp", None if interp is None else torch.as_tensor(interp).to(dtype)
+        )  # (L, U)
         self.register_buffer("support", sup)
         self.n_landmarks = support.shape[0] if interp is None else interp.shape[0]
 
@@ -321,15 +336,18 @@ class LandmarkLBS(nn.Module):
         """
         st = self._support_points(coeffs, pose)
         dAt = self._coeff_translation_derivative(st["GR"])
-        dv_dc = torch.einsum("buij,ujK->buiK", st["Rw"], self.D) + torch.einsum("uk,bkiK->buiK", self.W, dAt)
+        dv_dc = torch.einsum("buij,ujK->buiK", st["Rw"], self.D) + torch.einsum(
+            "uk,bkiK->buiK", self.W, dAt
+        )
         if self.free_joints:
             dv_dp = self._pose_tangents(pose, st).permute(0, 2, 3, 1)  # (B, U, 3, T)
         else:
             dv_dp = st["v"].new_zeros(*st["v"].shape, 0)
         return self._to_landmarks(st["v"]), self._to_landmarks(dv_dc), self._to_landmarks(dv_dp)
 
-    def contract(self, M: Tensor, st: dict[str, Tensor], wrt_coeffs: bool, wrt_pose: bool
-                 ) -> tuple[Tensor | None, Tensor | None]:
+    def contract(
+        self, M: Tensor, st: dict[str, Tensor], wrt_coeffs: bool, wrt_pose: bool
+    ) -> tuple[Tensor | None, Tensor | None]:
         """Left-multiply the landmark Jacobians by M without forming d points / d coeffs.
 
         Args:
@@ -352,23 +370,33 @@ class LandmarkLBS(nn.Module):
                 T1.addcmul_(G[..., 1, None], Dc[1]).addcmul_(G[..., 2, None], Dc[2])
                 Hm = M[:, :, :, None, :] * self.W[None, :, None, :, None]  # (B, L, R, NJ, 3)
                 # + Hm @ dAt (the joint-location term), in place
-                Jc = T1.reshape(B, L * R, -1).baddbmm_(Hm.reshape(B, L * R, -1), dAt.reshape(B, -1, dAt.shape[-1]))
+                Jc = T1.reshape(B, L * R, -1).baddbmm_(
+                    Hm.reshape(B, L * R, -1), dAt.reshape(B, -1, dAt.shape[-1])
+                )
                 Jc = Jc.reshape(B, L, R, -1)
             else:
-                dv_dc = torch.einsum("buij,ujK->buiK", st["Rw"], self.D) + torch.einsum("uk,bkiK->buiK", self.W, dAt)
+                dv_dc = torch.einsum("buij,ujK->buiK", st["Rw"], self.D) + torch.einsum(
+                    "uk,bkiK->buiK", self.W, dAt
+                )
                 dv_dc = self._to_landmarks(dv_dc)  # (B, L, 3, K)
                 Jc = torch.einsum("blij,bljk->blik", M, dv_dc)
         if wrt_pose:
             if self.free_joints:
-                dv = self._to_landmarks(self._pose_tangents(st["pose"], st).permute(0, 2, 3, 1))  # (B, L, 3, T)
+                dv = self._to_landmarks(
+                    self._pose_tangents(st["pose"], st).permute(0, 2, 3, 1)
+                )  # (B, L, 3, T)
                 Jp = M @ dv
             else:
                 Jp = M.new_zeros(*M.shape[:3], 0)
         return Jc, Jp
 
 
-def lbs_full(arrays: LBSArrays, coeffs: Tensor, pose: Tensor, free_joints: tuple[int, ...] = (1, 2)) -> Tensor:
+def lbs_full(
+    arrays: LBSArrays, coeffs: Tensor, pose: Tensor, free_joints: tuple[int, ...] = (1, 2)
+) -> Tensor:
     """The full mesh (B, V, 3) for the same parameters (one evaluation, not in the LM loop)."""
     V = np.asarray(arrays.v_template).shape[0]
-    full = LandmarkLBS(arrays, LandmarkSelection(vertex_idx=np.arange(V)), free_joints, coeffs.dtype)
+    full = LandmarkLBS(
+        arrays, LandmarkSelection(vertex_idx=np.arange(V)), free_joints, coeffs.dtype
+    )
     return full.to(coeffs.device)(coeffs, pose)

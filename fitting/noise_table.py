@@ -41,22 +41,29 @@ def run(n: int = 32, seed: int = 0, sigmas=SIGMAS, flame_dir=None) -> list[dict]
         for s in sigmas:
             w = 1.0 if prior == "default" else max(s * s, 1e-3)
             wp = 10.0 if prior == "default" else w
-            fitter = build_flame_fitter(flame_dir, "face1609", FitterConfig(w_shape=w, w_expr=w, w_pose=wp))
+            fitter = build_flame_fitter(
+                flame_dir, "face1609", FitterConfig(w_shape=w, w_expr=w, w_pose=wp)
+            )
             prob = make_problems(fitter, n, seed=seed, noise_px=s)
             t = time.perf_counter()
             res = fitter.fit(prob.landmarks.float())
             dt = time.perf_counter() - t
             v, gt = res.vertices.double(), prob.vertices
             ok = res.valid
-            rows.append({
-                "prior": prior, "w": w, "sigma_px": s, "n": int(ok.sum()),
-                "mve_face_mm": mve(v, gt, face)[ok].mean().item(),
-                "mve_face_aligned_mm": mve(v, gt, face, align=True)[ok].mean().item(),
-                "mve_head_mm": mve(v, gt, head)[ok].mean().item(),
-                "mve_head_aligned_mm": mve(v, gt, head, align=True)[ok].mean().item(),
-                "mrle_px": mrle(res.landmarks2d.double(), prob.landmarks)[ok].mean().item(),
-                "ms_per_face": 1000 * dt / n,
-            })
+            rows.append(
+                {
+                    "prior": prior,
+                    "w": w,
+                    "sigma_px": s,
+                    "n": int(ok.sum()),
+                    "mve_face_mm": mve(v, gt, face)[ok].mean().item(),
+                    "mve_face_aligned_mm": mve(v, gt, face, align=True)[ok].mean().item(),
+                    "mve_head_mm": mve(v, gt, head)[ok].mean().item(),
+                    "mve_head_aligned_mm": mve(v, gt, head, align=True)[ok].mean().item(),
+                    "mrle_px": mrle(res.landmarks2d.double(), prob.landmarks)[ok].mean().item(),
+                    "ms_per_face": 1000 * dt / n,
+                }
+            )
     return rows
 
 

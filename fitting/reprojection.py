@@ -19,11 +19,19 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from facemodels.rotations import axis_angle_to_matrix, hat
+from facemodels.rotations import axis_angle_to_matrix
 
 from .so3 import so3_right_jacobian
 
-__all__ = ["FLIP", "camera_rotation", "so3_right_jacobian", "project", "ReprojectionTerms", "reprojection"]
+__all__ = [
+    "FLIP",
+    "camera_rotation",
+    "so3_right_jacobian",
+    "project",
+    "ReprojectionTerms",
+    "reprojection",
+]
+
 
 def camera_rotation(rot: Tensor) -> Tensor:
     """(B, 3) model-space axis-angle -> (B, 3, 3) CV camera rotation ``diag(1,-1,-1) R(rot)``."""
@@ -37,7 +45,11 @@ FLIP = (1.0, -1.0, -1.0)
 def project(points_cam: Tensor, K: Tensor) -> Tensor:
     """Pinhole projection. points_cam (B, N, 3) metres, K (B, 3, 3) px -> (B, N, 2) px."""
     z = points_cam[..., 2]
-    u = K[:, 0, 0, None] * points_cam[..., 0] / z + K[:, 0, 1, None] * points_cam[..., 1] / z + K[:, 0, 2, None]
+    u = (
+        K[:, 0, 0, None] * points_cam[..., 0] / z
+        + K[:, 0, 1, None] * points_cam[..., 1] / z
+        + K[:, 0, 2, None]
+    )
     v = K[:, 1, 1, None] * points_cam[..., 1] / z + K[:, 1, 2, None]
     return torch.stack([u, v], -1)
 
@@ -101,8 +113,10 @@ def reprojection(
         if "rot" in wrt:
             # d(R(w) v)/dw = -R [v]x J_r(w)  and  m^T [v]x = (m x v)^T
             Jr = so3_right_jacobian(rot)  # (B, 3, 3)
-            rows = -torch.linalg.cross(dpiR, v[:, :, None, :].expand_as(dpiR), dim=-1)  # (B, L, 2, 3)
-            J["rot"] = (rows.reshape(B, 2 * L, 3) @ Jr)
+            rows = -torch.linalg.cross(
+                dpiR, v[:, :, None, :].expand_as(dpiR), dim=-1
+            )  # (B, L, 2, 3)
+            J["rot"] = rows.reshape(B, 2 * L, 3) @ Jr
         Jc, Jp = model.contract(dpiR, st, "coeffs" in wrt, "pose" in wrt)
         if Jc is not None:
             J["coeffs"] = Jc.reshape(B, 2 * L, -1)

@@ -53,11 +53,16 @@ def rigid_init(
     f = 0.5 * (Kd[:, 0, 0] + Kd[:, 1, 1])
     z = f / s.clamp_min(1e-9)
     c = Kd[:, :2, 2]
-    t = torch.cat([z[:, None] * (ybar - c) / f[:, None], z[:, None]], 1) - (R_cv @ Xbar[..., None])[..., 0]
+    t = (
+        torch.cat([z[:, None] * (ybar - c) / f[:, None], z[:, None]], 1)
+        - (R_cv @ Xbar[..., None])[..., 0]
+    )
     flip = torch.tensor([1.0, -1.0, -1.0], dtype=dt, device=A.device)
     rot = matrix_to_axis_angle(flip[:, None] * R_cv)
     ok = torch.isfinite(rot).all(-1) & torch.isfinite(t).all(-1) & (s > 1e-6) & (z > 0)
-    frontal_t = torch.stack([torch.zeros_like(z), torch.zeros_like(z), torch.full_like(z, fallback_depth)], 1)
+    frontal_t = torch.stack(
+        [torch.zeros_like(z), torch.zeros_like(z), torch.full_like(z, fallback_depth)], 1
+    )
     frontal_t = frontal_t - Xbar.nan_to_num() * flip  # centre of the mean face on the optical axis
     rot = torch.where(ok[:, None], rot, torch.zeros_like(rot))
     t = torch.where(ok[:, None], t, frontal_t)

@@ -110,8 +110,16 @@ def fit_batches(
             for name, idx in (("face", face_idx), ("head", head_idx)):
                 add(f"mve_{name}_mm", mve(res.vertices, gt, idx))
                 add(f"mve_{name}_aligned_mm", mve(res.vertices, gt, idx, align=True))
-            add("chamfer", chamfer_dad(res.vertices, gt, _embed68(res.vertices, flame, flame_dir),
-                                       _embed68(gt, flame, flame_dir), face_idx))
+            add(
+                "chamfer",
+                chamfer_dad(
+                    res.vertices,
+                    gt,
+                    _embed68(res.vertices, flame, flame_dir),
+                    _embed68(gt, flame, flame_dir),
+                    face_idx,
+                ),
+            )
             if cam is not None and "R" in cam and "t" in cam:
                 R, t = cam["R"].to(device).float(), cam["t"].to(device).float()
                 gt_cam = gt @ R.transpose(1, 2) + t[:, None]
@@ -128,7 +136,9 @@ def fit_batches(
             if write_meshes >= 0 and n_written >= write_meshes:
                 break
             i = int(torch.as_tensor(index)[b])
-            write_mesh(out / "meshes" / f"{i:06d}.{mesh_format}", res.vertices[b].cpu().numpy(), faces)
+            write_mesh(
+                out / "meshes" / f"{i:06d}.{mesh_format}", res.vertices[b].cpu().numpy(), faces
+            )
             n_written += 1
     cols = {k: np.asarray(v) for k, v in rows.items()}
     write_per_image_csv(out / "per_image.csv", cols)
@@ -158,7 +168,11 @@ def main() -> None:  # pragma: no cover - exercised through `make fit`
 
         from experiments.evaluate import training_config
         from experiments.train import instantiate_model
-        from facemodels.flame import face_region_indices, head_without_neck_indices, load_flame_arrays
+        from facemodels.flame import (
+            face_region_indices,
+            head_without_neck_indices,
+            load_flame_arrays,
+        )
 
         from .builder import build_flame_fitter
         from .flame_fit import FitterConfig
@@ -170,8 +184,10 @@ def main() -> None:  # pragma: no cover - exercised through `make fit`
         if cfg.get("model") is None:
             run_cfg = training_config(ckpt)
             if run_cfg is None:
-                raise ValueError(f"fitting.run: {ckpt}: no <run>/.hydra/config.yaml next to the checkpoint; "
-                                 "pass model=<name> to say which network it holds")
+                raise ValueError(
+                    f"fitting.run: {ckpt}: no <run>/.hydra/config.yaml next to the checkpoint; "
+                    "pass model=<name> to say which network it holds"
+                )
             with open_dict(cfg):
                 cfg.model = run_cfg.model
         OmegaConf.resolve(cfg)
@@ -192,15 +208,18 @@ def main() -> None:  # pragma: no cover - exercised through `make fit`
         known = {f.name for f in fields(FitterConfig)}
         unknown = set(fc) - known
         if unknown:
-            raise ValueError(f"configs/fitting: unknown keys under config: {sorted(unknown)}; expected {sorted(known)}")
+            raise ValueError(
+                f"configs/fitting: unknown keys under config: {sorted(unknown)}; expected {sorted(known)}"
+            )
         flame_dir = cfg.fitting.flame_dir
         if flame_dir is None:
             from facemodels.world import default_flame_dir
 
             flame_dir = default_flame_dir()
         lset = cfg.fitting.landmark_set or cfg.model.landmark_set
-        fitter = build_flame_fitter(flame_dir, lset, FitterConfig(**fc), cfg.fitting.n_shape,
-                                    cfg.fitting.n_expr).to(dev)
+        fitter = build_flame_fitter(
+            flame_dir, lset, FitterConfig(**fc), cfg.fitting.n_shape, cfg.fitting.n_expr
+        ).to(dev)
         flame = load_flame_arrays(flame_dir)
 
         def batches():
@@ -214,9 +233,20 @@ def main() -> None:  # pragma: no cover - exercised through `make fit`
             return model.predict_step(moved, 0)
 
         out_dir = HydraConfig.get().runtime.output_dir
-        summary = fit_batches(fitter, batches(), predict, flame, flame_dir, face_region_indices(flame_dir),
-                              head_without_neck_indices(flame_dir), out_dir, cfg.write_meshes, cfg.mesh_format,
-                              cfg.fitting.use_camera_from_batch, dev)
+        summary = fit_batches(
+            fitter,
+            batches(),
+            predict,
+            flame,
+            flame_dir,
+            face_region_indices(flame_dir),
+            head_without_neck_indices(flame_dir),
+            out_dir,
+            cfg.write_meshes,
+            cfg.mesh_format,
+            cfg.fitting.use_camera_from_batch,
+            dev,
+        )
         print({k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()})
 
     _run()

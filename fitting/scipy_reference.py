@@ -64,17 +64,25 @@ def scipy_fit(
     model = copy.deepcopy(fitter.lmk).double().cpu()
     B, L, _ = landmarks.shape
     lm_all = landmarks.detach().double().cpu()
-    conf_all = torch.ones(B, L, dtype=torch.float64) if conf is None else conf.detach().double().cpu()
-    K_all = cfg.camera(B, dtype=torch.float64) if K is None else K.detach().double().cpu().expand(B, 3, 3)
+    conf_all = (
+        torch.ones(B, L, dtype=torch.float64) if conf is None else conf.detach().double().cpu()
+    )
+    K_all = (
+        cfg.camera(B, dtype=torch.float64)
+        if K is None
+        else K.detach().double().cpu().expand(B, 3, 3)
+    )
     lm_all, conf_all, _ = sanitize_landmarks(lm_all, conf_all, cfg.image_size, cfg.sanitize)
     sw_c = fitter.sqrt_w_coeffs.detach().double().cpu().numpy()
     sw_p = fitter.sqrt_w_pose.detach().double().cpu().numpy()
     nK, nP = model.n_coeffs, model.n_pose
     with torch.no_grad():
-        mean_pts = model(torch.zeros(1, nK, dtype=torch.float64), torch.zeros(1, nP, dtype=torch.float64))[0]
+        mean_pts = model(
+            torch.zeros(1, nK, dtype=torch.float64), torch.zeros(1, nP, dtype=torch.float64)
+        )[0]
     out = {k: [] for k in ("rot", "transl", "coeffs", "pose", "cost", "nfev")}
     for b in range(B):
-        lm, cf, Kb = lm_all[b:b + 1], conf_all[b:b + 1], K_all[b:b + 1]
+        lm, cf, Kb = lm_all[b : b + 1], conf_all[b : b + 1], K_all[b : b + 1]
         rot0, t0_ = rigid_init(mean_pts, lm, cf, Kb)
 
         def unpack(x, free_all):
@@ -84,13 +92,13 @@ def scipy_fit(
                 r, t, c, p = x[:3], x[3:6], np.zeros(nK), np.zeros(nP)
             return [torch.from_numpy(np.ascontiguousarray(a))[None] for a in (r, t, c, p)]
 
-        def fun(x, free_all):
+        def fun(x, free_all, lm=lm, cf=cf, Kb=Kb):
             r, t, c, p = unpack(x, free_all)
             with torch.no_grad():
                 e = reprojection(model, r, t, c, p, Kb, lm, cf).error[0].numpy()
             return np.concatenate([e, sw_c * c[0].numpy(), sw_p * p[0].numpy()]) if free_all else e
 
-        def jac(x, free_all):
+        def jac(x, free_all, lm=lm, cf=cf, Kb=Kb):
             r, t, c, p = unpack(x, free_all)
             wrt = ("rot", "transl", "coeffs", "pose") if free_all else ("rot", "transl")
             with torch.no_grad():
@@ -114,6 +122,12 @@ def scipy_fit(
         else:
             x, cost, nfev = x1, s1.cost, s1.nfev
         r, t, c, p = (a[0].numpy() for a in unpack(x, True))
-        for k, v in zip(("rot", "transl", "coeffs", "pose", "cost", "nfev"), (r, t, c, p, cost, nfev)):
+        for k, v in zip(
+            ("rot", "transl", "coeffs", "pose", "cost", "nfev"),
+            (r, t, c, p, cost, nfev),
+            strict=True,
+        ):
             out[k].append(v)
-    return ScipyFitResult(**{k: np.asarray(v) for k, v in out.items()}, seconds=time.perf_counter() - t0)
+    return ScipyFitResult(
+        **{k: np.asarray(v) for k, v in out.items()}, seconds=time.perf_counter() - t0
+    )

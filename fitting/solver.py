@@ -63,12 +63,18 @@ class RobustCholeskyDenseSolver(th.CholeskyDenseSolver):
     """Batched dense Cholesky solve of ``(A^T A + damping) x = A^T b`` (B, n, n), on the
     block-assembled normal equations of :class:`BlockDenseLinearization` by default."""
 
-    def __init__(self, objective, linearization_cls=None, linearization_kwargs=None, check_singular=False):
+    def __init__(
+        self, objective, linearization_cls=None, linearization_kwargs=None, check_singular=False
+    ):
         # Theseus' DenseSolver insists on exactly DenseLinearization: build that, then swap in
         # the block-assembled subclass on the same variable ordering.
-        super().__init__(objective, linearization_cls, linearization_kwargs, check_singular=check_singular)
+        super().__init__(
+            objective, linearization_cls, linearization_kwargs, check_singular=check_singular
+        )
         if linearization_cls is None:
-            self.linearization = BlockDenseLinearization(objective, ordering=self.linearization.ordering)
+            self.linearization = BlockDenseLinearization(
+                objective, ordering=self.linearization.ordering
+            )
 
     #: relative jitter (times mean diagonal) added to items whose factorisation fails
     JITTER = 1e-5

@@ -66,7 +66,9 @@ def make_problems(
     def u(*shape):
         return torch.rand(*shape, generator=g, dtype=dt) * 2 - 1
 
-    rot = u(B, 3) * torch.tensor([math.radians(pitch_deg), math.radians(yaw_deg), math.radians(roll_deg)], dtype=dt)
+    rot = u(B, 3) * torch.tensor(
+        [math.radians(pitch_deg), math.radians(yaw_deg), math.radians(roll_deg)], dtype=dt
+    )
     z = depth[0] + (depth[1] - depth[0]) * torch.rand(B, generator=g, dtype=dt)
     transl = torch.stack([0.01 * u(B), 0.01 * u(B), z], 1)
     coeffs = torch.randn(B, nK, generator=g, dtype=dt)
@@ -80,10 +82,22 @@ def make_problems(
     lmk64 = _double(model)
     L = model.n_landmarks
     with torch.no_grad():
-        clean = reprojection(lmk64, rot, transl, coeffs, pose, K, torch.zeros(B, L, 2, dtype=dt),
-                             torch.ones(B, L, dtype=dt)).uv
+        clean = reprojection(
+            lmk64,
+            rot,
+            transl,
+            coeffs,
+            pose,
+            K,
+            torch.zeros(B, L, 2, dtype=dt),
+            torch.ones(B, L, dtype=dt),
+        ).uv
         verts = _double(fitter.full)(coeffs, pose)
-    noisy = clean + noise_px * torch.randn(clean.shape, generator=g, dtype=dt) if noise_px > 0 else clean.clone()
+    noisy = (
+        clean + noise_px * torch.randn(clean.shape, generator=g, dtype=dt)
+        if noise_px > 0
+        else clean.clone()
+    )
     return SyntheticBatch(noisy, clean, verts, rot, transl, coeffs, pose, K)
 
 

@@ -12,7 +12,11 @@ from fitting.landmark_model import LBSArrays
 
 
 def tiny_lbs(
-    n_vertices: int = 300, n_shape: int = 8, n_expr: int = 6, seed: int = 0, pose_scale: float = 1e-3
+    n_vertices: int = 300,
+    n_shape: int = 8,
+    n_expr: int = 6,
+    seed: int = 0,
+    pose_scale: float = 1e-3,
 ) -> LBSArrays:
     """A random head-sized LBS model: 4 joints, chain root -> neck -> (jaw, eye).
 
@@ -24,7 +28,12 @@ def tiny_lbs(
     theta = g.uniform(-1.2, 1.2, n_vertices)
     phi = g.uniform(-1.0, 1.0, n_vertices)
     tmpl = np.stack(
-        [0.08 * np.sin(theta) * np.cos(phi), 0.11 * np.sin(phi), 0.09 * np.cos(theta) * np.cos(phi)], 1
+        [
+            0.08 * np.sin(theta) * np.cos(phi),
+            0.11 * np.sin(phi),
+            0.09 * np.cos(theta) * np.cos(phi),
+        ],
+        1,
     )
     K = n_shape + n_expr
     q, _ = np.linalg.qr(g.normal(size=(3 * n_vertices, K)))
@@ -38,27 +47,51 @@ def tiny_lbs(
     weights = np.stack([w_root, w_neck, w_jaw, w_eye], 1)
     weights /= weights.sum(1, keepdims=True)
     jreg = np.zeros((nj, n_vertices))
-    for j, sel in enumerate([tmpl[:, 1] < -0.09, np.abs(tmpl[:, 1] + 0.06) < 0.02, tmpl[:, 1] < -0.04,
-                             np.abs(tmpl[:, 1] - 0.03) < 0.02]):
+    for j, sel in enumerate(
+        [
+            tmpl[:, 1] < -0.09,
+            np.abs(tmpl[:, 1] + 0.06) < 0.02,
+            tmpl[:, 1] < -0.04,
+            np.abs(tmpl[:, 1] - 0.03) < 0.02,
+        ]
+    ):
         idx = np.nonzero(sel)[0] if sel.any() else np.arange(n_vertices)
         jreg[j, idx] = 1.0 / len(idx)
     posedirs = g.normal(size=(n_vertices, 3, 9 * (nj - 1))) * pose_scale
     return LBSArrays(
-        v_template=tmpl, shapedirs=dirs[:, :, :n_shape], exprdirs=dirs[:, :, n_shape:],
-        posedirs=posedirs, J_regressor=jreg, weights=weights, parents=parents, faces=None,
+        v_template=tmpl,
+        shapedirs=dirs[:, :, :n_shape],
+        exprdirs=dirs[:, :, n_shape:],
+        posedirs=posedirs,
+        J_regressor=jreg,
+        weights=weights,
+        parents=parents,
+        faces=None,
     )
 
 
-def random_params(B: int, n_coeffs: int, n_pose: int, seed: int, dtype=torch.float64, coeff_scale=1.0,
-                  yaw_deg=30.0):
+def random_params(
+    B: int,
+    n_coeffs: int,
+    n_pose: int,
+    seed: int,
+    dtype=torch.float64,
+    coeff_scale=1.0,
+    yaw_deg=30.0,
+):
     """Random rot (B,3), transl (B,3), coeffs (B,K), pose (B,3F) for a face ~0.6 m away."""
     g = torch.Generator().manual_seed(seed)
     rot = (torch.rand(B, 3, generator=g, dtype=dtype) * 2 - 1) * torch.tensor(
-        [0.3, math.radians(yaw_deg), 0.2], dtype=dtype)
-    transl = torch.stack([
-        (torch.rand(B, generator=g, dtype=dtype) - 0.5) * 0.04,
-        (torch.rand(B, generator=g, dtype=dtype) - 0.5) * 0.04,
-        0.55 + 0.1 * torch.rand(B, generator=g, dtype=dtype)], 1)
+        [0.3, math.radians(yaw_deg), 0.2], dtype=dtype
+    )
+    transl = torch.stack(
+        [
+            (torch.rand(B, generator=g, dtype=dtype) - 0.5) * 0.04,
+            (torch.rand(B, generator=g, dtype=dtype) - 0.5) * 0.04,
+            0.55 + 0.1 * torch.rand(B, generator=g, dtype=dtype),
+        ],
+        1,
+    )
     coeffs = torch.randn(B, n_coeffs, generator=g, dtype=dtype) * coeff_scale
     pose = (torch.rand(B, n_pose, generator=g, dtype=dtype) * 2 - 1) * 0.1
     return rot, transl, coeffs, pose

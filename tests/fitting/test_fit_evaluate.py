@@ -32,11 +32,18 @@ def test_mve_in_mm_with_subset_and_alignment():
     assert mve(pred, gt, idx=[1, 3]).item() == pytest.approx(3.5)
     assert mve(pred, gt, idx=[0, 2]).item() == pytest.approx(0.0)
     # a scaled, rotated, shifted copy has zero error after similarity alignment only
-    g = torch.randn(2, 30, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 0.05
-    R = axis_angle_to_matrix(torch.tensor([[0.1, 0.5, -0.2], [0.0, -0.3, 0.1]], dtype=torch.float64))
+    g = (
+        torch.randn(2, 30, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        * 0.05
+    )
+    R = axis_angle_to_matrix(
+        torch.tensor([[0.1, 0.5, -0.2], [0.0, -0.3, 0.1]], dtype=torch.float64)
+    )
     p = 1.3 * g @ R.transpose(1, 2) + torch.tensor([0.1, 0.0, 0.5], dtype=torch.float64)
     assert (mve(p, g) > 10).all()
-    torch.testing.assert_close(mve(p, g, align=True), torch.zeros(2, dtype=torch.float64), atol=1e-9, rtol=0)
+    torch.testing.assert_close(
+        mve(p, g, align=True), torch.zeros(2, dtype=torch.float64), atol=1e-9, rtol=0
+    )
 
 
 def test_mrle_mean_distance_and_mask():
@@ -71,8 +78,10 @@ def test_z5_counts_depth_order_agreement_among_nearest_neighbours():
     assert z_n_accuracy(pert, gt, k=2).item() == pytest.approx(9 / 12)
     # batched == per item, and chunking does not change it
     both = torch.cat([gt, gt]), torch.cat([pert, flipped])
-    torch.testing.assert_close(z_n_accuracy(both[1], both[0], k=2, max_chunk_bytes=1),
-                               torch.tensor([9 / 12, 0.0], dtype=torch.float64))
+    torch.testing.assert_close(
+        z_n_accuracy(both[1], both[0], k=2, max_chunk_bytes=1),
+        torch.tensor([9 / 12, 0.0], dtype=torch.float64),
+    )
 
 
 def test_chamfer_normalises_by_inner_eye_distance_and_aligns_on_seven_landmarks():
@@ -93,7 +102,9 @@ def test_chamfer_normalises_by_inner_eye_distance_and_aligns_on_seven_landmarks(
     want = min(0.5, d_other) ** 2 / 50
     assert val.item() == pytest.approx(want, rel=1e-6)
     # a subset of GT vertices: only those count
-    assert chamfer_dad(sim(gt_v), gt_v, sim(gt68), gt68, [1, 2, 3]).item() == pytest.approx(0.0, abs=1e-12)
+    assert chamfer_dad(sim(gt_v), gt_v, sim(gt68), gt68, [1, 2, 3]).item() == pytest.approx(
+        0.0, abs=1e-12
+    )
 
 
 def test_pose_error_of_a_known_rotation():
@@ -106,8 +117,11 @@ def test_pose_error_of_a_known_rotation():
 
 
 def test_csv_and_summary_json(tmp_path):
-    rows = {"index": np.array([0, 1, 2]), "mve_face_mm": torch.tensor([1.0, 2.0, 30.0]),
-            "valid": np.array([True, True, False])}
+    rows = {
+        "index": np.array([0, 1, 2]),
+        "mve_face_mm": torch.tensor([1.0, 2.0, 30.0]),
+        "valid": np.array([True, True, False]),
+    }
     p = write_per_image_csv(tmp_path / "per_image.csv", rows)
     lines = p.read_text().splitlines()
     assert lines[0] == "index,mve_face_mm,valid" and lines[3] == "2,30,false"

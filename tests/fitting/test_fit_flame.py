@@ -23,8 +23,12 @@ def flame_dir():
 def test_restricted_lbs_matches_smplx_flame(flame_dir):
     """Our landmark-restricted LBS (all vertices selected) == smplx.FLAME, root at identity."""
     arr = load_flame_arrays(flame_dir)
-    full = LandmarkLBS(flame_lbs_arrays(arr, 20, 10), LandmarkSelection(vertex_idx=np.arange(5023)), (1, 2),
-                       torch.float64)
+    full = LandmarkLBS(
+        flame_lbs_arrays(arr, 20, 10),
+        LandmarkSelection(vertex_idx=np.arange(5023)),
+        (1, 2),
+        torch.float64,
+    )
     fm = FlameModel(flame_dir, n_shape=20, n_exp=10, dtype=torch.float64)
     g = torch.Generator().manual_seed(0)
     c = torch.randn(3, 30, generator=g, dtype=torch.float64)
@@ -56,7 +60,11 @@ def test_noise_free_face1609_fit_recovers_the_face(flame_dir):
     err = mve(res.vertices.double(), prob.vertices, face, align=True)
     assert (err < 0.5).all(), err
     assert (mrle(res.landmarks2d.double(), prob.landmarks) < 0.05).all()
-    assert res.vertices.shape == (4, 5023, 3) and res.shape.shape == (4, 100) and res.expr.shape == (4, 100)
+    assert (
+        res.vertices.shape == (4, 5023, 3)
+        and res.shape.shape == (4, 100)
+        and res.expr.shape == (4, 100)
+    )
 
 
 def test_ibug68_fit_runs_and_reprojects(flame_dir):

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from tests.fitting.fit_synthetic import default_K, random_params, tiny_lbs
 
 from fitting.landmark_model import LandmarkLBS, LandmarkSelection
 from fitting.reprojection import reprojection
+from tests.fitting.fit_synthetic import default_K, random_params, tiny_lbs
 
 EPS = 1e-6
 
@@ -28,7 +28,9 @@ def _fd(fn, x: torch.Tensor) -> torch.Tensor:
 def model():
     arrays = tiny_lbs(n_vertices=120, n_shape=5, n_expr=4, seed=1, pose_scale=5e-3)
     idx = np.arange(0, 120, 3)
-    return LandmarkLBS(arrays, LandmarkSelection(vertex_idx=idx), free_joints=(1, 2, 3), dtype=torch.float64)
+    return LandmarkLBS(
+        arrays, LandmarkSelection(vertex_idx=idx), free_joints=(1, 2, 3), dtype=torch.float64
+    )
 
 
 @pytest.mark.parametrize("B", [1, 10])
@@ -50,11 +52,15 @@ def test_barycentric_landmarks_interpolate_support_vertices():
     arrays = tiny_lbs(n_vertices=60, n_shape=3, n_expr=2, seed=2)
     arrays.faces = np.array([[0, 1, 2], [3, 4, 5], [2, 7, 9]])
     bary = np.array([[0.2, 0.3, 0.5], [1.0, 0.0, 0.0], [0.1, 0.1, 0.8]])
-    emb = LandmarkLBS(arrays, LandmarkSelection(face_idx=np.array([0, 1, 2]), bary=bary), dtype=torch.float64)
+    emb = LandmarkLBS(
+        arrays, LandmarkSelection(face_idx=np.array([0, 1, 2]), bary=bary), dtype=torch.float64
+    )
     full = LandmarkLBS(arrays, LandmarkSelection(vertex_idx=np.arange(60)), dtype=torch.float64)
     _, _, coeffs, pose = random_params(2, emb.n_coeffs, emb.n_pose, seed=3)
     verts = full(coeffs, pose)  # (2, 60, 3)
-    want = torch.einsum("lk,blkd->bld", torch.as_tensor(bary), verts[:, torch.as_tensor(arrays.faces)])
+    want = torch.einsum(
+        "lk,blkd->bld", torch.as_tensor(bary), verts[:, torch.as_tensor(arrays.faces)]
+    )
     torch.testing.assert_close(emb(coeffs, pose), want)
     _, dc, dp = emb.jacobians(coeffs, pose)
     fd_c = _fd(lambda c: emb(c, pose).reshape(2, -1), coeffs)
@@ -63,7 +69,9 @@ def test_barycentric_landmarks_interpolate_support_vertices():
 
 @pytest.mark.parametrize("B", [1, 10])
 def test_reprojection_jacobians_match_finite_differences(model, B):
-    rot, transl, coeffs, pose = random_params(B, model.n_coeffs, model.n_pose, seed=10 + B, yaw_deg=80)
+    rot, transl, coeffs, pose = random_params(
+        B, model.n_coeffs, model.n_pose, seed=10 + B, yaw_deg=80
+    )
     K = default_K(B)
     g = torch.Generator().manual_seed(B)
     L = model.n_landmarks
@@ -73,13 +81,18 @@ def test_reprojection_jacobians_match_finite_differences(model, B):
     terms = reprojection(model, rot, transl, coeffs, pose, K, target, conf, wrt=wrt)
     args = {"rot": rot, "transl": transl, "coeffs": coeffs, "pose": pose}
     for name in wrt:
+
         def fn(x, name=name):
             a = dict(args)
             a[name] = x
-            return reprojection(model, a["rot"], a["transl"], a["coeffs"], a["pose"], K, target, conf).error
+            return reprojection(
+                model, a["rot"], a["transl"], a["coeffs"], a["pose"], K, target, conf
+            ).error
 
         fd = _fd(fn, args[name])
-        torch.testing.assert_close(terms.J[name], fd, atol=1e-5, rtol=1e-5, msg=f"d error / d {name}")
+        torch.testing.assert_close(
+            terms.J[name], fd, atol=1e-5, rtol=1e-5, msg=f"d error / d {name}"
+        )
         assert terms.J[name].abs().max() > 1e-2
 
 

@@ -27,8 +27,16 @@ def _problem(arrays, B, seed, idx, dtype=torch.float64):
     rot, transl, coeffs, pose = random_params(B, gt.n_coeffs, gt.n_pose, seed=seed)
     L = gt.n_landmarks
     K = default_K(B)
-    uv = reprojection(gt, rot, transl, coeffs, pose, K, torch.zeros(B, L, 2, dtype=torch.float64),
-                      torch.ones(B, L, dtype=torch.float64)).uv
+    uv = reprojection(
+        gt,
+        rot,
+        transl,
+        coeffs,
+        pose,
+        K,
+        torch.zeros(B, L, 2, dtype=torch.float64),
+        torch.ones(B, L, dtype=torch.float64),
+    ).uv
     return uv.to(dtype), full(coeffs, pose), (rot, transl, coeffs, pose)
 
 
@@ -39,7 +47,9 @@ def _fitter(arrays, idx, **kw):
 
 def test_noise_free_landmarks_recover_the_mesh(arrays):
     idx = np.arange(0, NV, 2)
-    uv, verts, (rot, transl, coeffs, pose) = _problem(arrays, 6, seed=1, idx=idx, dtype=torch.float32)
+    uv, verts, (rot, transl, coeffs, pose) = _problem(
+        arrays, 6, seed=1, idx=idx, dtype=torch.float32
+    )
     res = _fitter(arrays, idx).fit(uv)
     assert res.valid.all()
     assert res.vertices.shape == (6, NV, 3) and res.landmarks2d.shape == (6, len(idx), 2)
@@ -65,8 +75,16 @@ def test_rigid_init_is_close_and_rigid_stage_reduces_cost(arrays):
     L = len(idx)
     zc = torch.zeros(4, fitter.lmk.n_coeffs)
     zp = torch.zeros(4, fitter.lmk.n_pose)
-    init_err = reprojection(fitter.lmk, res.init_rot, res.init_transl, zc, zp, fitter.config.camera(4), uv,
-                            torch.ones(4, L)).error
+    init_err = reprojection(
+        fitter.lmk,
+        res.init_rot,
+        res.init_transl,
+        zc,
+        zp,
+        fitter.config.camera(4),
+        uv,
+        torch.ones(4, L),
+    ).error
     init_cost = 0.5 * init_err.pow(2).sum(-1)
     assert (res.cost < 0.95 * init_cost).all(), (res.cost, init_cost)
     assert (res.shape == 0).all()  # no non-rigid stage ran
@@ -90,7 +108,17 @@ def test_bad_items_are_flagged_and_do_not_touch_the_others(arrays):
     conf = conf[[3, 0, 4, 1, 5, 2, 6, 7]]
     res = fitter.fit(lm, conf)
     assert res.valid.tolist() == [False, True, False, True, False, True, False, False]
-    for name in ("rot", "transl", "shape", "expr", "pose", "vertices", "landmarks2d", "cost", "vertices_camera"):
+    for name in (
+        "rot",
+        "transl",
+        "shape",
+        "expr",
+        "pose",
+        "vertices",
+        "landmarks2d",
+        "cost",
+        "vertices_camera",
+    ):
         assert not torch.isnan(getattr(res, name)).any(), name
     assert torch.isinf(res.cost[~res.valid]).all()
     # invalid items hold the mean face
@@ -128,8 +156,15 @@ def test_gradients_flow_to_landmarks_and_confidences(arrays, mode, tol_lm, tol_c
     g = torch.Generator().manual_seed(1)
     uv = uv + 0.5 * torch.randn(uv.shape, generator=g, dtype=torch.float64)  # a non-zero residual
     conf0 = 0.5 + 0.5 * torch.rand(1, L, generator=g, dtype=torch.float64)
-    fitter = _fitter(arrays, idx, dtype="float64", nonrigid_iterations=60, w_shape=1e-2, w_expr=1e-2,
-                     backward_mode=mode)
+    fitter = _fitter(
+        arrays,
+        idx,
+        dtype="float64",
+        nonrigid_iterations=60,
+        w_shape=1e-2,
+        w_expr=1e-2,
+        backward_mode=mode,
+    )
     w = torch.randn(1, NV, 3, generator=g, dtype=torch.float64)
 
     def loss(lm, cf):
@@ -142,18 +177,27 @@ def test_gradients_flow_to_landmarks_and_confidences(arrays, mode, tol_lm, tol_c
     assert lm.grad.abs().max() > 0 and cf.grad.abs().max() > 0
     eps = 1e-3
     with torch.no_grad():
-        for (l_idx, c) in [(0, 0), (3, 1), (7, 0)]:
+        for l_idx, c in [(0, 0), (3, 1), (7, 0)]:
             d = torch.zeros_like(uv)
             d[0, l_idx, c] = eps
             fd = (loss(uv + d, conf0) - loss(uv - d, conf0)) / (2 * eps)
             an = lm.grad[0, l_idx, c]
-            assert torch.sign(fd) == torch.sign(an) and abs(fd - an) < tol_lm * abs(fd) + 1e-6, (l_idx, c, fd, an)
+            assert torch.sign(fd) == torch.sign(an) and abs(fd - an) < tol_lm * abs(fd) + 1e-6, (
+                l_idx,
+                c,
+                fd,
+                an,
+            )
         for l_idx in (2, 9):
             d = torch.zeros_like(conf0)
             d[0, l_idx] = eps
             fd = (loss(uv, conf0 + d) - loss(uv, conf0 - d)) / (2 * eps)
             an = cf.grad[0, l_idx]
-            assert torch.sign(fd) == torch.sign(an) and abs(fd - an) < tol_conf * abs(fd) + 1e-4, (l_idx, fd, an)
+            assert torch.sign(fd) == torch.sign(an) and abs(fd - an) < tol_conf * abs(fd) + 1e-4, (
+                l_idx,
+                fd,
+                an,
+            )
 
 
 def test_float64_and_float32_agree(arrays):

@@ -39,10 +39,19 @@ def _batches(fitter, flame, flame_dir, n_batches=2, B=3):
 def test_fit_batches_writes_meshes_csv_and_summary(tmp_path):
     flame_dir = default_flame_dir()
     flame = load_flame_arrays(flame_dir)
-    fitter = build_flame_fitter(flame_dir, "face1609", FitterConfig(w_shape=0.25, w_expr=0.25, w_pose=0.25))
+    fitter = build_flame_fitter(
+        flame_dir, "face1609", FitterConfig(w_shape=0.25, w_expr=0.25, w_pose=0.25)
+    )
     summary = fit_batches(
-        fitter, _batches(fitter, flame, flame_dir), lambda b: {"landmarks_px": b["noisy"]}, flame, flame_dir,
-        face_region_indices(flame_dir), head_without_neck_indices(flame_dir), tmp_path, write_meshes=4,
+        fitter,
+        _batches(fitter, flame, flame_dir),
+        lambda b: {"landmarks_px": b["noisy"]},
+        flame,
+        flame_dir,
+        face_region_indices(flame_dir),
+        head_without_neck_indices(flame_dir),
+        tmp_path,
+        write_meshes=4,
     )
     assert len(list((tmp_path / "meshes").glob("*.obj"))) == 4
     with (tmp_path / "per_image.csv").open() as f:
@@ -86,13 +95,28 @@ def test_fit_cli_on_an_untrained_tiny_checkpoint(tmp_path):
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     (run / ".hydra").mkdir()
-    torch.save({"state_dict": instantiate_model(model_cfg.model).state_dict()}, run / "checkpoints" / "last.ckpt")
+    torch.save(
+        {"state_dict": instantiate_model(model_cfg.model).state_dict()},
+        run / "checkpoints" / "last.ckpt",
+    )
     OmegaConf.save(model_cfg, run / ".hydra" / "config.yaml")
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", "fitting.run", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "data=synthetic",
-         "limit_batches=1", "write_meshes=2", "mesh_format=ply", f"hydra.run.dir={out}"],
-        cwd=root, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "fitting.run",
+            f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+            "data=synthetic",
+            "limit_batches=1",
+            "write_meshes=2",
+            "mesh_format=ply",
+            f"hydra.run.dir={out}",
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(list((out / "meshes").glob("*.ply"))) == 2

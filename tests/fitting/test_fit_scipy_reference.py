@@ -21,8 +21,16 @@ def test_theseus_cost_matches_or_beats_scipy():
     rot, transl, coeffs, pose = random_params(B, gt.n_coeffs, gt.n_pose, seed=8)
     L = gt.n_landmarks
     K = default_K(B)
-    uv = reprojection(gt, rot, transl, coeffs, pose, K, torch.zeros(B, L, 2, dtype=torch.float64),
-                      torch.ones(B, L, dtype=torch.float64)).uv
+    uv = reprojection(
+        gt,
+        rot,
+        transl,
+        coeffs,
+        pose,
+        K,
+        torch.zeros(B, L, 2, dtype=torch.float64),
+        torch.ones(B, L, dtype=torch.float64),
+    ).uv
     g = torch.Generator().manual_seed(0)
     uv = uv + 1.0 * torch.randn(uv.shape, generator=g, dtype=torch.float64)
     conf = 0.3 + 0.7 * torch.rand(B, L, generator=g, dtype=torch.float64)
@@ -34,4 +42,4 @@ def test_theseus_cost_matches_or_beats_scipy():
     ratio = ours.cost.double().numpy() / ref.cost
     assert (ratio < 1.01).all(), (ours.cost, ref.cost)
     # and both solved the problem (the cost is at the noise level, not at the init's)
-    assert (ref.cost < 0.5 * (conf ** 2).sum(-1).numpy() * 2.0).all()
+    assert (ref.cost < 0.5 * (conf**2).sum(-1).numpy() * 2.0).all()
