@@ -85,3 +85,20 @@ def test_flame_fit_on_cuda_matches_cpu(flame_dir):
     assert gpu.vertices.is_cuda and gpu.valid.all()
     torch.testing.assert_close(gpu.cost.cpu(), cpu.cost, rtol=1e-3, atol=1e-2)
     torch.testing.assert_close(gpu.vertices.cpu(), cpu.vertices, atol=2e-4, rtol=0)
+
+
+def test_subset_landmark_sets_and_frozen_rigid_stage(flame_dir):
+    """face101 (a mesh-hierarchy subset) builds and fits; free_rigid_in_nonrigid=False keeps the
+    rigid-stage rotation / translation through the non-rigid stage."""
+    free = build_flame_fitter(flame_dir, "face101", FitterConfig())
+    frozen = build_flame_fitter(flame_dir, "face101", FitterConfig(free_rigid_in_nonrigid=False))
+    rigid_only = build_flame_fitter(flame_dir, "face101", FitterConfig(nonrigid_iterations=0))
+    assert free.lmk.n_landmarks == 101
+    prob = make_problems(free, 3, seed=6, noise_px=0.5)
+    lm = prob.landmarks.float()
+    a, b, r = free.fit(lm), frozen.fit(lm), rigid_only.fit(lm)
+    assert a.valid.all() and b.valid.all()
+    torch.testing.assert_close(b.rot, r.rot)
+    torch.testing.assert_close(b.transl, r.transl)
+    assert not torch.allclose(a.rot, r.rot)
+    assert (b.shape.abs().sum(-1) > 0).all() and (b.cost < r.cost).all()
