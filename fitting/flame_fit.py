@@ -48,6 +48,7 @@ class FitterConfig:
         principal_point: (cx, cy) px; None -> (W/2, H/2).
         rigid_iterations, nonrigid_iterations: LM steps per stage.
         w_shape, w_expr, w_pose: L2 prior weights (cost units px^2 per coefficient^2 / rad^2).
+        w_pose_per_joint: optional weight per free joint (FLAME: (neck, jaw)), overriding w_pose.
         free_rigid_in_nonrigid: keep rot / transl free in the non-rigid stage.
         damping: initial LM damping (Marquardt-scaled when ellipsoidal_damping).
         rel_tolerance: an image stops early once an accepted step lowers its cost by less
@@ -67,6 +68,7 @@ class FitterConfig:
     w_shape: float = 1.0
     w_expr: float = 1.0
     w_pose: float = 10.0
+    w_pose_per_joint: tuple[float, ...] | None = None
     free_rigid_in_nonrigid: bool = True
     damping: float = 1e-3
     rel_tolerance: float = 1e-4
@@ -182,9 +184,16 @@ class LandmarkFitter(nn.Module):
             [torch.full((S,), self.config.w_shape), torch.full((E,), self.config.w_expr)]
         ).double()
         self.register_buffer("sqrt_w_coeffs", (w.sqrt() / sigma).to(dtype))  # (K,)
-        self.register_buffer(
-            "sqrt_w_pose", torch.full((self.lmk.n_pose,), self.config.w_pose**0.5, dtype=dtype)
-        )
+        wj = self.config.w_pose_per_joint
+        if wj is None:
+            wj = (self.config.w_pose,) * len(self.lmk.free_joints)
+        if len(wj) != len(self.lmk.free_joints):
+            raise ValueError(
+                f"FitterConfig.w_pose_per_joint: {len(wj)} weights for "
+                f"{len(self.lmk.free_joints)} free joints {self.lmk.free_joints}"
+            )
+        w_pose = torch.tensor([float(w) for w in wj for _ in range(3)], dtype=torch.float64)
+        self.register_buffer("sqrt_w_pose", w_pose.sqrt().to(dtype))  # (3F,)
 
     @property
     def dtype(self) -> torch.dtype:
