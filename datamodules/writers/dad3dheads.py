@@ -137,53 +137,20 @@ def _model(flame_dir: str):
 
 def _run_workers(out: Path, items: list, image_size: int, seed: int, fd: str, n_jobs: int,
                  chunk: int) -> list:
-    """Render in ``n_jobs`` fresh interpreters (``python -m datamodules.writers.dad3dheads
-    --job FILE``): no fork of a threaded torch process, no re-import of the caller's main
-    module. Worker w takes chunks w, w + n_jobs, ...; each returns its index entries."""
-    import json
-    import subprocess
-    import sys
+    """Worker w takes chunks w, w + n_jobs, ... (see datamodules/writers/parallel.py)."""
+    from datamodules.writers.parallel import run_workers
 
-    from datamodules.cache import REPO_ROOT
-
-    jobs_dir = out / ".jobs"
-    jobs_dir.mkdir(exist_ok=True)
     chunks = [items[k : k + chunk] for k in range(0, len(items), chunk)]
-    procs = []
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
-    for w in range(n_jobs):
-        mine = [it for c in chunks[w::n_jobs] for it in c]
-        job = jobs_dir / f"job{w}.json"
-        job.write_text(json.dumps({"out": str(out), "items": mine, "image_size": image_size,
-                                   "seed": seed, "flame_dir": fd, "chunk": chunk}))
-        procs.append((job, subprocess.Popen([sys.executable, "-m", "datamodules.writers.dad3dheads",
-                                             "--job", str(job)], env=env, cwd=str(REPO_ROOT))))
-    failed = [str(j) for j, p in procs if p.wait() != 0]
-    if failed:
-        raise RuntimeError(f"DAD-3DHeads writer workers failed: {failed} (see their stderr above)")
-    results = []
-    for job, _ in procs:
-        results.append([tuple(x) for x in json.loads(job.with_suffix(".out.json").read_text())])
-    import shutil
-
-    shutil.rmtree(jobs_dir)
-    return results
+    jobs = [{"out": str(out), "items": [it for c in chunks[w::n_jobs] for it in c], "image_size": image_size,
+             "seed": seed, "flame_dir": fd, "chunk": chunk} for w in range(n_jobs)]
+    res = run_workers("datamodules.writers.dad3dheads", jobs, out / ".jobs")
+    return [[tuple(x) for x in r] for r in res]
 
 
-def _job_main(argv: list[str] | None = None) -> None:
-    import argparse
-    import json
-
-    ap = argparse.ArgumentParser(description="one worker of write_dad3dheads (internal)")
-    ap.add_argument("--job", required=True)
-    job = Path(ap.parse_args(argv).job)
-    torch.set_num_threads(1)
-    spec = json.loads(job.read_text())
+def _job(spec: dict) -> list:
     items = [tuple(x) for x in spec["items"]]
-    res = _write_chunk((Path(spec["out"]), items, spec["image_size"], spec["seed"], spec["flame_dir"],
-                        spec["chunk"]))
-    job.with_suffix(".out.json").write_text(json.dumps(res))
+    return _write_chunk((Path(spec["out"]), items, spec["image_size"], spec["seed"], spec["flame_dir"],
+                         spec["chunk"]))
 
 
 def write_dad3dheads(
@@ -237,4 +204,6 @@ def _scene_facts(scene, r) -> tuple[float, float, bool, bool]:
 
 
 if __name__ == "__main__":
-    _job_main()
+    from datamodules.writers.parallel import job_main
+
+    job_main(_job)

@@ -95,45 +95,82 @@ def write_300wlp(
     bfm_dir: str | None = None,
     image_size: int = 450,
     version: int = WRITER_VERSION,
+    n_jobs: int | None = None,
 ) -> Path:
     """Write 4 sets x n_per_folder source faces x n_profiles views (+ the _Flip copies).
 
-    ``version`` only keys the write-once cache (bumped when the output changes)."""
+    Each source face draws from ``np.random.default_rng([seed, set index, i])``, so the
+    output does not depend on the order or on ``n_jobs`` (worker processes, None ->
+    min(2, CPU count) when there are >= 8 faces per worker; see
+    datamodules/writers/parallel.py). ``version`` only keys the
+    write-once cache (bumped when the output changes)."""
+    import os
+
     out = Path(out)
-    bfm = load_bfm_full(bfm_dir)
-    fitter = MirrorFitter(bfm)
-    H = W = int(image_size)
-    for s_idx, set_name in enumerate(SOURCE_SETS):
+    if bfm_dir is None:
+        from facemodels.world import default_bfm_dir
+
+        bfm_dir = str(default_bfm_dir())
+    for set_name in SOURCE_SETS:
         for d in (out / set_name, out / f"{set_name}_Flip", out / "landmarks" / set_name):
             d.mkdir(parents=True, exist_ok=True)
-        for i in range(n_per_folder):
-            rng = np.random.default_rng([seed, s_idx, i])
-            shape = rng.normal(0.0, 1.0, bfm.shape_ev.size) * bfm.shape_ev
-            exp = rng.normal(0.0, 0.6, bfm.sigma_exp.size) * bfm.sigma_exp
-            tex, illum, color = sample_appearance(rng, bfm)
-            pitch, roll = math.radians(rng.normal(0, 8.0)), math.radians(rng.normal(0, 6.0))
-            face_px = rng.uniform(0.3, 0.42) * W
-            centre = (W / 2 + rng.uniform(-0.04, 0.04) * W, H / 2 + rng.uniform(-0.02, 0.06) * H)
-            bg = smooth_background(rng, H, W)
-            v = bfm.vertices(shape, exp)
-            for k, yaw in enumerate(_profile_yaws(rng, n_profiles)):
-                name = f"{set_name}_{1000 + i}_1_{k}"
-                # the stored Pose_Para is float32: render and annotate with exactly that
-                pose = pose_for_view(bfm, v, pitch, yaw, roll, W, face_px, centre)
-                pose = pose.astype(np.float32).astype(np.float64)
-                img, kp, _ = render_face(bfm, shape, exp, pose, tex, illum, color, bg)
-                pt2d = kp[:, :2].T.copy()
-                Image.fromarray(img).save(out / set_name / f"{name}.jpg", quality=90)
-                write_mat(out / set_name / f"{name}.mat",
-                          _mat_fields(pt2d, pose, shape, exp, tex, illum, color), W300LP_SPEC)
-                write_mat(out / "landmarks" / set_name / f"{name}_pts.mat",
-                          {"pts_2d": pt2d.T, "pts_3d": pt2d.T}, PTS_SPEC)
-                # mirrored copy
-                s2, e2, pose2, _ = fitter.mirror(shape, exp, pose, W)
-                pt2d_f = np.stack([W - 1 - pt2d[0], pt2d[1]])[:, IBUG68_FLIP]
-                Image.fromarray(np.ascontiguousarray(img[:, ::-1])).save(
-                    out / f"{set_name}_Flip" / f"{name}.jpg", quality=90)
-                write_mat(out / f"{set_name}_Flip" / f"{name}.mat",
-                          _mat_fields(pt2d_f, pose2.astype(np.float32), s2, e2, tex, illum, color),
-                          W300LP_SPEC)
+    units = [[s_idx, i] for s_idx in range(len(SOURCE_SETS)) for i in range(n_per_folder)]
+    if n_jobs is None:  # a worker costs a few seconds of start-up: only for >= 8 faces each
+        n_jobs = min(2, os.cpu_count() or 1, max(1, len(units) // 8))
+    n_jobs = max(1, min(int(n_jobs), len(units)))
+    spec = {"out": str(out), "n_profiles": int(n_profiles), "seed": int(seed), "bfm_dir": str(bfm_dir),
+            "image_size": int(image_size)}
+    if n_jobs == 1:
+        _write_units({**spec, "units": units})
+    else:
+        from datamodules.writers.parallel import run_workers
+
+        run_workers("datamodules.writers.w300lp", [{**spec, "units": units[w::n_jobs]} for w in range(n_jobs)],
+                    out / ".jobs")
     return out
+
+
+def _write_units(spec: dict) -> int:
+    """Write the source faces ``spec["units"]`` = [[set index, i], ...]; returns their count."""
+    out, n_profiles, seed = Path(spec["out"]), spec["n_profiles"], spec["seed"]
+    bfm = load_bfm_full(spec["bfm_dir"])
+    fitter = MirrorFitter(bfm)
+    H = W = int(spec["image_size"])
+    for s_idx, i in spec["units"]:
+        set_name = SOURCE_SETS[s_idx]
+        rng = np.random.default_rng([seed, s_idx, i])
+        shape = rng.normal(0.0, 1.0, bfm.shape_ev.size) * bfm.shape_ev
+        exp = rng.normal(0.0, 0.6, bfm.sigma_exp.size) * bfm.sigma_exp
+        tex, illum, color = sample_appearance(rng, bfm)
+        pitch, roll = math.radians(rng.normal(0, 8.0)), math.radians(rng.normal(0, 6.0))
+        face_px = rng.uniform(0.3, 0.42) * W
+        centre = (W / 2 + rng.uniform(-0.04, 0.04) * W, H / 2 + rng.uniform(-0.02, 0.06) * H)
+        bg = smooth_background(rng, H, W)
+        v = bfm.vertices(shape, exp)
+        for k, yaw in enumerate(_profile_yaws(rng, n_profiles)):
+            name = f"{set_name}_{1000 + i}_1_{k}"
+            # the stored Pose_Para is float32: render and annotate with exactly that
+            pose = pose_for_view(bfm, v, pitch, yaw, roll, W, face_px, centre)
+            pose = pose.astype(np.float32).astype(np.float64)
+            img, kp, _ = render_face(bfm, shape, exp, pose, tex, illum, color, bg)
+            pt2d = kp[:, :2].T.copy()
+            Image.fromarray(img).save(out / set_name / f"{name}.jpg", quality=90)
+            write_mat(out / set_name / f"{name}.mat",
+                      _mat_fields(pt2d, pose, shape, exp, tex, illum, color), W300LP_SPEC)
+            write_mat(out / "landmarks" / set_name / f"{name}_pts.mat",
+                      {"pts_2d": pt2d.T, "pts_3d": pt2d.T}, PTS_SPEC)
+            # mirrored copy
+            s2, e2, pose2, _ = fitter.mirror(shape, exp, pose, W)
+            pt2d_f = np.stack([W - 1 - pt2d[0], pt2d[1]])[:, IBUG68_FLIP]
+            Image.fromarray(np.ascontiguousarray(img[:, ::-1])).save(
+                out / f"{set_name}_Flip" / f"{name}.jpg", quality=90)
+            write_mat(out / f"{set_name}_Flip" / f"{name}.mat",
+                      _mat_fields(pt2d_f, pose2.astype(np.float32), s2, e2, tex, illum, color),
+                      W300LP_SPEC)
+    return len(spec["units"])
+
+
+if __name__ == "__main__":
+    from datamodules.writers.parallel import job_main
+
+    job_main(_write_units)

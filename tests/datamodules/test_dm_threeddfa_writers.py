@@ -223,3 +223,21 @@ def test_write_cli_aflw2000_then_check(tmp_path, capsys):
         assert im.size == (450, 450)
     assert check_main(["--dataset", "aflw2000", "--dir", str(tmp_path)]) == 0
     assert "0 problem(s)" in capsys.readouterr().out.splitlines()[-1]
+
+
+def test_300wlp_parallel_writer_same_files(w300lp_dir, mirror_bfm_dir, tmp_path):
+    """2 worker processes write the same files as the serial module fixture: images byte for
+    byte, source .mat values to float64 rounding; the _Flip fits to 1e-5 relative (the
+    normal equations amplify BLAS roundings, which depend on its thread count)."""
+    write_300wlp(tmp_path, n_per_folder=1, n_profiles=2, seed=3, bfm_dir=str(mirror_bfm_dir), image_size=128,
+                 n_jobs=2)
+    files = sorted(p.relative_to(w300lp_dir) for p in w300lp_dir.rglob("*") if p.is_file())
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file()) == files
+    for f in files:
+        if f.suffix == ".jpg":
+            assert (tmp_path / f).read_bytes() == (w300lp_dir / f).read_bytes(), f
+        else:
+            a, b = sio.loadmat(str(tmp_path / f)), sio.loadmat(str(w300lp_dir / f))
+            tol = 1e-5 if f.parts[0].endswith("_Flip") else 1e-9
+            for k in (k for k in a if not k.startswith("__")):
+                np.testing.assert_allclose(a[k], b[k], rtol=tol, atol=tol * np.abs(b[k]).max(), err_msg=str(f))
