@@ -89,9 +89,7 @@ def isotonic_regression(y: Tensor, max_passes: int | None = None) -> Tensor:
     blocks whose means violate the order, in all rows at once; at most m - 1 passes.
     """
     if y.dim() != 2:
-        raise ValueError(
-            f"fitting.nmds.isotonic_regression: y must be (B, m), got {tuple(y.shape)}"
-        )
+        raise ValueError(f"fitting.nmds.isotonic_regression: y must be (B, m), got {tuple(y.shape)}")
     bsz, m = y.shape
     if m < 2:
         return y.clone()
@@ -101,9 +99,7 @@ def isotonic_regression(y: Tensor, max_passes: int | None = None) -> Tensor:
     for _ in range(passes):
         block = torch.cumsum(starts.long(), dim=1) - 1  # (B, m) block index of each element
         flat = (rows * m + block).reshape(-1)
-        sums = torch.zeros(bsz * m, dtype=y.dtype, device=y.device).index_add_(
-            0, flat, y.reshape(-1)
-        )
+        sums = torch.zeros(bsz * m, dtype=y.dtype, device=y.device).index_add_(0, flat, y.reshape(-1))
         counts = torch.zeros(bsz * m, dtype=y.dtype, device=y.device).index_add_(
             0, flat, torch.ones_like(y).reshape(-1)
         )
@@ -176,9 +172,7 @@ def smacof_nmds(
     target_ss = (d_flat**2).sum(1, keepdim=True)  # (B, 1) scale the disparities to this
     x = classical_mds(d, dim) if init is None else init.clone()
     if x.shape != (bsz, n, dim):
-        raise ValueError(
-            f"fitting.nmds.smacof_nmds: init must be {(bsz, n, dim)}, got {tuple(x.shape)}"
-        )
+        raise ValueError(f"fitting.nmds.smacof_nmds: init must be {(bsz, n, dim)}, got {tuple(x.shape)}")
     x = x - x.mean(1, keepdim=True)
     prev = torch.full((bsz,), float("inf"), dtype=d.dtype, device=d.device)
     it = 0
@@ -198,9 +192,7 @@ def smacof_nmds(
         dhat_full = torch.zeros_like(dist_full)
         dhat_full[:, i, j] = dhat
         dhat_full[:, j, i] = dhat
-        ratio = torch.where(
-            dist_full > 1e-12, dhat_full / dist_full.clamp_min(1e-12), torch.zeros_like(dist_full)
-        )
+        ratio = torch.where(dist_full > 1e-12, dhat_full / dist_full.clamp_min(1e-12), torch.zeros_like(dist_full))
         bmat = -ratio
         bmat = bmat + torch.diag_embed(ratio.sum(-1))
         x = bmat @ x / n

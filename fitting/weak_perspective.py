@@ -18,9 +18,7 @@ from torch import Tensor
 from facemodels.procrustes import similarity_align
 
 
-def fit_weak_perspective(
-    model: Tensor, xy_img: Tensor, n_iter: int = 30
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def fit_weak_perspective(model: Tensor, xy_img: Tensor, n_iter: int = 30) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Fit a weak-perspective camera of a model-space shape to image landmarks.
 
     model: (B, L, 3) model space (y up, z out of the face), any unit and position.
