@@ -50,7 +50,14 @@ def params_for(name: str) -> list:
 
 
 def test_own_model_configs_exist():
-    must = {"resll_convnext", "tiny", "zhao2d", "kp520_mobilenetv2", "kp520_resnet18", "kp520_resnet50"}
+    must = {
+        "resll_convnext",
+        "tiny",
+        "zhao2d",
+        "kp520_mobilenetv2",
+        "kp520_resnet18",
+        "kp520_resnet50",
+    }
     assert must <= set(OWN)
     assert len([m for m in OWN if m.startswith("thesis_t4")]) == 16
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 
-import pytest
 import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
@@ -74,7 +73,8 @@ def test_mean_baseline_equals_hand_computed_mlme(tmp_path):
     assert abs(out["test/mlme_mean_baseline"] - expected.item()) < 1e-4
 
 
-@pytest.mark.slow  # ~100 optimizer steps: ~15 s on an idle 2-core CPU, minutes on a loaded one
+# ~100 optimizer steps: ~2 s single-threaded (the folder conftest), even on a loaded 2-core
+# machine; it was 15-35 s with two OpenMP threads spin-waiting for busy cores
 def test_overfit_tiny_batch_below_one_pixel():
     """ResLL Exp + flow on a LayerNorm ConvNeXt (no BatchNorm: train/eval agree), 4 images of 32 px."""
     torch.manual_seed(0)
