@@ -1,4 +1,4 @@
-"""Fixtures of this test folder: torch runs single-threaded during each test.
+"""Fixtures of this test folder: torch runs single-threaded during each test; ``flame_dir``.
 
 The tensors here are small (batch 2, images <= 64 px, meshes of a few thousand vertices), so
 intra-op threads buy nothing, and on a shared machine (2 cores, several test runs at once)
@@ -9,6 +9,7 @@ time. The previous thread count is restored after each test, so other folders ar
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,3 +23,15 @@ def _one_torch_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def flame_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The procedural world (seed 0) written once per session in the FLAME layout (~60 MB).
+
+    Shared by several modules: read it, never write into it (copy it first; test_flame
+    copies it as a folder of symlinks and replaces the links it changes).
+    """
+    from facemodels.procedural.builder import cached_world, write_flame
+
+    return write_flame(cached_world(0), tmp_path_factory.mktemp("flame"))

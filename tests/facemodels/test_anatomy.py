@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from facemodels.procedural import anatomy as A
-from facemodels.procedural.builder import cached_world, write_flame
+from facemodels.procedural.builder import cached_world
 from facemodels.procedural.masks import mirror_index
 
 pytest.importorskip("smplx")
@@ -34,10 +34,10 @@ def world():
 
 
 @pytest.fixture(scope="module")
-def model(world, tmp_path_factory):
+def model(flame_dir):
     from facemodels.flame import FlameModel
 
-    return FlameModel(write_flame(world, tmp_path_factory.mktemp("flame")), n_shape=300, n_exp=100)
+    return FlameModel(flame_dir, n_shape=300, n_exp=100)
 
 
 def measurements(v: np.ndarray, lm: np.ndarray, head: np.ndarray) -> dict[str, np.ndarray]:

@@ -13,15 +13,9 @@ import pytest
 import torch
 
 from facemodels.flame import FlameFormatError, FlameModel, load_flame_arrays
-from facemodels.procedural.builder import cached_world, write_flame
 
 smplx = pytest.importorskip("smplx")
 scipy_sparse = pytest.importorskip("scipy.sparse")
-
-
-@pytest.fixture(scope="module")
-def flame_dir(tmp_path_factory) -> Path:
-    return write_flame(cached_world(0), tmp_path_factory.mktemp("flame"))
 
 
 def _copy(src: Path, dst: Path) -> Path:

@@ -25,11 +25,6 @@ def world():
     return cached_world(0)
 
 
-@pytest.fixture(scope="module")
-def flame_dir(world, tmp_path_factory) -> Path:
-    return write_flame(world, tmp_path_factory.mktemp("flame"))
-
-
 def _hashes(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 
