@@ -21,7 +21,7 @@ built.
 Annotation cache: parsing a 5023-vertex json costs ~4 ms, more than decoding the image.
 At setup each split's annotations (vertices float32, MV, P, image height, K, R, t, yaw,
 visibility) are parsed once into ``<cache_root>/dad3dheads_ann_<hash>/<split>.npz`` (hash of
-the absolute root, split and index file size/mtime) and memory-mapped by the workers.
+the absolute root, split and index file size/mtime) and loaded into memory at setup (forked DataLoader workers share it copy-on-write).
 Images are decoded per sample by default. ``image_cache=True`` (opt-in) decodes every frame
 once into a uint8 memory map next to the annotation cache (only when all frames of a split
 have one size, as the procedural data; see :func:`load_split_images`): it removes the PNG
