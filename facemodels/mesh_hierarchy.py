@@ -14,14 +14,15 @@ vertices) this builds nested levels of 805, 403, 202 and 101 vertices:
   the face) when it is fold-free on the region, i.e. every region triangle faces +z;
   otherwise (e.g. a region reaching under the chin, where the surface turns back and
   two vertices can share (x, y)) the orthographic projection along the view direction
-  from which every region triangle is seen front-facing with the largest margin (a small
-  linear programme; see :func:`view_direction`). A chart that folds would drop
+  from which every region triangle is seen front-facing with the largest margin (a linear
+  then a quadratic programme in 3 unknowns; see :func:`view_direction`; for the
+  procedural world's face region: 9 degrees below the horizontal, margin 0.08). A chart
+  that folds would drop
   coincident points from the Delaunay triangulation (vertices without any triangle) and
   make the barycentric up-sampling and spiral order ambiguous.
 * triangulation: level 0 keeps the template's own triangles (those with all three
   vertices in the region). Coarser levels are a Delaunay triangulation of the 2D chart
-  from which we
-  drop (1) triangles whose 2D centroid is not covered by the level-0 surface (holes such
+  from which we drop (1) triangles whose 2D centroid is not covered by the level-0 surface (holes such
   as the eyes, and the concave parts of the convex hull), (2) triangles with a 3D edge
   longer than ``long_edge`` times the median edge, (3) then, repeatedly, boundary
   slivers (min 3D angle below ``sliver_deg``); a triangle is never dropped if that
