@@ -16,7 +16,7 @@ vertices) this builds nested levels of 805, 403, 202 and 101 vertices:
   two vertices can share (x, y)) the orthographic projection along the view direction
   from which every region triangle is seen front-facing with the largest margin (a linear
   then a quadratic programme in 3 unknowns; see :func:`view_direction`; for the
-  procedural world's face region: 9 degrees below the horizontal, margin 0.08). A chart
+  procedural world's face region: seen from 9 degrees below straight ahead, margin 0.08). A chart
   that folds would drop
   coincident points from the Delaunay triangulation (vertices without any triangle) and
   make the barycentric up-sampling and spiral order ambiguous.
