@@ -153,7 +153,13 @@ def main() -> int:
             if code != 0:
                 print(f"run {run['name']} failed (exit {code}); rerun the same command to resume", file=sys.stderr)
                 return code
-    report = write_report(args.table, args.scale, recipe, timings, command)
+    if recipe.get("report"):  # a custom writer "package.module:function" with write_report's signature
+        import importlib
+
+        module, _, func = str(recipe["report"]).partition(":")
+        report = getattr(importlib.import_module(module), func)(args.table, args.scale, recipe, timings, command)
+    else:
+        report = write_report(args.table, args.scale, recipe, timings, command)
     print(f"report: {report}")
     return 0
 

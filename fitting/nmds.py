@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -30,6 +31,7 @@ __all__ = [
     "NMDSResult",
     "classical_mds",
     "isotonic_regression",
+    "isotonic_regression_torch",
     "kruskal_stress1",
     "pairwise_distances",
     "smacof_nmds",
@@ -59,9 +61,12 @@ def _check_dissimilarities(d: Tensor) -> None:
 
 def pairwise_distances(x: Tensor, eps: float = 0.0) -> Tensor:
     """Euclidean distance matrix. x: (B, n, dim) -> (B, n, n); the diagonal is exactly 0."""
+    off_diag = 1 - torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
+    if eps == 0.0:  # cdist: ~3x faster than the broadcast difference, zero gradient at zero distance
+        return torch.cdist(x, x, compute_mode="donot_use_mm_for_euclid_dist") * off_diag
     diff = x.unsqueeze(2) - x.unsqueeze(1)  # (B, n, n, dim)
     d2 = (diff * diff).sum(-1)
-    return torch.sqrt(d2 + eps) * (1 - torch.eye(x.shape[1], dtype=x.dtype, device=x.device))
+    return torch.sqrt(d2 + eps) * off_diag
 
 
 def classical_mds(d: Tensor, dim: int = 3) -> Tensor:
@@ -84,10 +89,30 @@ def classical_mds(d: Tensor, dim: int = 3) -> Tensor:
 def isotonic_regression(y: Tensor, max_passes: int | None = None) -> Tensor:
     """Least-squares non-decreasing fit to each row of y (unit weights).
 
-    y: (B, m) values in the order in which the fit must be non-decreasing.
-    Returns (B, m). Vectorised pool-adjacent-violators: every pass merges all adjacent
-    blocks whose means violate the order, in all rows at once; at most m - 1 passes.
+    y: (B, m) values in the order in which the fit must be non-decreasing. Returns (B, m).
+    On the CPU (no gradient, no `max_passes`) each row goes through scipy's linear-time PAV
+    (scipy.optimize.isotonic_regression, scipy >= 1.12): ~1000x faster than the vectorised
+    passes for learned dissimilarities with many violations (m = 2,278 pairs of iBUG-68).
+    Otherwise `isotonic_regression_torch`.
     """
+    if y.dim() != 2:
+        raise ValueError(f"fitting.nmds.isotonic_regression: y must be (B, m), got {tuple(y.shape)}")
+    if y.device.type == "cpu" and not y.requires_grad and max_passes is None:
+        try:
+            from scipy.optimize import isotonic_regression as _scipy_iso
+        except ImportError:  # scipy < 1.12
+            _scipy_iso = None
+        if _scipy_iso is not None:
+            arr = y.detach().double().numpy()
+            out = np.stack([_scipy_iso(row).x for row in arr]) if arr.shape[0] else arr.copy()
+            return torch.from_numpy(out).to(y.dtype)
+    return isotonic_regression_torch(y, max_passes)
+
+
+def isotonic_regression_torch(y: Tensor, max_passes: int | None = None) -> Tensor:
+    """`isotonic_regression` in torch (any device). Vectorised pool-adjacent-violators: every
+    pass merges all adjacent blocks whose means violate the order, in all rows at once; at most
+    m - 1 passes (exact: PAV's result does not depend on the pooling order). y: (B, m)."""
     if y.dim() != 2:
         raise ValueError(f"fitting.nmds.isotonic_regression: y must be (B, m), got {tuple(y.shape)}")
     bsz, m = y.shape

@@ -66,8 +66,10 @@ class DeepMDSLifter(LiftingModule):
         dissim_weight: float = 1.0,
         dissim_input: str = "target",
         nmds_iters: int = 100,
+        num_threads: int | None = None,
     ) -> None:
-        super().__init__(net, optimizer, scheduler, landmark_set, image_size, early_stopping_patience, monitor)
+        super().__init__(net, optimizer, scheduler, landmark_set, image_size, early_stopping_patience, monitor,
+                         num_threads)
         if dissim_input not in ("target", "predicted"):
             raise ValueError(f"DeepMDSLifter: dissim_input must be 'target' or 'predicted', got {dissim_input!r}")
         self.save_hyperparameters(ignore=["net"])

@@ -29,8 +29,10 @@ class ZhaoDepthLifter(LiftingModule):
         image_size: int = 256,
         early_stopping_patience: int | None = 10,
         monitor: str = "val/gte",
+        num_threads: int | None = None,
     ) -> None:
-        super().__init__(net, optimizer, scheduler, landmark_set, image_size, early_stopping_patience, monitor)
+        super().__init__(net, optimizer, scheduler, landmark_set, image_size, early_stopping_patience, monitor,
+                         num_threads)
         self.save_hyperparameters(ignore=["net"])
 
     def lift(self, xy_px: Tensor) -> Tensor:

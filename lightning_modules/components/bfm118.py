@@ -102,24 +102,17 @@ class BFM118(nn.Module):
 
 
 def bfm_bases(bfm: nn.Module) -> tuple[Tensor, Tensor, Tensor]:
-    """(mean (N, 3), id (N, 3, 80), exp (N, 3, 29)) in metres per std from a LinearBFM, by
-    evaluating it on unit coefficients (no reliance on its attribute names)."""
-    n_shape, n_exp = 199, 29
-    with torch.no_grad():
-        zero_s, zero_e = torch.zeros(1, n_shape), torch.zeros(1, n_exp)
-        mean = bfm(zero_s, zero_e)[0].double()
-        eye_s = torch.zeros(N_ID, n_shape)
-        eye_s[:, :N_ID] = torch.diag(_std(bfm, "shape", N_ID))
-        ids = bfm(eye_s, zero_e.expand(N_ID, -1)).double() - mean  # (80, N, 3)
-        eye_e = torch.zeros(N_EXP, n_exp)
-        eye_e[:, :N_EXP] = torch.diag(_std(bfm, "exp", N_EXP))
-        exps = bfm(zero_s.expand(N_EXP, -1), eye_e).double() - mean
+    """(mean (N, 3), id (N, 3, 80), exp (N, 3, 29)) in metres per std from a
+    facemodels.bfm.LinearBFM (buffers `mean` (N, 3) um, `shape_pc` (3N, S), `exp_pc` (3N, E)
+    interleaved x, y, z rows, `shape_std` (S,), `exp_std` (E,) um)."""
+    if bfm.n_shape < N_ID or bfm.n_exp < N_EXP:
+        raise ValueError(
+            f"BFM118: {getattr(bfm, 'folder', 'the BFM')} has {bfm.n_shape} identity / {bfm.n_exp} expression "
+            f"modes, MobileFace needs {N_ID} / {N_EXP}"
+        )
+    n = bfm.mean.shape[0]
     um = 1e-6
-    return (mean * um).float(), (ids.permute(1, 2, 0) * um).float(), (exps.permute(1, 2, 0) * um).float()
-
-
-def _std(bfm: nn.Module, kind: str, k: int) -> Tensor:
-    for name in (f"{kind}_std", f"{kind}_ev", f"sigma_{kind}", f"{kind}EV"):
-        if hasattr(bfm, name):
-            return torch.as_tensor(getattr(bfm, name)).reshape(-1)[:k].float()
-    raise AttributeError(f"BFM118: {type(bfm).__name__} exposes no {kind} standard deviations ({kind}_std)")
+    mean = bfm.mean.double() * um
+    ids = (bfm.shape_pc[:, :N_ID].double() * bfm.shape_std[:N_ID].double()).view(n, 3, N_ID) * um
+    exps = (bfm.exp_pc[:, :N_EXP].double() * bfm.exp_std[:N_EXP].double()).view(n, 3, N_EXP) * um
+    return mean.float(), ids.float(), exps.float()

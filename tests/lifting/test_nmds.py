@@ -10,6 +10,7 @@ from scipy.optimize import isotonic_regression as scipy_isotonic
 from fitting.nmds import (
     classical_mds,
     isotonic_regression,
+    isotonic_regression_torch,
     kruskal_stress1,
     pairwise_distances,
     smacof_nmds,
@@ -29,11 +30,12 @@ def test_isotonic_hand_cases() -> None:
     assert torch.allclose(out[1], torch.tensor([1.0, 2.5, 2.5, 4.0], dtype=torch.float64))
 
 
-def test_isotonic_matches_scipy_per_row() -> None:
+@pytest.mark.parametrize("fn", [isotonic_regression, isotonic_regression_torch])
+def test_isotonic_matches_scipy_per_row(fn) -> None:
     g = torch.Generator().manual_seed(1)
     y = torch.randn(6, 400, generator=g, dtype=torch.float64) + torch.linspace(0, 3, 400, dtype=torch.float64)
     y[0] = torch.linspace(5, 0, 400, dtype=torch.float64)  # all violators: one block
-    out = isotonic_regression(y)
+    out = fn(y)
     for b in range(6):
         np.testing.assert_allclose(out[b].numpy(), scipy_isotonic(y[b].numpy()).x, atol=1e-12)
 

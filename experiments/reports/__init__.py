@@ -1,0 +1,1 @@
+"""Custom report writers of reproduce recipes (`report: experiments.reports.<module>:<function>`)."""
