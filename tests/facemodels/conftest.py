@@ -1,28 +1,10 @@
-"""Fixtures of this test folder: torch runs single-threaded during each test; ``flame_dir``.
-
-The tensors here are small (batch 2, images <= 64 px, meshes of a few thousand vertices), so
-intra-op threads buy nothing, and on a shared machine (2 cores, several test runs at once)
-OpenMP threads that spin-wait for a busy core made one-step model tests 5-6x slower in wall
-time. The previous thread count is restored after each test, so other folders are unaffected.
-"""
+"""Fixtures of this test folder: ``flame_dir`` (torch runs single-threaded: see tests/conftest.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="session")
