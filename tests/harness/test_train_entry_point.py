@@ -37,3 +37,14 @@ def test_rerun_resumes_from_last_checkpoint(tmp_path):
     cfg = compose_config("train", [*TINY, "trainer.max_epochs=2", "trainer.accelerator=cpu"], tmp_path)
     second = train(cfg)  # same run dir: continues from last.ckpt instead of starting over
     assert first["global_step"] == 4 and second["global_step"] == 8
+
+
+def test_same_seed_deterministic_mode_gives_identical_metrics(tmp_path):
+    results = []
+    for run in ("a", "b"):
+        cfg = compose_config("train", [*TINY, "trainer.max_epochs=1", "trainer.accelerator=cpu", "deterministic=true",
+                                       "seed=7"], tmp_path / run)
+        results.append(train(cfg)["metrics"])
+    assert results[0].keys() == results[1].keys()
+    for key in results[0]:
+        assert results[0][key] == results[1][key], key
