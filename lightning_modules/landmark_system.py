@@ -5,6 +5,7 @@ the mean-layout baseline, optimizer set-up. Subclasses define `forward_batch` an
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,41 @@ def normalised_to_px(xy: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return (xy + 0.5) * scale
 
 
+# Model config keys of the GPU path (issue 9), accepted by every LandmarkSystem subclass.
+GPU_PATH_KEYS = ("channels_last", "compile")
+
+
+def _wrap_init_with_gpu_path_keys(init):
+    """Pops `channels_last` / `compile` from the kwargs, calls `init`, then applies them, so every
+    subclass accepts the keys without naming them in its own signature (and its hparams)."""
+    if getattr(init, "_gpu_path_wrapped", False):
+        return init
+
+    @functools.wraps(init)
+    def wrapped(self, *args, **kwargs):
+        given = {k: kwargs.pop(k) for k in GPU_PATH_KEYS if k in kwargs}
+        init(self, *args, **kwargs)
+        if "channels_last" in given:
+            self.channels_last = given["channels_last"]
+        if "compile" in given:
+            self.compile_backend = _compile_backend(given["compile"])
+
+    wrapped._gpu_path_wrapped = True  # type: ignore[attr-defined]
+    wrapped.__signature__ = inspect.signature(init)  # type: ignore[attr-defined]
+    return wrapped
+
+
+def _compile_backend(value: bool | str | None) -> str | None:
+    """`compile` key -> torch.compile backend: false/None -> None, true -> "inductor", a string -> itself."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return "inductor"
+    if isinstance(value, str) and value:
+        return value
+    raise ValueError(f"model config key 'compile': expected true, false or a torch.compile backend name, got {value!r}")
+
+
 class LandmarkSystem(pl.LightningModule):
     """Base system. Args (shared by all subclasses):
 
@@ -54,6 +90,13 @@ class LandmarkSystem(pl.LightningModule):
     Logged: train/loss, val/loss, val/mlme, test/loss, test/mlme, test/mlme_mean_baseline and,
     where the batch has `landmarks68_px` and `yaw` and the model predicts 68 points, test/nme,
     test/nme_<bin> (AFLW2000-3D protocol). MLME is in crop px.
+
+    GPU path (model config keys, accepted by every subclass; issue 9):
+    channels_last: None (default) = on when training / predicting on CUDA, off on CPU; True / False
+        force it. On: the net's 4-D weights and the `image` of every model_step / predict_step use torch.channels_last
+        (NHWC; faster convolutions with bf16 on tensor cores); outputs are unchanged.
+    compile: false (default) | true (torch.compile, inductor) | a backend name: `net.compile()` in
+        place at setup, so state_dict keys and checkpoints stay those of the plain net.
 
     The mean-layout baseline: the training landmarks (normalised) are summed over every training
     batch into the buffers `layout_sum` / `layout_count` (so they survive checkpoints); at test
@@ -87,6 +130,42 @@ class LandmarkSystem(pl.LightningModule):
         self.register_buffer("layout_sum", torch.zeros(self.num_landmarks, 2, dtype=torch.float64))
         self.register_buffer("layout_count", torch.zeros((), dtype=torch.float64))
         self._overlay_batch: dict[str, torch.Tensor] | None = None
+        self._layout_epoch: list | None = None  # [(L, 2) float64 sum, count] of this epoch, this process
+        self.channels_last: bool | None = None
+        self.compile_backend: str | None = None
+        self._channels_last_active = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _wrap_init_with_gpu_path_keys(cls.__dict__["__init__"])
+
+    # ----------------------------------------------------------------------------- GPU path
+    def apply_gpu_path(self, device: torch.device | str) -> None:
+        """Converts the net to channels_last (per `channels_last` and the device type) and compiles
+        it when `compile` is set. Called by `setup()`; scripts outside a Trainer call it themselves."""
+        on_cuda = torch.device(device).type == "cuda"
+        use = on_cuda if self.channels_last is None else bool(self.channels_last)
+        if use and not self._channels_last_active:
+            self.net.to(memory_format=torch.channels_last)
+        elif not use and self._channels_last_active:
+            self.net.to(memory_format=torch.contiguous_format)
+        self._channels_last_active = use
+        if self.compile_backend is not None and not getattr(self.net, "_compiled_call_impl", None):
+            self.net.compile(backend=self.compile_backend)
+
+    def setup(self, stage: str) -> None:
+        trainer = self._trainer
+        device = trainer.strategy.root_device if trainer is not None else self.device
+        self.apply_gpu_path(device)
+
+    def channels_last_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """The batch with `image` (B, 3, H, W) in channels_last when the GPU path is on (a shallow
+        copy), else the batch itself. Applied by model_step and predict_step."""
+        image = batch.get("image") if isinstance(batch, dict) else None
+        if not self._channels_last_active or not torch.is_tensor(image) or image.ndim != 4:
+            return batch
+        return {**batch, "image": image.contiguous(memory_format=torch.channels_last)}
 
     # ----------------------------------------------------------------------------- hooks to define
     def forward_batch(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -117,6 +196,7 @@ class LandmarkSystem(pl.LightningModule):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """-> (loss, preds, targets); preds/targets hold `landmarks_px` (B, L, 2) crop px."""
         self._check_batch(batch)
+        batch = self.channels_last_batch(batch)
         preds = self.forward_batch(batch)
         terms = self.compute_loss(preds, batch)
         preds["loss_terms"] = terms  # type: ignore[assignment]
@@ -128,15 +208,35 @@ class LandmarkSystem(pl.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         loss, preds, _ = self.model_step(batch)
-        with torch.no_grad():
-            self.layout_sum += batch["landmarks"].detach().double().sum(0)
-            self.layout_count += batch["landmarks"].shape[0]
+        self._accumulate_layout(batch["landmarks"])
         bs = batch["image"].shape[0]
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=bs)
         for name, value in preds["loss_terms"].items():
             if name != "loss":
                 self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=bs)
         return loss
+
+    @torch.no_grad()
+    def _accumulate_layout(self, landmarks: torch.Tensor) -> None:
+        """Add a training batch's landmarks (B, L, 2) to this process's running sum for the epoch.
+
+        Kept outside the module's buffers (DDP broadcasts buffers from rank 0 at every forward);
+        merged across processes into `layout_sum` / `layout_count` at the end of the epoch.
+        """
+        s, n = landmarks.detach().double().sum(0), float(landmarks.shape[0])
+        if self._layout_epoch is None:
+            self._layout_epoch = [torch.zeros_like(s), 0.0]
+        self._layout_epoch[0] += s
+        self._layout_epoch[1] += n
+
+    def on_train_epoch_end(self) -> None:
+        if self._layout_epoch is None:
+            return
+        s, n = self._layout_epoch
+        self._layout_epoch = None
+        n_t = torch.tensor(n, dtype=torch.float64, device=s.device)
+        self.layout_sum += self.trainer.strategy.reduce(s, reduce_op="sum").to(self.layout_sum)
+        self.layout_count += self.trainer.strategy.reduce(n_t, reduce_op="sum").to(self.layout_count)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         loss, preds, targets = self.model_step(batch)
@@ -184,7 +284,7 @@ class LandmarkSystem(pl.LightningModule):
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
         """-> {"landmarks_px": (B, L, 2) crop px, "confidences": (B, L) in [0, 1], ...}."""
-        preds = self.forward_batch(batch)
+        preds = self.forward_batch(self.channels_last_batch(batch))
         out = {"landmarks_px": preds["landmarks_px"]}
         if "confidences" in preds:
             out["confidences"] = preds["confidences"]
