@@ -7,8 +7,17 @@ Evaluation: ICP + Procrustes normalised distance d = 100 ||S - S_gt||^2 / ||S_gt
 per face (correspondence-initialised ICP on the decoder's vertices), CED AUC on [0, 1];
 test also logs the mean-shape baseline and the registered-model upper bound.
 
-Batch keys: `image` (B, 3, 96, 96), `params` (B, 118) in the layout of
-lightning_modules.components.bfm118 (raw units).
+Batch keys: `image` (B, 3, 96, 96) and `params`, either
+- (B, 118) in the layout of lightning_modules.components.bfm118 (raw units, incl. the camera), or
+- (B, 235) 300W-LP / 3DDFA parameters (datamodules/w300lp.py: Shape 199, Exp 29, Pose 7 in the
+  original image) with `landmarks_px` (B, 68, 2) crop px. Choice: the 109 shape coefficients are
+  converted (BFM118.coefficients_from_3ddfa: id = Shape_Para[:80] / shapeEV, exp = Exp_Para /
+  sigma_exp; exact least squares because the BFM's PCs are orthonormal); the camera (t, angles,
+  f, Px, Py) of the crop is NOT converted. Instead "mse" supervises the 109 shape coefficients
+  only, and the 2D term of "l2_2d3d" / "l1_2d3d" compares the projected iBUG-68 keypoints
+  (vertices 0..67 of BFM118.from_bfm) with `landmarks_px`; the 3D term compares the shapes in
+  model space (pose-free). The evaluation (ICP + Procrustes on the shape) needs no camera.
+  Known limit: 300W-LP's flipped samples keep their unflipped Shape_Para (w300lp.py).
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
-from lightning_modules.components.bfm118 import BFM118, N_PARAMS
+from lightning_modules.components.bfm118 import BFM118, N_EXP, N_ID, N_PARAMS
 from lightning_modules.metrics.shape3d import CEDAUC, icp_procrustes_distance, similarity_procrustes
 
 LOSSES = ("mse", "l2_2d3d", "l1_2d3d")
@@ -54,23 +63,40 @@ class MobileFaceRegressor(pl.LightningModule):
         """(B, 3, 96, 96) -> (B, 118) raw parameters."""
         return self.face_model.denormalise(self.net(image))
 
-    def _check(self, batch: dict[str, Tensor]) -> Tensor:
+    def _check(self, batch: dict[str, Tensor]) -> tuple[Tensor, bool]:
+        """-> (p_gt (B, 118), has_camera). 3DDFA (B, 235) parameters are converted (module doc)."""
         p = batch.get("params")
-        if p is None or p.dim() != 2 or p.shape[1] != N_PARAMS:
-            got = None if p is None else tuple(p.shape)
-            raise ValueError(f"MobileFaceRegressor: batch['params'] must be (B, {N_PARAMS}) (bfm118 layout), got {got}")
-        return p
+        if p is not None and p.dim() == 2 and p.shape[1] == N_PARAMS:
+            return p, True
+        if p is not None and p.dim() == 2 and p.shape[1] == 235:
+            lm = batch.get("landmarks_px")
+            if lm is None or lm.shape[1:] != (68, 2):
+                raise ValueError("MobileFaceRegressor: 3DDFA params (B, 235) need batch['landmarks_px'] (B, 68, 2) crop px")
+            if self.face_model.n_keypoints != 68:
+                raise ValueError("MobileFaceRegressor: 3DDFA params need a BFM118 with the 68 keypoints (BFM118.from_bfm)")
+            fm = self.face_model
+            p118 = fm.param_mean.expand(p.shape[0], -1).clone()
+            p118[:, : N_ID + N_EXP] = fm.coefficients_from_3ddfa(p.to(p118))
+            return p118, False
+        got = None if p is None else tuple(p.shape)
+        raise ValueError(
+            f"MobileFaceRegressor: batch['params'] must be (B, {N_PARAMS}) (bfm118 layout) or (B, 235) (3DDFA), got {got}"
+        )
 
     def model_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-        p_gt = self._check(batch)
+        p_gt, has_camera = self._check(batch)
         p_norm = self.net(batch["image"])
         p = self.face_model.denormalise(p_norm)
-        if self.hparams.loss == "mse":
-            loss = ((p_norm - self.face_model.normalise(p_gt)) ** 2).sum(1).mean()
-            return loss, p, p_gt
         fm = self.face_model
+        if self.hparams.loss == "mse":
+            k = N_PARAMS if has_camera else N_ID + N_EXP
+            loss = ((p_norm[:, :k] - fm.normalise(p_gt)[:, :k]) ** 2).sum(1).mean()
+            return loss, p, p_gt
         s, s_gt = fm.shape(p) * 1e3, fm.shape(p_gt) * 1e3  # mm
-        q, q_gt = fm.project(p), fm.project(p_gt)  # px
+        if has_camera:
+            q, q_gt = fm.project(p), fm.project(p_gt)  # px
+        else:
+            q, q_gt = fm.project(p)[:, :68], batch["landmarks_px"].to(p)  # iBUG-68, crop px
         if self.hparams.loss == "l2_2d3d":
             l3, l2 = ((s - s_gt) ** 2).sum(-1), ((q - q_gt) ** 2).sum(-1)
         else:

@@ -46,7 +46,8 @@ class BFM118(nn.Module):
     standard deviation (i.e. PCs already multiplied by their std).
     """
 
-    def __init__(self, mean: Tensor, id_basis: Tensor, exp_basis: Tensor, image_size: int = 96) -> None:
+    def __init__(self, mean: Tensor, id_basis: Tensor, exp_basis: Tensor, image_size: int = 96,
+                 id_ev: Tensor | None = None, exp_ev: Tensor | None = None, n_keypoints: int = 0) -> None:
         super().__init__()
         n = mean.shape[0]
         if mean.shape != (n, 3) or id_basis.shape != (n, 3, N_ID) or exp_basis.shape != (n, 3, N_EXP):
@@ -60,12 +61,25 @@ class BFM118(nn.Module):
         pm, ps = default_param_stats(image_size)
         self.register_buffer("param_mean", pm)
         self.register_buffer("param_std", ps)
+        # 3DDFA scale of the coefficients (um): Shape_Para = alpha_id * id_ev, Exp_Para = alpha_exp * exp_ev
+        self.register_buffer("id_ev", torch.ones(N_ID) if id_ev is None else id_ev.reshape(-1)[:N_ID].float())
+        self.register_buffer("exp_ev", torch.ones(N_EXP) if exp_ev is None else exp_ev.reshape(-1)[:N_EXP].float())
+        self.n_keypoints = int(n_keypoints)  # vertices 0..n_keypoints-1 are the iBUG-68 keypoints (from_bfm)
+
+    def coefficients_from_3ddfa(self, params: Tensor) -> Tensor:
+        """300W-LP / 3DDFA parameters (B, 235) = [Shape_Para 199, Exp_Para 29, Pose_Para 7] -> the
+        109 MobileFace shape coefficients (B, 109) in units of each mode's std. The BFM's PCs are
+        orthonormal, so the least-squares fit of 80 id modes to the 199-mode shape is the truncation."""
+        if params.dim() != 2 or params.shape[1] != 235:
+            raise ValueError(f"BFM118.coefficients_from_3ddfa: need (B, 235) 3DDFA parameters, got {tuple(params.shape)}")
+        return torch.cat([params[:, :N_ID] / self.id_ev, params[:, 199 : 199 + N_EXP] / self.exp_ev], 1)
 
     @classmethod
     def from_bfm(cls, folder: str | None = None, n_vertices: int | None = 2000, image_size: int = 96) -> BFM118:
         """Build from a BFM-format folder (facemodels.bfm.LinearBFM, micrometres -> metres).
 
-        Keeps the 68 keypoints plus an even sub-sample of `n_vertices` vertices (None: all).
+        Keeps the 68 iBUG keypoints (as vertices 0..67) plus an even sub-sample of `n_vertices`
+        vertices (None: all).
         """
         from facemodels.bfm import LinearBFM
         from facemodels.world import default_bfm_dir
@@ -75,7 +89,10 @@ class BFM118(nn.Module):
         idx = torch.arange(mean.shape[0])
         if n_vertices is not None and n_vertices < mean.shape[0]:
             idx = torch.linspace(0, mean.shape[0] - 1, n_vertices).long()
-        return cls(mean[idx], id_b[idx], exp_b[idx], image_size)
+        kp = bfm.keypoints68.long()
+        idx = torch.cat([kp, idx[~torch.isin(idx, kp)]])  # the 68 keypoints first
+        return cls(mean[idx], id_b[idx], exp_b[idx], image_size, id_ev=bfm.shape_std, exp_ev=bfm.exp_std,
+                   n_keypoints=kp.numel())
 
     def normalise(self, p: Tensor) -> Tensor:
         return (p - self.param_mean) / self.param_std

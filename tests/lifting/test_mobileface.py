@@ -73,3 +73,57 @@ def test_bad_params_raise() -> None:
     module = MobileFaceRegressor(MobileNetV1(), fm, functools.partial(torch.optim.Adam, lr=1e-3))
     with pytest.raises(ValueError, match="params"):
         module.model_step({"image": torch.zeros(1, 3, 96, 96), "params": torch.zeros(1, 62)})
+
+
+def test_3ddfa_params_convert_on_the_procedural_bfm() -> None:
+    """300W-LP's (B, 235) parameters -> BFM118 shape coefficients: the converted face equals the
+    LinearBFM face of the same parameters (80 id modes used), keypoints are vertices 0..67."""
+    from facemodels.bfm import LinearBFM
+
+    bfm = LinearBFM()
+    fm = BFM118.from_bfm(n_vertices=300)
+    g = torch.Generator().manual_seed(3)
+    shape_para = torch.zeros(2, 199)
+    shape_para[:, :80] = torch.randn(2, 80, generator=g) * bfm.shape_std[:80]
+    exp_para = torch.randn(2, 29, generator=g) * bfm.exp_std
+    params = torch.cat([shape_para, exp_para, torch.zeros(2, 7)], 1)
+    p118 = fm.param_mean.expand(2, -1).clone()
+    p118[:, :109] = fm.coefficients_from_3ddfa(params)
+    ref_kp = bfm.landmarks(shape_para, exp_para) * 1e-6  # (2, 68, 3) metres
+    torch.testing.assert_close(fm.shape(p118)[:, :68], ref_kp, atol=1e-7, rtol=1e-5)
+    with pytest.raises(ValueError, match="235"):
+        fm.coefficients_from_3ddfa(torch.zeros(1, 62))
+
+
+@pytest.mark.parametrize("loss", ["mse", "l2_2d3d", "l1_2d3d"])
+def test_3ddfa_batch_trains_a_step(loss: str) -> None:
+    fm = BFM118.from_bfm(n_vertices=200)
+    module = MobileFaceRegressor(MobileNetV1(), fm, functools.partial(torch.optim.Adam, lr=1e-3), loss=loss)
+    g = torch.Generator().manual_seed(0)
+    batch = {"image": torch.randn(2, 3, 96, 96, generator=g), "params": torch.randn(2, 235, generator=g) * 1e4,
+             "landmarks_px": torch.rand(2, 68, 2, generator=g) * 96}
+    opt = module.configure_optimizers()
+    loss_v, p, p_gt = module.model_step(batch)
+    assert torch.isfinite(loss_v) and p.shape == p_gt.shape == (2, 118)
+    opt.zero_grad()
+    loss_v.backward()
+    assert all(torch.isfinite(q.grad).all() for q in module.net.parameters() if q.grad is not None)
+    with pytest.raises(ValueError, match="landmarks_px"):
+        module.model_step({"image": batch["image"], "params": batch["params"]})
+
+
+@pytest.mark.parametrize(("name", "loss"), [("mobileface", "mse"), ("mobileface_l2", "l2_2d3d"), ("mobileface_l1", "l1_2d3d")])
+def test_configs_select_w300lp_and_build(name: str, loss: str) -> None:
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from experiments.train import instantiate_model
+
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    with initialize_config_dir(config_dir=str(configs), version_base="1.3"):
+        cfg = compose("train.yaml", overrides=[f"model={name}", "model.face_model.n_vertices=100"])
+    assert cfg.data._target_.endswith("W300LPDataModule") and cfg.model.loss == loss
+    module = instantiate_model(OmegaConf.create(OmegaConf.to_container(cfg.model, resolve=True)))
+    assert module.face_model.n_keypoints == 68 and module.hparams.image_size == 96
