@@ -10,7 +10,8 @@ contiguous. Defaults: 256 px, batch 32 on CUDA; 64 px, batch 8 on CPU (``--image
 timed steps after ``--warmup`` steps.
 
 ``--profile`` (default on): torch.profiler over ``--profile-steps`` steps of the first model,
-top ops by self time (CPU: self CPU time; CUDA: self CUDA time), the answer to "what bounds it".
+top ops by self time (CPU: self CPU time; CUDA: self CUDA time) and the forward / backward /
+optimizer share of the step: the answer to "what bounds it".
 
 The last printed line is JSON:
 {"bench": "train", "device": ..., "image_size": ..., "batch_size": ...,
@@ -46,12 +47,16 @@ def make_step(model, batch, device: torch.device):
     model.train()
     opt = model.configure_optimizers()["optimizer"]
 
+    from torch.profiler import record_function
+
     def step() -> torch.Tensor:
         opt.zero_grad(set_to_none=True)
-        with _autocast(device):
+        with record_function("bench::forward"), _autocast(device):
             loss, _, _ = model.model_step(batch)
-        loss.backward()
-        opt.step()
+        with record_function("bench::backward"):
+            loss.backward()
+        with record_function("bench::optimizer"):
+            opt.step()
         return loss.detach()
 
     return step
@@ -73,8 +78,10 @@ def time_steps(step, device: torch.device, warmup: int, steps: int, batch_size: 
     return rates
 
 
-def profile_top_ops(step, device: torch.device, steps: int, top: int = 8) -> list[dict]:
-    """Top ops by self time over `steps` steps: [{"op", "self_ms_per_step", "share_pct"}]."""
+def profile_step(step, device: torch.device, steps: int, top: int = 8) -> tuple[list[dict], dict]:
+    """Top ops by self time over `steps` steps: [{"op", "self_ms_per_step", "share_pct"}], and the
+    forward / backward / optimizer phases' share of the step (CPU wall time inside each phase's
+    record_function range; on CUDA that is launch + sync time, not kernel time)."""
     from torch.profiler import ProfilerActivity, profile
 
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
@@ -91,11 +98,15 @@ def profile_top_ops(step, device: torch.device, steps: int, top: int = 8) -> lis
 
     total = sum(self_time(e) for e in events) or 1.0
     ranked = sorted(events, key=self_time, reverse=True)[:top]
-    return [
+    ops = [
         {"op": e.key, "self_ms_per_step": round(self_time(e) / 1000.0 / steps, 2),
          "share_pct": round(100.0 * self_time(e) / total, 1)}
         for e in ranked
     ]
+    phase_us = {e.key.split("::", 1)[1]: float(e.cpu_time_total) for e in events if e.key.startswith("bench::")}
+    whole = sum(phase_us.values()) or 1.0
+    phases = {k: round(100.0 * v / whole, 1) for k, v in sorted(phase_us.items())}
+    return ops, phases
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -122,6 +133,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(0)
     rates: dict[str, dict] = {}
     top_ops: list[dict] = []
+    phases: dict[str, float] = {}
     for i, name in enumerate(a.models):
         # lr 1e-5: random batches must not blow up (SGD lr 0.1 of kp520 does); timing is unaffected
         model = build_model(name, size, ("model.optimizer.lr=1e-5",)).to(dev)
@@ -132,7 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
         step = make_step(model, batch, dev)
         rates[name] = spread(time_steps(step, dev, a.warmup, a.steps, bs))
         if i == 0 and not a.no_profile:
-            top_ops = profile_top_ops(step, dev, a.profile_steps)
+            top_ops, phases = profile_step(step, dev, a.profile_steps)
         del model, batch, step
         if cuda:
             torch.cuda.empty_cache()
@@ -150,6 +162,7 @@ def main(argv: list[str] | None = None) -> dict:
         "load_avg_1min": load_avg(),
         "profile_model": a.models[0] if top_ops else None,
         "profile_top_ops": top_ops,
+        "profile_phase_pct": phases,
         "compare_with": LOADER_FIGURE,
         "smoke": a.smoke,
     }

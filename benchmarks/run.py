@@ -92,6 +92,9 @@ def profile_lines(results: list[dict]) -> list[str]:
         "| --- | --- | --- |",
     ]
     out += [f"| `{o['op']}` | {o['self_ms_per_step']} | {o['share_pct']} % |" for o in train["profile_top_ops"]]
+    phases = train.get("profile_phase_pct")
+    if phases:
+        out += ["", "Share of the step by phase: " + ", ".join(f"{k} {v} %" for k, v in phases.items()) + "."]
     return out + [""]
 
 

@@ -229,6 +229,8 @@ def load_model(ckpt: str | Path, device: torch.device | str = "cpu") -> tuple[to
         raise KeyError(f"fitting.predict: {ckpt} has no 'state_dict' (keys: {sorted(state)})")
     model.load_state_dict(state["state_dict"])
     model.eval().to(device)
+    if hasattr(model, "apply_gpu_path"):  # channels_last on CUDA (the models' default), no-op on CPU
+        model.apply_gpu_path(device)
     crop_scale = DEFAULT_CROP_SCALE
     data = run_cfg.get("data")
     if data is not None and data.get("augment") is not None:

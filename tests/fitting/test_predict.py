@@ -218,3 +218,15 @@ def test_predict_with_a_face1609_model(tmp_path):
     fit = json.loads((out / "f_flame.json").read_text())
     assert fit["valid"] and np.isfinite(fit["mrle_px"]) and np.isfinite(fit["cost"])
     assert sum(ln.startswith("v ") for ln in (out / "f.obj").read_text().splitlines()) == 5023
+
+
+@pytest.mark.gpu
+def test_predict_on_cuda_matches_cpu(tiny_ckpt, tmp_path):
+    Image.fromarray(_synthetic_rgb(64, 68, 4)).save(tmp_path / "g.png")
+    for dev in ("cpu", "cuda"):
+        assert main(["--ckpt", str(tiny_ckpt), "--images", str(tmp_path / "g.png"), "--out", str(tmp_path / dev),
+                     "--device", dev, "--iterations", "3"]) == 0
+    cpu = json.loads((tmp_path / "cpu" / "g_landmarks.json").read_text())
+    gpu = json.loads((tmp_path / "cuda" / "g_landmarks.json").read_text())
+    assert np.allclose(gpu["landmarks_px"], cpu["landmarks_px"], atol=0.05)  # TF32 / channels_last kernels
+    assert json.loads((tmp_path / "cuda" / "g_flame.json").read_text())["valid"]

@@ -17,7 +17,8 @@ from experiments.harness.resolvers import REPO_ROOT
 # Tiny settings per benchmark and the keys its JSON must hold. A new bench_*.py must be added here.
 SMOKE: dict[str, tuple[list[str], set[str]]] = {
     "train": (["--smoke", "--threads", "1"],
-              {"images_per_s", "image_size", "batch_size", "device", "precision", "profile_top_ops", "compare_with"}),
+              {"images_per_s", "image_size", "batch_size", "device", "precision", "profile_top_ops",
+               "profile_phase_pct", "compare_with"}),
     "inference": (["--smoke", "--threads", "1"],
                   {"images_per_s", "model", "image_size", "device", "precision", "memory_format", "compiled"}),
     "nmds": (["--smoke", "--threads", "1"],
@@ -59,6 +60,8 @@ def test_benchmark_smoke_prints_json_last(name, tmp_path):
     if name == "train":
         assert set(result["images_per_s"]) == {"tiny", "kp520_mobilenetv2"}
         assert result["profile_top_ops"] and all(o["self_ms_per_step"] >= 0 for o in result["profile_top_ops"])
+        assert set(result["profile_phase_pct"]) == {"forward", "backward", "optimizer"}
+        assert abs(sum(result["profile_phase_pct"].values()) - 100) < 0.5
     if name == "nmds":
         assert result["stress_ratio_median"] > 0
 
@@ -70,6 +73,7 @@ def test_runner_writes_loader_vs_step_and_profile(tmp_path, monkeypatch):
          "images_per_s": {"a": {"median": 60.0, "p10_p90": [50.0, 70.0]},
                           "b": {"median": 240.0, "p10_p90": [200.0, 250.0]}},
          "profile_model": "a", "profile_top_ops": [{"op": "aten::mm", "self_ms_per_step": 3.5, "share_pct": 40.0}],
+         "profile_phase_pct": {"backward": 50.0, "forward": 30.0, "optimizer": 20.0},
          "command": "c"},
     ]
     out = tmp_path / "B.md"
@@ -81,6 +85,7 @@ def test_runner_writes_loader_vs_step_and_profile(tmp_path, monkeypatch):
     assert "| b | 240.0 | 0.50 | no |" in text  # 120 / 240
     assert "only indicative" in text  # 256 px loader vs 64 px step
     assert "| `aten::mm` | 3.5 | 40.0 % |" in text
+    assert "backward 50.0 %, forward 30.0 %, optimizer 20.0 %" in text
     assert runner.loader_vs_step(results[1:]) == []  # no loader result: no section
 
 
