@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageOps
 
 from datamodules.transforms import apply_affine, crop_matrix, normalise_image, warp_image
 
@@ -158,9 +158,11 @@ def full_image_matrix(width: int, height: int, size: int) -> np.ndarray:
 
 
 def _read_rgb(path: Path) -> np.ndarray:
+    """(H, W, 3) uint8 as displayed: the EXIF orientation of photos is applied, so landmark
+    pixels refer to the upright picture."""
     with Image.open(path) as im:
         im.load()
-        rgb = np.asarray(im.convert("RGB"))
+        rgb = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
     if rgb.ndim != 3 or rgb.shape[0] < 1 or rgb.shape[1] < 1:
         raise ValueError(f"empty image {rgb.shape}")
     return rgb

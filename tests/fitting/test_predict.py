@@ -89,6 +89,15 @@ def test_full_image_crop_of_a_2x_upscaled_image_is_the_original(tmp_path):
     assert np.allclose(item.crop, normalise_image(rgb), atol=1e-5)
 
 
+def test_exif_orientation_is_applied(tmp_path):
+    rgb = _synthetic_rgb(64, 68, 5)[:, :48]  # (64, 48): portrait
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated: display = stored turned 90 degrees clockwise
+    Image.fromarray(np.rot90(rgb, 1).copy()).save(tmp_path / "r.png", exif=exif.tobytes())
+    item = prepare_image(tmp_path / "r.png", 64)
+    assert item.image.shape == (64, 48, 3) and np.array_equal(item.image, rgb)
+
+
 def test_bbox_parsing_and_sidecar_errors_name_the_file(tmp_path):
     assert parse_bbox("1,2,3,4").tolist() == [1, 2, 3, 4]
     with pytest.raises(ValueError, match="w, h > 0"):
