@@ -51,17 +51,43 @@ def wilcoxon_rows(runs: list[dict], dirs: dict[str, Path]) -> list[str]:
     return lines
 
 
+def ranking(runs: list[dict], dirs: dict[str, Path], key: str = "mse_procrustes") -> list[str]:
+    """Run labels sorted by the mean per-face `key` (lower is better); runs without errors are left out."""
+    means = []
+    for run in runs:
+        e = load_errors(dirs[run["name"]])
+        if e is not None:
+            means.append((float(e[key].mean()), run.get("label", run["name"])))
+    return [f"{label} ({m:.3g})" for m, label in sorted(means)]
+
+
 def write(name: str, scale: str, recipe: dict, timings: dict[str, float], command: str) -> Path:
+    """Generic table + Wilcoxon tests. Run times are kept in <logs>/<name>/<scale>/timings.json so that
+    `--report-only` keeps the minutes column."""
+    import json
+
     from experiments.reproduce import run_dir, write_report
 
-    report = write_report(name, scale, recipe, timings, command)
     dirs = {r["name"]: run_dir(name, scale, r) for r in recipe["runs"]}
+    tfile = next(iter(dirs.values())).parent / "timings.json"
+    saved = json.loads(tfile.read_text()) if tfile.is_file() else {}
+    timings = {**saved, **timings}
+    if timings:
+        tfile.parent.mkdir(parents=True, exist_ok=True)
+        tfile.write_text(json.dumps(timings, indent=1))
+    report = write_report(name, scale, recipe, timings, command)
     lines = ["## Wilcoxon signed-rank test vs Deep-MDS (same projection)", "",
              f"Means over {N_SUBSETS} random subsets of {SUBSET_SIZE} test faces (paired: the same faces for both",
              "methods), scipy.stats.wilcoxon on the 10 subset means. Paper: p = 8.8e-5 for every pair (the",
              "smallest p a two-sided exact test on 10 pairs can give is 2/1024 = 2.0e-3; the paper's value is",
              "the normal approximation).", "",
              "| method | MSE after Procrustes (method vs Deep-MDS) | p | DepthCorr (method vs Deep-MDS) | p | subsets |",
-             "| --- | --- | --- | --- | --- | --- |", *wilcoxon_rows(recipe["runs"], dirs), ""]
+             "| --- | --- | --- | --- | --- | --- |", *wilcoxon_rows(recipe["runs"], dirs), "",
+             "## Reading the table", "",
+             "- Ranking by MSE after Procrustes (lower is better): " + ", ".join(ranking(recipe["runs"], dirs)) + ".",
+             "- DepthCorr sums, over the 68 landmarks, the correlation of a landmark's three predicted and GT",
+             "  coordinates; it is at most 68 and barely separates the methods here (x and y are shared with the",
+             "  input for the lifted methods). The paper's values (~72 %) are on another scale.",
+             f"- Total time: {sum(timings.values()) / 60:.1f} min for {len(timings)} runs." if timings else "", ""]
     report.write_text(report.read_text() + "\n" + "\n".join(lines))
     return report
