@@ -117,5 +117,5 @@ reproduce: $(STAMP) ## run a paper's table and write its report: make reproduce 
 	@test -n "$(TABLE)" || { echo "usage: make reproduce TABLE=name SCALE=quick|full"; exit 2; }
 	$(PY) -m experiments.reproduce $(TABLE) --scale $(SCALE)
 
-bench: $(STAMP) ## run the benchmarks and write BENCHMARKS.md (BENCH=name runs one)
-	$(PY) -m benchmarks.run $(if $(BENCH),--only $(BENCH))
+bench: $(STAMP) ## run the benchmarks and write BENCHMARKS.md (BENCH=name runs one; THREADS=1 on a shared machine)
+	$(PY) -m benchmarks.run $(if $(BENCH),--only $(BENCH)) $(if $(THREADS),--threads $(THREADS))
