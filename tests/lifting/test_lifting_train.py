@@ -109,3 +109,40 @@ def test_lift_cli_model_and_meanshape(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_datamodule_rejects_bad_shapes() -> None:
     with pytest.raises(ValueError, match="shapes"):
         Landmarks3DDataModule(shapes={"train": torch.zeros(4, 51, 3)})
+
+
+def test_training_batches_cover_every_face_with_fresh_views() -> None:
+    from datamodules.landmarks3d import FixedViewsDataset, RandomViewBatches
+
+    faces = synthetic_faces(10, 0)
+    ds = RandomViewBatches(faces, ViewConfig(), batch_size=4, views_per_shape=3)
+    assert len(ds) == 8  # ceil(30 / 4)
+    torch.manual_seed(0)
+    first = list(ds)
+    idx = torch.cat([b["index"] for b in first])
+    assert sorted(idx.tolist()) == sorted(list(range(10)) * 3)
+    assert first[0]["landmarks_px"].shape == (4, 68, 2) and first[-1]["landmarks3d"].shape == (2, 68, 3)
+    # the batch's model-space shapes are the indexed faces (centred)
+    b = first[0]
+    ref = faces[b["index"]] - faces[b["index"]].mean(1, keepdim=True)
+    torch.testing.assert_close(b["landmarks3d_model"], ref)
+    second = list(ds)  # a new pass: new order and new views
+    assert not torch.equal(torch.cat([x["yaw"] for x in first]), torch.cat([x["yaw"] for x in second]))
+    # fixed views: the same every time, one per face
+    fa, fb = FixedViewsDataset(faces, ViewConfig(), seed=3), FixedViewsDataset(faces, ViewConfig(), seed=3)
+    assert len(fa) == 10 and torch.equal(fa[4]["landmarks_px"], fb[4]["landmarks_px"]) and int(fa[4]["index"]) == 4
+    with pytest.raises(ValueError, match="batch_size"):
+        RandomViewBatches(faces, ViewConfig(), batch_size=0)
+
+
+def test_profile_views_keep_2d_noise() -> None:
+    """The 2D noise is relative to the 3D eye distance: profile views (2D eye distance ~0) are noisy too."""
+    faces = synthetic_faces(50, 0)
+    cfg = ViewConfig(yaw_max=0.0, pitch_max=0.0, roll_max=0.0, perspective_prob=0.0, noise_iod=0.02,
+                     px_per_metre=(1000.0, 1000.0), translation_px=0.0)
+    rot = torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])  # yaw 90 about y
+    profile = faces @ rot.T
+    v = sample_views(profile, cfg, torch.Generator().manual_seed(0))
+    noise = (v["landmarks_px"] - v["landmarks3d"][..., :2]).std()
+    iod_px = 1000.0 * (faces[:, 36] - faces[:, 45]).norm(dim=-1).mean()
+    assert 0.015 * iod_px < noise < 0.025 * iod_px
