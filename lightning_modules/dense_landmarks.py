@@ -96,12 +96,13 @@ class DenseLandmarkModule(LandmarkSystem):
         super().on_test_epoch_end()
         stats = self.test_calibration.compute()
         self.test_calibration.reset()
+        out_dir = self.run_dir()  # every rank: trainer.log_dir is a collective (broadcast) under DDP
         if not self.trainer.is_global_zero or stats["count"].sum() == 0:
             return
         import matplotlib.pyplot as plt
 
         fig = calibration_figure(stats, title=f"{self.landmark_set}: sigma vs error")
-        path = self.run_dir() / "figures" / "test_calibration.png"
+        path = out_dir / "figures" / "test_calibration.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path)
         for logger in self.loggers:

@@ -303,6 +303,7 @@ class LandmarkSystem(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         batch, self._overlay_batch = self._overlay_batch, None
+        out_dir = self.run_dir()  # every rank: trainer.log_dir is a collective (broadcast) under DDP
         if batch is None or not self.trainer.is_global_zero:
             return
         conf = batch["confidences"]
@@ -313,7 +314,7 @@ class LandmarkSystem(pl.LightningModule):
             for i in range(batch["image"].shape[0])
         ]
         grid = overlay_grid(pictures)
-        path = save_png(grid, self.run_dir() / "overlays" / f"val_epoch{self.current_epoch:03d}.png")
+        path = save_png(grid, out_dir / "overlays" / f"val_epoch{self.current_epoch:03d}.png")
         for logger in self.loggers:
             if type(logger).__name__ == "WandbLogger":
                 logger.log_image(key="val/overlays", images=[grid], step=self.global_step,
