@@ -104,7 +104,7 @@ def write_report(name: str, scale: str, recipe: dict, timings: dict[str, float],
         lines.append("| " + " | ".join(cells) + " |")
 
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.5), squeeze=False)
-    for ax, label in zip(axes[0], metrics.values()):
+    for ax, label in zip(axes[0], metrics.values(), strict=True):
         names = [r.get("label", r["name"]) for r, _ in rows]
         ours = [o[label] if o[label] is not None else 0.0 for _, o in rows]
         paper = [(r.get("paper") or {}).get(label) for r, _ in rows]

@@ -47,7 +47,7 @@ def grid_points(spec: dict) -> list[list[str]]:
     """Every grid point as the `key=value` arguments a W&B agent passes with ${args_no_hyphens}."""
     names = list(spec["parameters"])
     values = [p.get("values", [p.get("value")]) for p in spec["parameters"].values()]
-    return [[f"{n}={v}" for n, v in zip(names, combo)] for combo in itertools.product(*values)]
+    return [[f"{n}={v}" for n, v in zip(names, combo, strict=True)] for combo in itertools.product(*values)]
 
 
 def multirun_args(spec: dict) -> list[str]:

@@ -67,6 +67,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
 
     notes = [f"Schedule: {cfg.get('schedule_name', 'as configured')}"]
+    log.info(notes[0])
     if cfg.get("train", True):
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}

@@ -21,7 +21,16 @@ import torch
 from pytorch_lightning.callbacks import EarlyStopping
 from torch import Tensor, nn
 
-from lightning_modules.metrics.shape3d import APE, CVGTCE, GTE, DepthCorr, ProcrustesMSE, depth_corr, gte, mse_procrustes
+from lightning_modules.metrics.shape3d import (
+    APE,
+    CVGTCE,
+    GTE,
+    DepthCorr,
+    ProcrustesMSE,
+    depth_corr,
+    gte,
+    mse_procrustes,
+)
 
 
 def _stage_metrics() -> nn.ModuleDict:

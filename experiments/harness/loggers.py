@@ -27,7 +27,7 @@ def instantiate_loggers(cfg: DictConfig | None) -> list[Logger]:
     loggers: list[Logger] = []
     if not cfg:
         return loggers
-    for name, lcfg in cfg.items():
+    for lcfg in cfg.values():
         if not isinstance(lcfg, DictConfig) or "_target_" not in lcfg:
             continue
         if "wandb" in str(lcfg._target_).lower():
