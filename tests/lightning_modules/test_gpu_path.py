@@ -45,7 +45,7 @@ def _is_channels_last(net: torch.nn.Module) -> bool:
 
 @pytest.mark.parametrize("name", ["tiny", "zhao2d", "kp520_mobilenetv2"])
 def test_keys_compose_for_every_landmark_family(name):
-    model = _model(name, "+model.channels_last=true", "+model.compile=eager")
+    model = _model(name, "model.channels_last=true", "model.compile=eager")
     assert model.channels_last is True and model.compile_backend == "eager"
     assert "channels_last" not in model.hparams and "compile" not in model.hparams
     default = _model(name)
@@ -59,7 +59,7 @@ def test_defaults_keep_cpu_contiguous_and_bad_compile_value_raises():
     batch = _batch(model)
     assert model.channels_last_batch(batch) is batch
     with pytest.raises(Exception, match="model config key .compile."):
-        _model("tiny", "+model.compile=3")
+        _model("tiny", "model.compile=3")
 
 
 def test_channels_last_forced_on_cpu_gives_identical_outputs_and_gradients():
@@ -99,7 +99,7 @@ def test_compile_in_place_keeps_state_dict_keys_and_outputs():
 
 
 def test_trainer_setup_applies_the_flags(tmp_path):
-    model = _model("tiny", "+model.channels_last=true")
+    model = _model("tiny", "model.channels_last=true")
     seen = _record_net_inputs(model)
     cfg = compose_config("train", ["model=tiny", "data=synthetic"])
     from hydra.utils import instantiate
@@ -113,7 +113,7 @@ def test_trainer_setup_applies_the_flags(tmp_path):
 
 @pytest.mark.gpu
 def test_cuda_defaults_channels_last_bf16_and_inductor_compile(tmp_path):
-    model = _model("tiny", "+model.compile=true")
+    model = _model("tiny", "model.compile=true")
     seen = _record_net_inputs(model)
 
     cfg = compose_config("train", ["model=tiny", "data=synthetic"])
