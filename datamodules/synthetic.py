@@ -14,8 +14,10 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
-IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+_MEAN = torch.from_numpy(IMAGENET_MEAN).view(3, 1, 1)
+_STD = torch.from_numpy(IMAGENET_STD).view(3, 1, 1)
 
 
 def base_layout(n: int) -> np.ndarray:
@@ -53,7 +55,7 @@ class SyntheticLandmarkDataset(Dataset):
             img = np.maximum(img, np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma**2)))
         colour = rng.uniform(0.3, 1.0, size=3).astype(np.float32)
         image = torch.from_numpy(colour[:, None, None] * img[None])  # (3, S, S) in [0, 1]
-        image = (image - IMAGENET_MEAN) / IMAGENET_STD
+        image = (image - _MEAN) / _STD
         depth = np.zeros((self.num_landmarks, 1), np.float32)
         sample = {
             "image": image.float(),
