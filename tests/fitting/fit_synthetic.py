@@ -99,3 +99,20 @@ def random_params(
 
 def default_K(B: int, H: int = 256, W: int = 256, dtype=torch.float64) -> torch.Tensor:
     return intrinsics(default_focal(H, W), W / 2, H / 2).to(dtype).expand(B, 3, 3).clone()
+
+
+def project_ground_truth(arrays, idx, B: int, seed: int):
+    """Random ground-truth parameters of `arrays` and their landmarks `idx` projected with default_K.
+
+    -> (uv (B, L, 2) px float64, gt LandmarkLBS, (rot, transl, coeffs, pose)).
+    """
+    from fitting.landmark_model import LandmarkLBS, LandmarkSelection
+    from fitting.reprojection import reprojection
+
+    gt = LandmarkLBS(arrays, LandmarkSelection(vertex_idx=idx), (1, 2), torch.float64)
+    rot, transl, coeffs, pose = random_params(B, gt.n_coeffs, gt.n_pose, seed=seed)
+    L = gt.n_landmarks
+    zeros = torch.zeros(B, L, 2, dtype=torch.float64)
+    ones = torch.ones(B, L, dtype=torch.float64)
+    uv = reprojection(gt, rot, transl, coeffs, pose, default_K(B), zeros, ones).uv
+    return uv, gt, (rot, transl, coeffs, pose)

@@ -10,7 +10,7 @@ import torch
 from fitting.flame_fit import FitterConfig, LandmarkFitter
 from fitting.landmark_model import LandmarkLBS, LandmarkSelection
 from fitting.reprojection import reprojection
-from tests.fitting.fit_synthetic import default_K, random_params, tiny_lbs
+from tests.fitting.fit_synthetic import project_ground_truth, tiny_lbs
 
 NV = 400
 
@@ -22,21 +22,8 @@ def arrays():
 
 def _problem(arrays, B, seed, idx, dtype=torch.float64):
     """Ground-truth parameters, their projected landmarks (B, L, 2) px and full meshes."""
-    gt = LandmarkLBS(arrays, LandmarkSelection(vertex_idx=idx), (1, 2), torch.float64)
+    uv, _, (rot, transl, coeffs, pose) = project_ground_truth(arrays, idx, B, seed)
     full = LandmarkLBS(arrays, LandmarkSelection(vertex_idx=np.arange(NV)), (1, 2), torch.float64)
-    rot, transl, coeffs, pose = random_params(B, gt.n_coeffs, gt.n_pose, seed=seed)
-    L = gt.n_landmarks
-    K = default_K(B)
-    uv = reprojection(
-        gt,
-        rot,
-        transl,
-        coeffs,
-        pose,
-        K,
-        torch.zeros(B, L, 2, dtype=torch.float64),
-        torch.ones(B, L, dtype=torch.float64),
-    ).uv
     return uv.to(dtype), full(coeffs, pose), (rot, transl, coeffs, pose)
 
 

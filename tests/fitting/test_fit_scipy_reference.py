@@ -7,30 +7,17 @@ import numpy as np
 import torch
 
 from fitting.flame_fit import FitterConfig, LandmarkFitter
-from fitting.landmark_model import LandmarkLBS, LandmarkSelection
-from fitting.reprojection import reprojection
+from fitting.landmark_model import LandmarkSelection
 from fitting.scipy_reference import scipy_fit
-from tests.fitting.fit_synthetic import default_K, random_params, tiny_lbs
+from tests.fitting.fit_synthetic import project_ground_truth, tiny_lbs
 
 
 def test_theseus_cost_matches_or_beats_scipy():
     arrays = tiny_lbs(n_vertices=300, n_shape=10, n_expr=6, seed=3)
     idx = np.arange(0, 300, 2)
     B = 4
-    gt = LandmarkLBS(arrays, LandmarkSelection(vertex_idx=idx), (1, 2), torch.float64)
-    rot, transl, coeffs, pose = random_params(B, gt.n_coeffs, gt.n_pose, seed=8)
+    uv, gt, _ = project_ground_truth(arrays, idx, B, seed=8)
     L = gt.n_landmarks
-    K = default_K(B)
-    uv = reprojection(
-        gt,
-        rot,
-        transl,
-        coeffs,
-        pose,
-        K,
-        torch.zeros(B, L, 2, dtype=torch.float64),
-        torch.ones(B, L, dtype=torch.float64),
-    ).uv
     g = torch.Generator().manual_seed(0)
     uv = uv + 1.0 * torch.randn(uv.shape, generator=g, dtype=torch.float64)
     conf = 0.3 + 0.7 * torch.rand(B, L, generator=g, dtype=torch.float64)
