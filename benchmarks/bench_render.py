@@ -24,69 +24,32 @@ import numpy as np
 
 
 def _scenes_and_meshes(n: int, size: int, ssaa: int):
-    """[(render_mesh kwargs)], mesh label, and a callable for full scenes (or None)."""
+    """[(render_mesh kwargs)] for n sampled scenes of the procedural FLAME head, its label, (sampler, model)."""
+    from facemodels.albedo import vertex_albedo
+    from facemodels.flame import FlameModel
     from facemodels.render import render_mesh  # noqa: F401  (import cost outside timing)
-    from facemodels.sampler import SamplerConfig, SceneSampler
+    from facemodels.sampler import (
+        SamplerConfig,
+        SceneSampler,
+        _assets,
+        scene_camera,
+        scene_geometry,
+    )
+    from facemodels.world import default_flame_dir
 
-    try:
-        from facemodels.albedo import vertex_albedo
-        from facemodels.flame import FlameModel
-        from facemodels.sampler import _assets, scene_camera, scene_geometry
-        from facemodels.world import default_flame_dir
-
-        fd = default_flame_dir()
-        model = FlameModel(fd)
-        sampler = SceneSampler(fd, seed=123, config=SamplerConfig(ssaa=ssaa))
-        assets = _assets(str(fd))
-        jobs = []
-        for i in range(n):
-            sc = sampler.sample(i)
-            V, _ = scene_geometry(sc, model)
-            K, R, t = scene_camera(sc, V, size)
-            alb = vertex_albedo(assets.regions, assets.template, sc.albedo, assets.faces)
-            jobs.append(
-                dict(
-                    vertices=V,
-                    faces=assets.faces,
-                    K=K,
-                    R=R,
-                    t=t,
-                    albedo=alb,
-                    size=size,
-                    lighting=sc.lighting,
-                    background=sc.background,
-                    occluders=sc.occluders,
-                    ssaa=ssaa,
-                )
-            )
-        return jobs, "procedural FLAME head (5023 v / 9976 f)", (sampler, model)
-    except ImportError:
-        from facemodels.render.meshes import uv_ellipsoid
-        from facemodels.sampler import scene_camera
-
-        V, F = uv_ellipsoid()
-        sampler = SceneSampler("none", seed=123, config=SamplerConfig(ssaa=ssaa))
-        jobs = []
-        for i in range(n):
-            sc = sampler.sample(i)
-            K, R, t = scene_camera(sc, V, size)
-            alb = np.tile(np.array([0.8, 0.6, 0.5]), (len(V), 1))
-            jobs.append(
-                dict(
-                    vertices=V,
-                    faces=F,
-                    K=K,
-                    R=R,
-                    t=t,
-                    albedo=alb,
-                    size=size,
-                    lighting=sc.lighting,
-                    background=sc.background,
-                    occluders=sc.occluders,
-                    ssaa=ssaa,
-                )
-            )
-        return jobs, f"ellipsoid ({len(V)} v / {len(F)} f; facemodels.flame unavailable)", None
+    fd = default_flame_dir()
+    model = FlameModel(fd)
+    sampler = SceneSampler(fd, seed=123, config=SamplerConfig(ssaa=ssaa))
+    assets = _assets(str(fd))
+    jobs = []
+    for i in range(n):
+        sc = sampler.sample(i)
+        V, _ = scene_geometry(sc, model)
+        K, R, t = scene_camera(sc, V, size)
+        alb = vertex_albedo(assets.regions, assets.template, sc.albedo, assets.faces)
+        jobs.append(dict(vertices=V, faces=assets.faces, K=K, R=R, t=t, albedo=alb, size=size,
+                         lighting=sc.lighting, background=sc.background, occluders=sc.occluders, ssaa=ssaa))
+    return jobs, "procedural FLAME head (5023 v / 9976 f)", (sampler, model)
 
 
 def main() -> None:
@@ -135,15 +98,14 @@ def main() -> None:
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
     }
-    if full is not None:
-        from facemodels.sampler import render_scene
+    from facemodels.sampler import render_scene
 
-        sampler, model = full
-        t0 = time.perf_counter()
-        m = min(len(jobs), 30)
-        for i in range(m):
-            render_scene(sampler.sample(i), model, args.size)
-        result["render_scene_images_per_s"] = round(m / (time.perf_counter() - t0), 1)
+    sampler, model = full
+    t0 = time.perf_counter()
+    m = min(len(jobs), 30)
+    for i in range(m):
+        render_scene(sampler.sample(i), model, args.size)
+    result["render_scene_images_per_s"] = round(m / (time.perf_counter() - t0), 1)
     print(f"renderer: {result['images_per_s']} images/s (p10-p90 {result['spread']}) on {label}")
     print(json.dumps(result))
 
