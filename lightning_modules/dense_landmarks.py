@@ -96,6 +96,9 @@ class DenseLandmarkModule(LandmarkSystem):
         super().on_test_epoch_end()
         stats = self.test_calibration.compute()
         self.test_calibration.reset()
+        # are the confidences informative? mean predicted sigma vs mean error, and their correlation
+        self.log("test/sigma_px", stats["sigma_all"].float(), sync_dist=False)
+        self.log("test/sigma_error_corr", stats["corr"].float(), sync_dist=False)
         out_dir = self.run_dir()  # every rank: trainer.log_dir is a collective (broadcast) under DDP
         if not self.trainer.is_global_zero or stats["count"].sum() == 0:
             return

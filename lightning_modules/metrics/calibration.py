@@ -15,7 +15,10 @@ class SigmaCalibration(Metric):
 
     update(sigma (B, L) px: the per-landmark predicted scale, e.g. the mean of sigma_x, sigma_y;
            error (B, L) px: ||pred - gt||).
-    compute() -> dict(sigma_mean (K,), error_mean (K,), count (K,)); empty bins give NaN means.
+    compute() -> dict(sigma_mean (K,), error_mean (K,), count (K,)); empty bins give NaN means;
+    and over all landmarks: sigma_all (px), error_all (px) and corr, the Pearson correlation of
+    sigma and error (NaN when either is constant). corr near 0 means the confidences carry no
+    information about which landmarks are wrong, whatever their scale.
     For a Laplace model E|x - mu| = sigma per coordinate, for a Gaussian sqrt(2/pi) sigma: a
     calibrated model lies on a line through the origin.
     """
@@ -32,6 +35,8 @@ class SigmaCalibration(Metric):
         self.add_state("sigma_sum", default=torch.zeros(k, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("error_sum", default=torch.zeros(k, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", default=torch.zeros(k, dtype=torch.float64), dist_reduce_fx="sum")
+        # sums of s, e, s^2, e^2, s*e over all landmarks (for the overall means and the correlation)
+        self.add_state("moments", default=torch.zeros(5, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, sigma: torch.Tensor, error: torch.Tensor) -> None:
         if sigma.shape != error.shape:
@@ -43,11 +48,21 @@ class SigmaCalibration(Metric):
         self.sigma_sum += torch.zeros(k, dtype=torch.float64, device=s.device).index_add_(0, idx, s)
         self.error_sum += torch.zeros(k, dtype=torch.float64, device=s.device).index_add_(0, idx, e)
         self.count += torch.bincount(idx, minlength=k).double()
+        self.moments += torch.stack([s.sum(), e.sum(), (s * s).sum(), (e * e).sum(), (s * e).sum()])
 
     def compute(self) -> dict[str, torch.Tensor]:
         nan = torch.full_like(self.count, float("nan"))
         c = self.count.clamp_min(1.0)
+        n = self.count.sum()
+        s1, e1, s2, e2, se = (self.moments / n.clamp_min(1.0)).unbind()
+        var_s, var_e = s2 - s1 * s1, e2 - e1 * e1
+        valid = (n > 1) & (var_s > 1e-12 * s2) & (var_e > 1e-12 * e2)  # constant inputs: no correlation
+        corr = (se - s1 * e1) / (var_s * var_e).clamp_min(1e-300).sqrt()
+        corr = torch.where(valid, corr, torch.full_like(corr, float("nan")))
         return {
+            "sigma_all": torch.where(n > 0, s1, torch.full_like(s1, float("nan"))),
+            "error_all": torch.where(n > 0, e1, torch.full_like(e1, float("nan"))),
+            "corr": corr,
             "sigma_mean": torch.where(self.count > 0, self.sigma_sum / c, nan),
             "error_mean": torch.where(self.count > 0, self.error_sum / c, nan),
             "count": self.count,

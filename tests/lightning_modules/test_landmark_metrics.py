@@ -86,6 +86,16 @@ def test_dad_nme_uses_head_box():
         m.update(gt, gt, torch.ones(1, 3))
 
 
+def test_sigma_calibration_corr_is_nan_for_constant_sigma_and_updates_accumulate():
+    m = SigmaCalibration()
+    m.update(torch.full((1, 3), 2.0), torch.tensor([[1.0, 2.0, 3.0]]))
+    assert torch.isnan(m.compute()["corr"])
+    m.update(torch.tensor([[1.0, 3.0]]), torch.tensor([[1.0, 3.0]]))  # now sigma varies with the error
+    out = m.compute()
+    assert out["count"].sum().item() == 5
+    assert out["corr"].item() > 0.5
+
+
 def test_sigma_calibration_bins_by_hand(tmp_path):
     m = SigmaCalibration(bin_edges=[0.0, 1.0, 2.0])
     sigma = torch.tensor([[0.5, 0.7, 1.5, 5.0]])  # 5.0 is beyond the range -> last bin
@@ -95,6 +105,12 @@ def test_sigma_calibration_bins_by_hand(tmp_path):
     assert out["count"].tolist() == [2.0, 2.0]
     assert torch.allclose(out["sigma_mean"], torch.tensor([0.6, 3.25], dtype=torch.float64))
     assert torch.allclose(out["error_mean"], torch.tensor([2.0, 3.0], dtype=torch.float64))
+    # overall: mean sigma 7.7/4, mean error 10/4; Pearson r by hand from the centred values
+    assert out["sigma_all"].item() == pytest.approx(1.925)
+    assert out["error_all"].item() == pytest.approx(2.5)
+    ds, de = [-1.425, -1.225, -0.425, 3.075], [-1.5, 0.5, -0.5, 1.5]
+    r = sum(a * b for a, b in zip(ds, de)) / (sum(a * a for a in ds) * sum(b * b for b in de)) ** 0.5
+    assert out["corr"].item() == pytest.approx(r)
     fig = calibration_figure(out)
     fig.savefig(tmp_path / "calib.png")
     assert (tmp_path / "calib.png").stat().st_size > 1000

@@ -41,8 +41,9 @@ def test_dense_module_fit_test_predict_on_synthetic_data(tmp_path):
     assert "val/mlme" in trainer.callback_metrics
 
     metrics = trainer.test(model, datamodule=dm, verbose=False)[0]
-    for key in ("test/mlme", "test/mlme_mean_baseline", "test/nme", "test/loss"):
+    for key in ("test/mlme", "test/mlme_mean_baseline", "test/nme", "test/loss", "test/sigma_px"):
         assert key in metrics and torch.isfinite(torch.tensor(metrics[key])), key
+    assert -1.0 <= metrics["test/sigma_error_corr"] <= 1.0
     assert (tmp_path / "figures" / "test_calibration.png").is_file()
 
     preds = trainer.predict(model, datamodule=dm)
