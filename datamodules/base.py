@@ -18,6 +18,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from datamodules.stage_timer import StageTimer, stage
 from datamodules.transforms import AugmentConfig
 
 __all__ = ["FaceDataset", "FaceDataModule", "to_tensors", "sample_rng"]
@@ -62,6 +63,18 @@ class FaceDataset(Dataset):
         self.skip_corrupt = bool(skip_corrupt)
         self.n_skipped = 0
         self._counter = 0
+        self._timer: StageTimer | None = None
+
+    @property
+    def timer(self) -> StageTimer | None:
+        """Per-stage profile of ``__getitem__`` (None: off); shared with ``self.transform``."""
+        return self._timer
+
+    @timer.setter
+    def timer(self, value: StageTimer | None) -> None:
+        self._timer = value
+        if hasattr(self, "transform"):
+            self.transform.timer = value
 
     def __len__(self) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -77,7 +90,8 @@ class FaceDataset(Dataset):
             try:
                 sample = self.load(i, sample_rng(i, self._counter))
                 sample["index"] = np.int64(i)
-                return to_tensors(sample)
+                with stage(self._timer, "to_tensor"):
+                    return to_tensors(sample)
             except (OSError, ValueError, KeyError, SyntaxError) as e:
                 if not self.skip_corrupt:
                     raise

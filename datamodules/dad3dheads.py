@@ -30,6 +30,7 @@ decode from the per-sample cost at the price of N x H x W x 3 bytes of disk.
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -41,6 +42,7 @@ from datamodules.base import FaceDataModule, FaceDataset
 from datamodules.cache import REPO_ROOT, cached_dataset
 from datamodules.flame_info import LandmarkSet, flame_topology
 from datamodules.formats import dad
+from datamodules.stage_timer import stage
 from datamodules.transforms import (
     AugmentConfig,
     FaceCropTransform,
@@ -227,12 +229,13 @@ class Dad3DHeadsDataset(FaceDataset):
         return len(self.indices)
 
     def _image(self, entry: dict) -> np.ndarray:
+        """(H, W, 3) uint8 frame: the file's bytes, then one PNG decode (stages "read", "decode")."""
         path = self.root / entry["img_path"]
+        with stage(self.timer, "read"):
+            data = path.read_bytes()
         try:
-            with Image.open(path) as im:
+            with stage(self.timer, "decode"), Image.open(io.BytesIO(data)) as im:
                 return np.asarray(im.convert("RGB"))
-        except FileNotFoundError:
-            raise
         except OSError as e:
             raise OSError(f"corrupt image {path}: {e}") from e
 
@@ -244,7 +247,8 @@ class Dad3DHeadsDataset(FaceDataset):
         else:
             if self._frames is None:
                 self._frames = np.load(self.frames_path, mmap_mode="r")
-            img = self._frames[k]
+            with stage(self.timer, "read"):
+                img = np.array(self._frames[k])  # page-in of the memory-mapped frame
         bbox = np.asarray(e["bbox"], np.float64)
         if not self.labelled:
             out = self.transform(img, bbox, {}, None, rng)
@@ -252,26 +256,30 @@ class Dad3DHeadsDataset(FaceDataset):
         a = self.ann
         if not a["ok"][k]:
             raise ValueError(f"corrupt annotation {self.root / e['annotation_path']}")
-        V = np.asarray(a["vertices"][k], np.float64)  # (5023, 3) metres
-        H = int(a["height"][k])
-        K, R, t = a["K"][k], a["R"][k], a["t"][k]
-        lm3 = self.lms.points(V)  # (L, 3) model space
-        lm_px, lm_w = dad.project_dad(lm3, a["model_view"][k], a["projection"][k], H)
-        l68_px, _ = dad.project_dad(self.topo.landmarks68(V), a["model_view"][k], a["projection"][k], H)
-        zscale = K[0, 0] / lm_w.mean()
-        lm_z = -(lm_w - lm_w.mean()) * zscale  # px, positive towards the camera
-        vis = self.lms.visibility(a["visibility"][k])
+        with stage(self.timer, "landmarks"):
+            V = np.asarray(a["vertices"][k], np.float64)  # (5023, 3) metres
+            H = int(a["height"][k])
+            K, R, t = a["K"][k], a["R"][k], a["t"][k]
+            lm3 = self.lms.points(V)  # (L, 3) model space
+            lm_px, lm_w = dad.project_dad(lm3, a["model_view"][k], a["projection"][k], H)
+            l68_px, _ = dad.project_dad(self.topo.landmarks68(V), a["model_view"][k], a["projection"][k], H)
+            zscale = K[0, 0] / lm_w.mean()
+            lm_z = -(lm_w - lm_w.mean()) * zscale  # px, positive towards the camera
+            vis = self.lms.visibility(a["visibility"][k])
         out = self.transform(
             img, bbox, {"lm": np.concatenate([lm_px, lm_z[:, None]], 1), "lm68": l68_px},
             {"lm": self.lms.flip, "lm68": self.lms.flip68}, rng, eyes=("lm68", 36, 45))
-        lm = out["points"]["lm"]
-        if out["flipped"]:
-            vis = vis[self.lms.flip]
-            V = (V @ _F3)[self.topo.mesh_flip_permutation]
-        K2, R2, t2 = transform_camera(K, R, t, out["matrix_sim"], out["flipped"], self.size)
-        yaw = -a["yaw"][k] if out["flipped"] else a["yaw"][k]
+        with stage(self.timer, "landmarks"):
+            lm = out["points"]["lm"]
+            if out["flipped"]:
+                vis = vis[self.lms.flip]
+                V = (V @ _F3)[self.topo.mesh_flip_permutation]
+            K2, R2, t2 = transform_camera(K, R, t, out["matrix_sim"], out["flipped"], self.size)
+            yaw = -a["yaw"][k] if out["flipped"] else a["yaw"][k]
+        with stage(self.timer, "normalise"):
+            image = normalise_image(out["image"])
         return {
-            "image": normalise_image(out["image"]),
+            "image": image,
             "landmarks": lm[:, :2] / self.size - 0.5,
             "landmarks_px": lm[:, :2],
             "landmarks3d": lm,

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFilter
 
+from datamodules.stage_timer import StageTimer, stage
+
 __all__ = [
     "AugmentConfig",
     "FaceCropTransform",
@@ -239,6 +241,7 @@ class FaceCropTransform:
         self.size = int(image_size)
         self.train = bool(train)
         self.cfg = config or AugmentConfig()
+        self.timer: StageTimer | None = None  # per-stage profile (benchmarks.bench_loader)
 
     def sample_geometry(self, rng: np.random.Generator) -> tuple[float, tuple, float, bool]:
         """(scale, shift, rotation_deg, flip) for one sample; identity when not training."""
@@ -265,18 +268,22 @@ class FaceCropTransform:
             flip = False
         m_sim = crop_matrix(bbox, self.size, self.cfg.crop_scale, scale, shift, rot)
         m = flip_matrix(self.size) @ m_sim if flip else m_sim
-        out_img = warp_image(image, m, self.size)
+        with stage(self.timer, "warp"):
+            out_img = warp_image(image, m, self.size)
         moved = {}
-        for name, pts in points.items():
-            p = apply_affine(m, pts)
-            if flip:
-                if name not in flip_perms:
-                    raise KeyError(f"FaceCropTransform: no flip permutation for point set {name!r}")
-                p = p[flip_perms[name]]
-            moved[name] = p
+        with stage(self.timer, "landmarks"):
+            for name, pts in points.items():
+                p = apply_affine(m, pts)
+                if flip:
+                    if name not in flip_perms:
+                        raise KeyError(f"FaceCropTransform: no flip permutation for point set {name!r}")
+                    p = p[flip_perms[name]]
+                moved[name] = p
         if self.train:
-            out_img = self._photometric(out_img, rng)
-            out_img = self._occlude(out_img, moved, eyes, rng)
+            with stage(self.timer, "photometric"):
+                out_img = self._photometric(out_img, rng)
+            with stage(self.timer, "occlusion"):
+                out_img = self._occlude(out_img, moved, eyes, rng)
         return {"image": out_img, "points": moved, "matrix": m, "matrix_sim": m_sim, "flipped": flip}
 
     # ----------------------------------------------------------------- photometric
