@@ -16,7 +16,13 @@ Per sample: ``image`` crop around the box of the 68 ``pt2d`` landmarks; ``landma
   permutation. 300W-LP has no visibility: ``visibility`` is all ones for both sets; ``params`` (235,) float32 =
 [Shape_Para (199), Exp_Para (29), Pose_Para (7)] as stored (pose in original-image px;
 on a flip: yaw, roll negated and tx -> W - 1 - tx); ``yaw`` degrees; ``bbox``;
-``visibility`` ones (300W-LP has no visibility).
+``visibility`` ones (300W-LP has no visibility). For the camera of the crop (MobileFace's
+118 parameters, lightning_modules.components.bfm118.BFM118.from_3ddfa): ``crop_matrix`` (3, 3)
+float32 maps the source image in which ``params``' pose is expressed to crop px (on a flip: the
+mirrored source, so it keeps orientation), ``source_height`` () float32 H of the source image,
+``flipped`` () float32 1.0 when the crop shows the mirrored face (Shape_Para / Exp_Para are then
+those of the unmirrored face). ``W300LPDataset.conversion_inputs()`` gives the same for every
+sample without augmentation (e.g. the training split's parameter statistics).
 """
 
 from __future__ import annotations
@@ -32,7 +38,13 @@ from PIL import Image
 from datamodules.base import FaceDataModule, FaceDataset
 from datamodules.cache import cached_dataset
 from datamodules.formats.matfiles import W300LP_SPEC, read_mat
-from datamodules.transforms import AugmentConfig, FaceCropTransform, normalise_image
+from datamodules.transforms import (
+    AugmentConfig,
+    FaceCropTransform,
+    crop_matrix,
+    flip_matrix,
+    normalise_image,
+)
 
 __all__ = ["W300LPDataset", "W300LPDataModule", "list_300wlp", "IBUG68_FLIP", "PARAM_LAYOUT",
            "W300LP_FOLDERS", "LAYOUT"]
@@ -155,8 +167,10 @@ class W300LPDataset(FaceDataset):
         out = self.transform(img, bbox, pts, flips, rng, eyes=("lm68", 36, 45))
         lm = out["points"]["lm68"]
         pose = m["Pose_Para"][0].astype(np.float64).copy()
+        src_to_crop = out["matrix"]
         if out["flipped"]:
             pose[1], pose[2], pose[3] = -pose[1], -pose[2], W - 1 - pose[3]
+            src_to_crop = src_to_crop @ flip_matrix(W)  # from the mirrored source, where `pose` holds
         params = np.concatenate([m["Shape_Para"][:, 0], m["Exp_Para"][:, 0], pose])
         s = {
             "image": normalise_image(out["image"]),
@@ -167,6 +181,9 @@ class W300LPDataset(FaceDataset):
             "params": params,
             "yaw": np.float32(math.degrees(pose[1])),
             "bbox": bbox,
+            "crop_matrix": src_to_crop.astype(np.float32),
+            "source_height": np.float32(H),
+            "flipped": np.float32(bool(out["flipped"])),
         }
         if k3 is not None:
             l3 = out["points"]["lm3"]
@@ -178,6 +195,23 @@ class W300LPDataset(FaceDataset):
             s.update(landmarks=d[:, :2] / self.size - 0.5, landmarks_px=d[:, :2], landmarks3d=d,
                      visibility=np.ones(len(d), np.float32))
         return s
+
+    def conversion_inputs(self) -> dict[str, np.ndarray]:
+        """Every sample's parameters and crop geometry WITHOUT augmentation (reads the .mat files and
+        the image headers only): ``params`` (N, 235) float64, ``crop_matrix`` (N, 3, 3) float64,
+        ``source_height`` (N,) float64, ``flipped`` (N,) float64 zeros."""
+        params, mats, heights = [], [], []
+        for path in self.mats:
+            m = read_mat(path, self.spec)
+            with Image.open(path.with_suffix(".jpg")) as im:
+                heights.append(float(im.size[1]))
+            params.append(np.concatenate([m["Shape_Para"][:, 0], m["Exp_Para"][:, 0],
+                                          m["Pose_Para"][0].astype(np.float64)]))
+            mats.append(crop_matrix(bbox_from_points(self.landmarks68(m)), self.size, self.transform.cfg.crop_scale))
+        n = len(self.mats)
+        return {"params": np.asarray(params, np.float64).reshape(n, 235),
+                "crop_matrix": np.asarray(mats, np.float64).reshape(n, 3, 3),
+                "source_height": np.asarray(heights, np.float64), "flipped": np.zeros(n)}
 
 
 class W300LPDataModule(FaceDataModule):

@@ -8,28 +8,35 @@ per face (correspondence-initialised ICP on the decoder's vertices), CED AUC on 
 test also logs the mean-shape baseline and the registered-model upper bound.
 
 Batch keys: `image` (B, 3, 96, 96) and `params`, either
-- (B, 118) in the layout of lightning_modules.components.bfm118 (raw units, incl. the camera), or
+- (B, 118) in the layout of lightning_modules.components.bfm118 (raw units, incl. the camera); the
+  ground-truth mesh is S(params); or
 - (B, 235) 300W-LP / 3DDFA parameters (datamodules/w300lp.py: Shape 199, Exp 29, Pose 7 in the
-  original image) with `landmarks_px` (B, 68, 2) crop px. Choice: the 109 shape coefficients are
-  converted (BFM118.coefficients_from_3ddfa: id = Shape_Para[:80] / shapeEV, exp = Exp_Para /
-  sigma_exp; exact least squares because the BFM's PCs are orthonormal); the camera (t, angles,
-  f, Px, Py) of the crop is NOT converted. Instead "mse" supervises the 109 shape coefficients
-  only, and the 2D term of "l2_2d3d" / "l1_2d3d" compares the projected iBUG-68 keypoints
-  (vertices 0..67 of BFM118.from_bfm) with `landmarks_px`; the 3D term compares the shapes in
-  model space (pose-free). The evaluation (ICP + Procrustes on the shape) needs no camera.
-  Known limit: 300W-LP's flipped samples keep their unflipped Shape_Para (w300lp.py).
+  source image) with `crop_matrix` (B, 3, 3) source px -> crop px, `source_height` (B,) and
+  optionally `flipped` (B,): converted to the 118 parameters of the crop by BFM118.from_3ddfa
+  (80 id modes by least squares, exp as-is, a perspective camera reproducing the crop projection).
+  The ground-truth mesh of the evaluation is the full 3DDFA face (all 199 identity modes,
+  BFM118.shape_3ddfa), so the registered-model upper bound S(p_gt) vs that mesh is the
+  conversion's error (for flipped samples, train-time only, the mesh is S(p_gt)).
+Parameter normalisation (`param_stats`): "train" (default) sets the per-parameter mean / std from the
+training split's converted targets at the start of fitting (the datamodule's train dataset must offer
+`conversion_inputs()`, as W300LPDataset does; kept in the checkpoint as buffers); "default" keeps
+bfm118.default_param_stats. The mean-shape baseline is S(param_mean) (the training mean).
+At the end of testing the per-face distances go to `<trainer.default_root_dir>/test_errors.npz`
+(`index`, `dist`, `dist_meanshape`, `dist_upper`, (N,) each) for CED curves.
 """
 
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
-from lightning_modules.components.bfm118 import BFM118, N_EXP, N_ID, N_PARAMS
-from lightning_modules.metrics.shape3d import CEDAUC, icp_procrustes_distance, similarity_procrustes
+from lightning_modules.components.bfm118 import BFM118, N_3DDFA, N_PARAMS
+from lightning_modules.metrics.shape3d import CEDAUC, icp_procrustes_distance
 
 LOSSES = ("mse", "l2_2d3d", "l1_2d3d")
 
@@ -47,10 +54,13 @@ class MobileFaceRegressor(pl.LightningModule):
         icp_iters: int = 3,
         landmark_set: str = "ibug68",
         image_size: int = 96,
+        param_stats: str = "train",
     ) -> None:
         super().__init__()
         if loss not in LOSSES:
             raise ValueError(f"MobileFaceRegressor: loss must be one of {LOSSES}, got {loss!r}")
+        if param_stats not in ("train", "default"):
+            raise ValueError(f"MobileFaceRegressor: param_stats must be 'train' or 'default', got {param_stats!r}")
         self.save_hyperparameters(ignore=["net", "face_model"])
         self.net = net
         self.face_model = face_model
@@ -58,60 +68,89 @@ class MobileFaceRegressor(pl.LightningModule):
         self.test_auc = CEDAUC(max_error=1.0)
         self.test_auc_meanshape = CEDAUC(max_error=1.0)
         self.test_auc_upper = CEDAUC(max_error=1.0)
+        self._test_errors: list[dict[str, Tensor]] = []
 
     def forward(self, image: Tensor) -> Tensor:
         """(B, 3, 96, 96) -> (B, 118) raw parameters."""
         return self.face_model.denormalise(self.net(image))
 
-    def _check(self, batch: dict[str, Tensor]) -> tuple[Tensor, bool]:
-        """-> (p_gt (B, 118), has_camera). 3DDFA (B, 235) parameters are converted (module doc)."""
+    def targets(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """-> (p_gt (B, 118) raw parameters, S_gt (B, N, 3) ground-truth mesh, metres); module doc."""
         p = batch.get("params")
+        fm = self.face_model
         if p is not None and p.dim() == 2 and p.shape[1] == N_PARAMS:
-            return p, True
-        if p is not None and p.dim() == 2 and p.shape[1] == 235:
-            lm = batch.get("landmarks_px")
-            if lm is None or lm.shape[1:] != (68, 2):
-                raise ValueError("MobileFaceRegressor: 3DDFA params (B, 235) need batch['landmarks_px'] (B, 68, 2) crop px")
-            if self.face_model.n_keypoints != 68:
-                raise ValueError("MobileFaceRegressor: 3DDFA params need a BFM118 with the 68 keypoints (BFM118.from_bfm)")
-            fm = self.face_model
-            p118 = fm.param_mean.expand(p.shape[0], -1).clone()
-            p118[:, : N_ID + N_EXP] = fm.coefficients_from_3ddfa(p.to(p118))
-            return p118, False
+            return p, fm.shape(p)
+        if p is not None and p.dim() == 2 and p.shape[1] == N_3DDFA:
+            for key in ("crop_matrix", "source_height"):
+                if key not in batch:
+                    raise ValueError(f"MobileFaceRegressor: 3DDFA params (B, 235) need batch[{key!r}] "
+                                     "(datamodules/w300lp.py) to convert the camera to the crop")
+            flipped = batch.get("flipped")
+            flipped = None if flipped is None else flipped.reshape(-1) > 0.5
+            p_gt = fm.from_3ddfa(p, batch["crop_matrix"], batch["source_height"], flipped)
+            s_gt = fm.shape_3ddfa(p)
+            if flipped is not None and bool(flipped.any()):
+                s_gt = torch.where(flipped.view(-1, 1, 1), fm.shape(p_gt), s_gt)
+            return p_gt, s_gt
         got = None if p is None else tuple(p.shape)
         raise ValueError(
-            f"MobileFaceRegressor: batch['params'] must be (B, {N_PARAMS}) (bfm118 layout) or (B, 235) (3DDFA), got {got}"
+            f"MobileFaceRegressor: batch['params'] must be (B, {N_PARAMS}) (bfm118 layout) or (B, {N_3DDFA}) (3DDFA), got {got}"
         )
 
-    def model_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-        p_gt, has_camera = self._check(batch)
-        p_norm = self.net(batch["image"])
-        p = self.face_model.denormalise(p_norm)
+    def losses(self, p_norm: Tensor, p_gt: Tensor) -> Tensor:
+        """The configured loss of normalised predictions (B, 118) against raw targets (B, 118).
+
+        mse: sum over the 118 normalised parameters of the squared error, mean over the batch;
+        l2_2d3d: mean over vertices of ||S(p) - S(p_gt)||^2 (mm^2) times w3d + mean over vertices of
+        ||P(p) - P(p_gt)||^2 (crop px^2) times w2d; l1_2d3d: the same with l1 norms (mm, px).
+        """
         fm = self.face_model
         if self.hparams.loss == "mse":
-            k = N_PARAMS if has_camera else N_ID + N_EXP
-            loss = ((p_norm[:, :k] - fm.normalise(p_gt)[:, :k]) ** 2).sum(1).mean()
-            return loss, p, p_gt
+            return ((p_norm - fm.normalise(p_gt)) ** 2).sum(1).mean()
+        p = fm.denormalise(p_norm)
         s, s_gt = fm.shape(p) * 1e3, fm.shape(p_gt) * 1e3  # mm
-        if has_camera:
-            q, q_gt = fm.project(p), fm.project(p_gt)  # px
-        else:
-            q, q_gt = fm.project(p)[:, :68], batch["landmarks_px"].to(p)  # iBUG-68, crop px
+        q, q_gt = fm.project(p, s * 1e-3), fm.project(p_gt, s_gt * 1e-3)  # crop px
         if self.hparams.loss == "l2_2d3d":
             l3, l2 = ((s - s_gt) ** 2).sum(-1), ((q - q_gt) ** 2).sum(-1)
         else:
             l3, l2 = (s - s_gt).abs().sum(-1), (q - q_gt).abs().sum(-1)
-        loss = self.hparams.w3d * l3.mean() + self.hparams.w2d * l2.mean()
-        return loss, p, p_gt
+        return self.hparams.w3d * l3.mean() + self.hparams.w2d * l2.mean()
 
-    def mesh_distances(self, p: Tensor, p_gt: Tensor) -> Tensor:
-        """(B,) normalised distance d of S(p) to S(p_gt) (ICP + Procrustes, eq. 17)."""
-        s, s_gt = self.face_model.shape(p).double(), self.face_model.shape(p_gt).double()
+    def model_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        p_gt, _ = self.targets(batch)
+        p_norm = self.net(batch["image"])
+        return self.losses(p_norm, p_gt), self.face_model.denormalise(p_norm), p_gt
+
+    def mesh_distances(self, p: Tensor, s_gt: Tensor) -> Tensor:
+        """(B,) normalised distance d of S(p) to the ground-truth mesh s_gt (B, N, 3) (ICP +
+        Procrustes, d = 100 ||S - S_gt||^2 / ||S_gt - mean||^2; correspondence-initialised)."""
+        s, s_gt = self.face_model.shape(p).double(), s_gt.double()
         idx = torch.arange(s.shape[1], device=s.device)
         return torch.stack([
             icp_procrustes_distance(s[b], s_gt[b], n_iter=self.hparams.icp_iters, init_correspondence=idx)
             for b in range(s.shape[0])
         ])
+
+    def on_fit_start(self) -> None:
+        """param_stats == "train": normalisation from the training split's converted targets."""
+        if self.hparams.get("param_stats", "train") != "train" or self.trainer is None:
+            return
+        dm = getattr(self.trainer, "datamodule", None)
+        ds = getattr(dm, "datasets", {}).get("train") if dm is not None else None
+        if ds is None or not hasattr(ds, "conversion_inputs"):
+            return
+        self.set_param_stats_from(ds)
+
+    def set_param_stats_from(self, dataset) -> None:
+        """Set the face model's parameter normalisation to the mean / std of `dataset`'s converted
+        targets without augmentation (`dataset.conversion_inputs()`, e.g. W300LPDataset)."""
+        inp = {k: torch.as_tensor(v, dtype=torch.float64, device=self.device)
+               for k, v in dataset.conversion_inputs().items()}
+        fm = self.face_model
+        p = torch.cat([fm.from_3ddfa(inp["params"][i : i + 256], inp["crop_matrix"][i : i + 256],
+                                     inp["source_height"][i : i + 256])
+                       for i in range(0, inp["params"].shape[0], 256)])
+        fm.set_param_stats(p)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss, _, _ = self.model_step(batch)
@@ -119,8 +158,10 @@ class MobileFaceRegressor(pl.LightningModule):
         return loss
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        loss, p, p_gt = self.model_step(batch)
-        d = self.mesh_distances(p, p_gt)
+        p_gt, s_gt = self.targets(batch)
+        p_norm = self.net(batch["image"])
+        loss, p = self.losses(p_norm, p_gt), self.face_model.denormalise(p_norm)
+        d = self.mesh_distances(p, s_gt)
         bsz = p.shape[0]
         self.log("val/loss", loss, on_epoch=True, batch_size=bsz)
         self.log("val/dist", d.mean(), on_epoch=True, prog_bar=True, batch_size=bsz)
@@ -128,34 +169,37 @@ class MobileFaceRegressor(pl.LightningModule):
         self.log("val/auc", self.val_auc, on_epoch=True, batch_size=bsz)
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        loss, p, p_gt = self.model_step(batch)
+        p_gt, s_gt = self.targets(batch)
+        p_norm = self.net(batch["image"])
+        loss, p = self.losses(p_norm, p_gt), self.face_model.denormalise(p_norm)
         bsz = p.shape[0]
-        d = self.mesh_distances(p, p_gt)
-        mean_p = self.face_model.param_mean.expand_as(p_gt)
-        d_mean = self.mesh_distances(mean_p, p_gt)
-        d_upper = self.mesh_distances(self.registered_params(p_gt), p_gt)
+        d = self.mesh_distances(p, s_gt)
+        d_mean = self.mesh_distances(self.face_model.param_mean.expand_as(p_gt), s_gt)
+        d_upper = self.mesh_distances(p_gt, s_gt)  # the registered 118-parameter model (conversion error)
         self.log("test/loss", loss, on_epoch=True, batch_size=bsz)
-        self.log("test/dist", d.mean(), on_epoch=True, batch_size=bsz)
+        for vals, name in ((d, "dist"), (d_mean, "dist_meanshape"), (d_upper, "dist_upper")):
+            self.log(f"test/{name}", vals.mean(), on_epoch=True, batch_size=bsz)
         for metric, vals, name in ((self.test_auc, d, "auc"), (self.test_auc_meanshape, d_mean, "auc_meanshape"),
                                    (self.test_auc_upper, d_upper, "auc_upper")):
             metric(vals)
             self.log(f"test/{name}", metric, on_epoch=True, batch_size=bsz)
+        index = batch.get("index", torch.full((bsz,), -1, dtype=torch.long))
+        self._test_errors.append({"index": index.detach().cpu().long(), "dist": d.detach().cpu(),
+                                  "dist_meanshape": d_mean.detach().cpu(), "dist_upper": d_upper.detach().cpu()})
 
-    def registered_params(self, p_gt: Tensor) -> Tensor:
-        """Upper bound: the model registered to the ground-truth mesh in 3D (Procrustes +
-        linear least squares of the 109 shape coefficients, alternated 3 times)."""
-        fm = self.face_model
-        target = fm.shape(p_gt).double()  # (B, N, 3)
-        basis = torch.cat([fm.id_basis, fm.exp_basis], -1).double().flatten(0, 1)  # (3N, 109)
-        coeff = torch.zeros(target.shape[0], basis.shape[1], dtype=basis.dtype, device=basis.device)
-        for _ in range(3):
-            model = fm.mean.double() + (basis @ coeff.T).T.view_as(target)
-            aligned_target, *_ = similarity_procrustes(target, model)
-            rhs = (aligned_target - fm.mean.double()).flatten(1)  # (B, 3N)
-            coeff = torch.linalg.lstsq(basis, rhs.T).solution.T
-        p = fm.param_mean.double().expand_as(p_gt).clone()
-        p[:, : basis.shape[1]] = coeff
-        return p.to(p_gt.dtype)
+    def on_test_epoch_start(self) -> None:
+        self._test_errors = []
+
+    def on_test_epoch_end(self) -> None:
+        """Write the per-face distances (single process; under DDP each rank's own faces)."""
+        if not self._test_errors or self.trainer is None:
+            return
+        out = {k: torch.cat([e[k] for e in self._test_errors]).numpy() for k in self._test_errors[0]}
+        name = "test_errors.npz" if self.trainer.world_size == 1 else f"test_errors_rank{self.trainer.global_rank}.npz"
+        path = Path(self.trainer.default_root_dir) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, **out)
+        self._test_errors = []
 
     def configure_optimizers(self):
         opt = self.hparams.optimizer(params=self.parameters())

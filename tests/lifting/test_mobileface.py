@@ -58,14 +58,15 @@ def test_every_loss_trains_a_step(loss: str) -> None:
     assert any(not torch.equal(a, b.detach()) for a, b in zip(before, module.net.parameters(), strict=True))
 
 
-def test_mesh_distance_zero_for_gt_and_upper_bound_beats_meanshape() -> None:
+def test_mesh_distance_zero_for_gt_and_meanshape_is_far() -> None:
     fm = _face_model()
     module = MobileFaceRegressor(MobileNetV1(), fm, functools.partial(torch.optim.Adam, lr=1e-3))
     p_gt = _batch(fm)["params"]
-    assert torch.all(module.mesh_distances(p_gt, p_gt) < 1e-9)
-    d_mean = module.mesh_distances(fm.param_mean.expand_as(p_gt), p_gt)
-    d_up = module.mesh_distances(module.registered_params(p_gt), p_gt)
-    assert torch.all(d_mean > 0.1) and torch.all(d_up < 1e-2 * d_mean)
+    p_gt2, s_gt = module.targets({"params": p_gt})
+    assert torch.equal(p_gt2, p_gt) and torch.equal(s_gt, fm.shape(p_gt))
+    assert torch.all(module.mesh_distances(p_gt, s_gt) < 1e-9)
+    d_mean = module.mesh_distances(fm.param_mean.expand_as(p_gt), s_gt)
+    assert torch.all(d_mean > 0.1)
 
 
 def test_bad_params_raise() -> None:
@@ -100,15 +101,19 @@ def test_3ddfa_batch_trains_a_step(loss: str) -> None:
     fm = BFM118.from_bfm(n_vertices=200)
     module = MobileFaceRegressor(MobileNetV1(), fm, functools.partial(torch.optim.Adam, lr=1e-3), loss=loss)
     g = torch.Generator().manual_seed(0)
-    batch = {"image": torch.randn(2, 3, 96, 96, generator=g), "params": torch.randn(2, 235, generator=g) * 1e4,
-             "landmarks_px": torch.rand(2, 68, 2, generator=g) * 96}
+    pose = torch.tensor([[0.1, 0.3, -0.05, 220.0, 230.0, 0.0, 1.3e-3]]).expand(2, -1)
+    params = torch.cat([torch.randn(2, 228, generator=g) * torch.cat([fm.id_ev, torch.full((119,), 1e3), fm.exp_ev]),
+                        pose], 1)
+    crop = torch.tensor([[[0.5, 0.0, -60.0], [0.0, 0.5, -60.0], [0.0, 0.0, 1.0]]]).expand(2, -1, -1)
+    batch = {"image": torch.randn(2, 3, 96, 96, generator=g), "params": params, "crop_matrix": crop,
+             "source_height": torch.full((2,), 450.0), "flipped": torch.tensor([0.0, 1.0])}
     opt = module.configure_optimizers()
     loss_v, p, p_gt = module.model_step(batch)
     assert torch.isfinite(loss_v) and p.shape == p_gt.shape == (2, 118)
     opt.zero_grad()
     loss_v.backward()
     assert all(torch.isfinite(q.grad).all() for q in module.net.parameters() if q.grad is not None)
-    with pytest.raises(ValueError, match="landmarks_px"):
+    with pytest.raises(ValueError, match="crop_matrix"):
         module.model_step({"image": batch["image"], "params": batch["params"]})
 
 
