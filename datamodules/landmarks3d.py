@@ -39,11 +39,26 @@ IBUG68 = 68
 # --------------------------------------------------------------------------------------
 # shape sources (model space, metres)
 # --------------------------------------------------------------------------------------
+def _intensity(n: int, g: torch.Generator, intensity_max: float | None, dtype=torch.float32) -> Tensor:
+    """(n, 1) per-face expression intensity: U(0, intensity_max), or ones when None (plain Gaussian)."""
+    if intensity_max is None:
+        return torch.ones(n, 1, dtype=dtype)
+    return torch.rand(n, 1, generator=g, dtype=dtype) * intensity_max
+
+
 def flame_landmarks68(
     n: int, seed: int, n_shape: int = 100, n_exp: int = 50, shape_std: float = 1.0,
     exp_std: float = 1.0, jaw_max_deg: float = 20.0, folder: str | None = None,
+    exp_intensity_max: float | None = None, jaw_open_prob: float = 1.0, exp_clip: float = 3.0,
 ) -> Tensor:
-    """Random FLAME faces at zero global pose -> (n, 68, 3) iBUG-68 landmarks, metres."""
+    """Random FLAME faces at zero global pose -> (n, 68, 3) iBUG-68 landmarks, metres.
+
+    Identity: N(0, shape_std^2) per coefficient. Expression: N(0, exp_std^2) per coefficient,
+    times a per-face intensity U(0, exp_intensity_max) when given (neutral to strong faces,
+    as in real data, instead of every face at the same strength), clipped to +-exp_clip.
+    Jaw opening (rotation about x, degrees): with probability jaw_open_prob U(0, jaw_max_deg),
+    otherwise a closed mouth U(0, 2 deg) (jaw_open_prob=1: uniform for every face).
+    """
     from facemodels.flame import FlameModel
     from facemodels.world import default_flame_dir
 
@@ -51,8 +66,12 @@ def flame_landmarks68(
     model = FlameModel(folder or default_flame_dir(), n_shape=n_shape, n_exp=n_exp)
     shape = torch.randn(n, n_shape, generator=g) * shape_std
     exp = torch.randn(n, n_exp, generator=g) * exp_std
+    exp = (exp * _intensity(n, g, exp_intensity_max)).clamp(-exp_clip, exp_clip)
     jaw = torch.zeros(n, 3)
-    jaw[:, 0] = torch.rand(n, generator=g) * math.radians(jaw_max_deg)
+    opened = torch.rand(n, generator=g) < jaw_open_prob
+    jaw_deg = torch.where(opened, torch.rand(n, generator=g) * jaw_max_deg,
+                          torch.rand(n, generator=g) * min(2.0, jaw_max_deg))
+    jaw[:, 0] = jaw_deg * (math.pi / 180.0)
     out = []
     with torch.no_grad():
         for s in range(0, n, 512):
@@ -65,12 +84,14 @@ def flame_landmarks68(
 
 def bfm_landmarks68(
     n: int, seed: int, n_id: int = 80, n_exp: int = 29, id_std: float = 1.0,
-    exp_std: float = 1.0, folder: str | None = None,
+    exp_std: float = 1.0, folder: str | None = None, exp_intensity_max: float | None = None,
+    exp_clip: float = 3.0,
 ) -> Tensor:
     """Random BFM-format faces -> (n, 68, 3) iBUG-68 landmarks, metres (file unit um * 1e-6).
 
     Identity / expression coefficients are in units of the model's standard deviations
-    (the first n_id / n_exp modes; the rest zero). Only the 68 keypoint rows of the bases
+    (the first n_id / n_exp modes; the rest zero); Exp_Para as in flame_landmarks68: times a
+    per-face intensity U(0, exp_intensity_max) when given, clipped to +-exp_clip. Only the 68 keypoint rows of the bases
     are evaluated (cheap also for the real 53k-vertex model).
     """
     from facemodels.bfm import LinearBFM
@@ -90,6 +111,7 @@ def bfm_landmarks68(
     exp_pc = model.exp_pc[rows, :n_exp].double() * model.exp_std[:n_exp].double()
     a = torch.randn(n, n_id, generator=g, dtype=torch.float64) * id_std
     e = torch.randn(n, n_exp, generator=g, dtype=torch.float64) * exp_std
+    e = (e * _intensity(n, g, exp_intensity_max, torch.float64)).clamp(-exp_clip, exp_clip)
     lm = mean + (a @ id_pc.T + e @ exp_pc.T).view(n, 68, 3)
     return (lm * 1e-6).float()
 
@@ -213,6 +235,8 @@ class Landmarks3DDataModule(LightningDataModule):
 
     n_train / n_val / n_test: identities per split (disjoint random draws);
     bfm_fraction: share of identities from the BFM-format model (the rest FLAME);
+    eval_bfm_fraction: the same for the val / test splits (default: bfm_fraction); 0 / 1 against
+      1 / 0 gives the cross-source split (train on one face model, test on the other);
     shapes: optional {'train','val','test'} -> (N, 68, 3) model-space shapes used instead;
     views_per_shape: accesses per identity per epoch (each a new random view in training).
     """
@@ -223,6 +247,7 @@ class Landmarks3DDataModule(LightningDataModule):
         n_val: int = 500,
         n_test: int = 1000,
         bfm_fraction: float = 0.5,
+        eval_bfm_fraction: float | None = None,
         views_per_shape: int = 4,
         batch_size: int = 256,
         num_workers: int = 0,
@@ -237,8 +262,9 @@ class Landmarks3DDataModule(LightningDataModule):
         super().__init__()
         if landmark_set != "ibug68":
             raise ValueError(f"Landmarks3DDataModule: landmark_set must be 'ibug68', got {landmark_set!r}")
-        if not 0.0 <= bfm_fraction <= 1.0:
-            raise ValueError(f"Landmarks3DDataModule: bfm_fraction must be in [0, 1], got {bfm_fraction}")
+        for key, frac in (("bfm_fraction", bfm_fraction), ("eval_bfm_fraction", eval_bfm_fraction)):
+            if frac is not None and not 0.0 <= frac <= 1.0:
+                raise ValueError(f"Landmarks3DDataModule: {key} must be in [0, 1], got {frac}")
         self.save_hyperparameters(logger=False, ignore=["shapes"])
         view = dict(view or {})
         view.setdefault("image_size", image_size)
@@ -250,17 +276,17 @@ class Landmarks3DDataModule(LightningDataModule):
             if v.dim() != 3 or v.shape[1:] != (IBUG68, 3):
                 raise ValueError(f"Landmarks3DDataModule: shapes[{split!r}] must be (N, 68, 3), got {tuple(v.shape)}")
 
-    def _make_split(self, n: int, seed: int) -> Tensor:
+    def _make_split(self, n: int, seed: int, bfm_fraction: float | None = None) -> Tensor:
         """(n, 68, 3) model-space shapes, metres: FLAME and BFM-format identities."""
         hp = self.hparams
-        fk, bk = hp.flame_kwargs or {}, hp.bfm_kwargs or {}
-        n_bfm = int(round(n * hp.bfm_fraction))
+        fk, bk = dict(hp.flame_kwargs or {}), dict(hp.bfm_kwargs or {})
+        n_bfm = int(round(n * (hp.bfm_fraction if bfm_fraction is None else bfm_fraction)))
         parts = []
         if n - n_bfm > 0:
             parts.append(flame_landmarks68(n - n_bfm, seed, **fk))
         if n_bfm > 0:
-            ref = flame_landmarks68(1, 0, shape_std=0.0, exp_std=0.0, jaw_max_deg=0.0, **fk)[0]
-            bfm_mean = bfm_landmarks68(1, 0, id_std=0.0, exp_std=0.0, **bk)[0]
+            ref = flame_landmarks68(1, 0, **{**fk, "shape_std": 0.0, "exp_std": 0.0, "jaw_max_deg": 0.0})[0]
+            bfm_mean = bfm_landmarks68(1, 0, **{**bk, "id_std": 0.0, "exp_std": 0.0})[0]
             # one rigid map (from the BFM mean) for all BFM faces keeps their variation
             parts.append(rigid_from_mean(bfm_mean, ref, bfm_landmarks68(n_bfm, seed + 7, **bk)))
         return torch.cat(parts)
@@ -272,8 +298,8 @@ class Landmarks3DDataModule(LightningDataModule):
         # distinct seeds per split -> disjoint random identities
         self.shapes = {
             "train": self._make_split(hp.n_train, hp.seed * 101 + 1),
-            "val": self._make_split(hp.n_val, hp.seed * 101 + 2),
-            "test": self._make_split(hp.n_test, hp.seed * 101 + 3),
+            "val": self._make_split(hp.n_val, hp.seed * 101 + 2, hp.eval_bfm_fraction),
+            "test": self._make_split(hp.n_test, hp.seed * 101 + 3, hp.eval_bfm_fraction),
         }
 
     def train_dataloader(self) -> DataLoader:

@@ -6,8 +6,10 @@ This base logs train/loss, val/loss, and val|test/{gte, cvgtce, ape, mse_procrus
 depth_corr} (one torchmetrics object per stage), configures the optimizer partial and,
 when `early_stopping_patience` is set, adds an EarlyStopping callback on `monitor`.
 At the end of testing it writes the per-face errors to `<trainer.default_root_dir>/test_errors.npz`
-(`index` (N,), `mse_procrustes` (N,), `depth_corr` (N,), `gte` (N,), for paired tests across runs,
-e.g. Deep-MDS' Wilcoxon test over subsets).
+(`index` (N,), `mse_procrustes` (N,), `gte` (N,), `depth_error` (N,), and `z_pred`, `z_gt` (N, 68): the
+depths centred per face and divided by the gt's outer-eye distance, from which DepthCorr of any subset
+is computed (shape3d.depth_corr_from_depths); for paired tests across runs, e.g. Deep-MDS' Wilcoxon
+test over subsets). DepthCorr is a statistic of a set of faces (shape3d.depth_corr), not a per-face mean.
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ from lightning_modules.metrics.shape3d import (
     GTE,
     DepthCorr,
     ProcrustesMSE,
-    depth_corr,
+    depth_error,
     gte,
     mse_procrustes,
+    normalised_depth,
 )
 
 
@@ -91,8 +94,10 @@ class LiftingModule(pl.LightningModule):
         if stage == "test":
             p, g = preds.detach().double(), targets.detach().double()
             idx = batch.get("index", torch.full((bsz,), -1, dtype=torch.int64))
+            zp, zg = normalised_depth(p, g)
             self._test_errors.append({"index": idx.detach().cpu(), "mse_procrustes": mse_procrustes(p, g).cpu(),
-                                      "depth_corr": depth_corr(p, g).cpu(), "gte": gte(p, g).cpu()})
+                                      "gte": gte(p, g).cpu(), "depth_error": depth_error(p, g).cpu(),
+                                      "z_pred": zp.cpu(), "z_gt": zg.cpu()})
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._eval_step("val", batch)

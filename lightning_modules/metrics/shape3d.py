@@ -14,10 +14,16 @@ it is normalised by.
   scipy.spatial.procrustes' disparity (both shapes centred and scaled to unit Frobenius
   norm, prediction similarity-aligned, sum of squared differences); otherwise the mean
   squared point distance after similarity alignment, in unit^2.
-- `depth_corr`: Deep-MDS' DepthCorr: the trace of the cross block of the correlation
-  matrix between predicted and ground-truth landmarks (numpy's corrcoef with landmarks
-  as variables and their x, y, z as observations), i.e. sum_k corr(p_k, g_k); maximum L.
-  The paper's values (~71.95 for 72 landmarks) fit this reading.
+- `depth_corr`: DepthCorr as Deep-MDS uses it, defined by the paper it cites (Moniz et al. 2018,
+  DepthNets; their code: `np.sum(np.diag(np.abs(np.corrcoef(preds, actuals, rowvar=0)[:K, K:])))`
+  with one row per face): over a SET of faces, the Pearson correlation, across the faces, of each
+  landmark's predicted and ground-truth depth, absolute value, summed over the landmarks; at most
+  L (72 for the paper's BFM set, hence its 71.95). Depths are centred per face (depth is known up
+  to a constant) and divided by the ground truth's 3D outer-eye distance (face size; DepthNets
+  divides by the image size), so the world's units and the face size in the image do not count.
+  It is a set statistic, not a mean of per-face values (`DepthCorr` accumulates the sums).
+- `depth_error`: mean absolute depth error after removing each face's mean depth, / the 3D
+  outer-eye distance of the ground truth (per face).
 - `wilcoxon_over_subsets`: the paper's test: per-subset mean errors of two methods on
   10 random subsets of 500 faces, scipy.stats.wilcoxon on the paired means.
 - `ced_curve`, `ced_auc`: cumulative error distribution and its normalised area on
@@ -121,18 +127,56 @@ def mse_procrustes(
     return sq.sum(1) if standardize else sq.mean(1)
 
 
-def depth_corr(pred: Tensor, gt: Tensor) -> Tensor:
-    """DepthCorr = sum_k corr(pred_k, gt_k) over the coordinates of each landmark.
+def normalised_depth(pred: Tensor, gt: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-face centred depths divided by the gt's outer-eye distance. (B, 68, 3) x2 -> (B, 68) x2, unitless."""
+    _check_pair(pred, gt, "normalised_depth")
+    size = interocular_outer(gt).clamp_min(1e-12).view(-1, 1)
+    zp = pred[..., 2] - pred[..., 2].mean(1, keepdim=True)
+    zg = gt[..., 2] - gt[..., 2].mean(1, keepdim=True)
+    return zp / size, zg / size
 
-    pred, gt: (B, L, 3). Equals np.trace(np.corrcoef(pred_b, gt_b)[:L, L:]) per sample.
-    Returns (B,), at most L. Landmarks with zero coordinate variance contribute 0.
+
+def depth_corr_from_depths(zp: Tensor | np.ndarray, zg: Tensor | np.ndarray) -> float:
+    """DepthCorr of a set of faces from their depths: sum_k |corr_n(zp[n, k], zg[n, k])|.
+
+    zp, zg: (N, L) depths (any unit; N >= 2 faces). Landmarks whose depth does not vary over the
+    set (zero variance) contribute 0. Returns a float in [0, L].
     """
-    _check_pair(pred, gt, "depth_corr")
-    p = pred - pred.mean(-1, keepdim=True)
-    g = gt - gt.mean(-1, keepdim=True)
-    num = (p * g).sum(-1)
-    den = (p.norm(dim=-1) * g.norm(dim=-1)).clamp_min(1e-30)
-    return (num / den).sum(1)
+    a = torch.as_tensor(np.asarray(zp), dtype=torch.float64) if not isinstance(zp, Tensor) else zp.double()
+    b = torch.as_tensor(np.asarray(zg), dtype=torch.float64) if not isinstance(zg, Tensor) else zg.double()
+    if a.shape != b.shape or a.dim() != 2 or a.shape[0] < 2:
+        raise ValueError(f"shape3d.depth_corr_from_depths: need two (N >= 2, L) arrays, got {tuple(a.shape)}, {tuple(b.shape)}")
+    n = a.shape[0]
+    return float(_corr_sum(n, a.sum(0), b.sum(0), (a * a).sum(0), (b * b).sum(0), (a * b).sum(0)))
+
+
+def _corr_sum(n: Tensor | float, sp: Tensor, sg: Tensor, spp: Tensor, sgg: Tensor, spg: Tensor) -> Tensor:
+    """sum_k |Pearson r_k| from per-landmark sums (L,) over n faces (zero-variance landmarks: 0)."""
+    cov = spg - sp * sg / n
+    vp = (spp - sp * sp / n).clamp_min(0.0)
+    vg = (sgg - sg * sg / n).clamp_min(0.0)
+    den = (vp * vg).sqrt()
+    ok = den > 1e-30 * n
+    r = torch.where(ok, cov / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(den))
+    return r.abs().sum()
+
+
+def depth_corr(pred: Tensor, gt: Tensor) -> Tensor:
+    """DepthCorr of a set of B >= 2 faces (Moniz et al. 2018, as cited by Deep-MDS).
+
+    pred, gt: (B, L, 3) (any unit, z = depth). Depths centred per face and divided by the gt's
+    outer-eye distance (iBUG-68 36, 45), then sum over landmarks of |corr over the B faces|.
+    Returns a scalar tensor in [0, L].
+    """
+    zp, zg = normalised_depth(pred, gt)
+    return torch.tensor(depth_corr_from_depths(zp, zg), dtype=torch.float64)
+
+
+def depth_error(pred: Tensor, gt: Tensor) -> Tensor:
+    """Mean |z - z_gt| over landmarks after removing each face's mean depth, / the gt's 3D outer-eye
+    distance. (B, 68, 3) x2 (z = depth, any common unit) -> (B,), a fraction."""
+    zp, zg = normalised_depth(pred, gt)
+    return (zp - zg).abs().mean(1)
 
 
 def wilcoxon_over_subsets(
@@ -141,23 +185,30 @@ def wilcoxon_over_subsets(
     n_subsets: int = 10,
     subset_size: int = 500,
     seed: int = 0,
+    stat: Callable[[np.ndarray], float] | None = None,
 ) -> dict[str, object]:
     """Deep-MDS' significance test of two methods evaluated on the same faces.
 
-    err_a, err_b: (N,) per-face errors of methods a and b (N >= subset_size). Draws
+    err_a, err_b: (N, ...) per-face values of methods a and b (N >= subset_size). Draws
     `n_subsets` random subsets of `subset_size` faces (without replacement within a
-    subset), takes each method's mean per subset and runs scipy.stats.wilcoxon on the
-    paired means. Returns {'statistic', 'pvalue', 'means_a' (n_subsets,), 'means_b'}.
+    subset), computes each method's subset statistic (`stat(values[subset])`, default the
+    mean of (N,) per-face errors; e.g. DepthCorr of (N, 2, L) stacked predicted / GT depths)
+    and runs scipy.stats.wilcoxon on the paired statistics.
+    Returns {'statistic', 'pvalue', 'means_a' (n_subsets,), 'means_b'}.
     """
     a = np.asarray(err_a.detach().cpu() if isinstance(err_a, Tensor) else err_a, dtype=np.float64)
     b = np.asarray(err_b.detach().cpu() if isinstance(err_b, Tensor) else err_b, dtype=np.float64)
-    if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"shape3d.wilcoxon_over_subsets: need two (N,) arrays, got {a.shape} and {b.shape}")
+    if a.shape != b.shape or (stat is None and a.ndim != 1):
+        raise ValueError(f"shape3d.wilcoxon_over_subsets: need two (N,) arrays (or (N, ...) with stat), got {a.shape} and {b.shape}")
     if a.shape[0] < subset_size:
         raise ValueError(f"shape3d.wilcoxon_over_subsets: N={a.shape[0]} < subset_size={subset_size}")
     rng = np.random.default_rng(seed)
     idx = np.stack([rng.choice(a.shape[0], subset_size, replace=False) for _ in range(n_subsets)])
-    means_a, means_b = a[idx].mean(1), b[idx].mean(1)
+    if stat is None:
+        means_a, means_b = a[idx].mean(1), b[idx].mean(1)
+    else:
+        means_a = np.array([stat(a[i]) for i in idx])
+        means_b = np.array([stat(b[i]) for i in idx])
     res = stats.wilcoxon(means_a, means_b)
     return {"statistic": float(res.statistic), "pvalue": float(res.pvalue), "means_a": means_a, "means_b": means_b}
 
@@ -254,9 +305,33 @@ class ProcrustesMSE(MeanPerSample):
         super().__init__(mse_procrustes, **kwargs)
 
 
-class DepthCorr(MeanPerSample):
-    def __init__(self, **kwargs) -> None:
-        super().__init__(depth_corr, **kwargs)
+class DepthCorr(Metric):
+    """DepthCorr over every face seen (see `depth_corr`): per-landmark sums of the normalised
+    depths, their squares and products (DDP: summed), the correlation sum at compute()."""
+
+    full_state_update = False
+
+    def __init__(self, n_landmarks: int = 68, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.add_state("n", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        for key in ("sp", "sg", "spp", "sgg", "spg"):
+            self.add_state(key, default=torch.zeros(n_landmarks, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, pred: Tensor, gt: Tensor) -> None:
+        zp, zg = normalised_depth(pred.detach().double(), gt.detach().double())
+        if zp.shape[1] != self.sp.shape[0]:
+            raise ValueError(f"shape3d.DepthCorr: built for {self.sp.shape[0]} landmarks, got (B, {zp.shape[1]}, 3)")
+        self.n += zp.shape[0]
+        self.sp += zp.sum(0)
+        self.sg += zg.sum(0)
+        self.spp += (zp * zp).sum(0)
+        self.sgg += (zg * zg).sum(0)
+        self.spg += (zp * zg).sum(0)
+
+    def compute(self) -> Tensor:
+        if self.n < 2:
+            return torch.tensor(float("nan"))
+        return _corr_sum(self.n, self.sp, self.sg, self.spp, self.sgg, self.spg).float()
 
 
 class CEDAUC(Metric):

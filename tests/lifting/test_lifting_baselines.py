@@ -15,7 +15,7 @@ from experiments.reports.deep_mds_t1 import wilcoxon_rows
 from fitting.nmds import pairwise_distances, smacof_nmds
 from fitting.weak_perspective import fix_chirality_ibug68, lift_with_shape
 from lightning_modules.lifting_baselines import ConstantLifter, MeanShapeLifter
-from lightning_modules.metrics.shape3d import mse_procrustes
+from lightning_modules.metrics.shape3d import depth_corr_from_depths, mse_procrustes
 from tests.lifting.synthetic_faces import synthetic_faces
 
 
@@ -39,7 +39,7 @@ def test_baseline_learns_the_mean_and_writes_per_face_errors(cls, tmp_path: Path
     errs = np.load(tmp_path / "test_errors.npz")
     assert sorted(errs["index"].tolist()) == list(range(24))
     np.testing.assert_allclose(errs["mse_procrustes"].mean(), res["test/mse_procrustes"], rtol=1e-5)
-    np.testing.assert_allclose(errs["depth_corr"].mean(), res["test/depth_corr"], rtol=1e-5)
+    np.testing.assert_allclose(depth_corr_from_depths(errs["z_pred"], errs["z_gt"]), res["test/depth_corr"], rtol=1e-5)
 
 
 def test_constant_output_ignores_the_pose_and_meanshape_follows_it() -> None:
@@ -86,8 +86,10 @@ def test_wilcoxon_report_rows_pair_runs_by_face_index(tmp_path: Path) -> None:
         dirs[name] = tmp_path / name
         dirs[name].mkdir()
         perm = rng.permutation(n)  # written in another order: the report must pair by index
-        np.savez(dirs[name] / "test_errors.npz", index=perm, mse_procrustes=mse[perm],
-                 depth_corr=67.0 - 1e3 * mse[perm], gte=mse[perm])
+        zg = rng.normal(size=(n, 68))
+        zp = zg + 1e3 * mse[:, None] * rng.normal(size=(n, 68))
+        np.savez(dirs[name] / "test_errors.npz", index=perm, mse_procrustes=mse[perm], gte=mse[perm],
+                 z_pred=zp[perm], z_gt=zg[perm])
     runs = [{"name": k, "label": k} for k in dirs] + [{"name": "meanshape_ortho", "label": "m"}]
     dirs["meanshape_ortho"] = tmp_path / "missing"
     rows = wilcoxon_rows(runs, dirs)

@@ -86,20 +86,44 @@ def test_mse_procrustes_is_scipy_disparity() -> None:
     assert float(m.compute()) == pytest.approx(float(ours.mean()), rel=1e-6)
 
 
-def test_depth_corr_hand_cases_and_numpy_definition() -> None:
-    gt = _face(2, seed=2)
-    assert torch.allclose(depth_corr(gt, gt), torch.full((2,), 68.0, dtype=torch.float64))
-    assert torch.allclose(depth_corr(-gt, gt), torch.full((2,), -68.0, dtype=torch.float64))
+def test_depth_corr_hand_cases_and_depthnets_definition() -> None:
+    """DepthCorr (Moniz et al. 2018, cited by Deep-MDS): over a set of faces, |corr| across the faces
+    of each landmark's predicted and GT depth, summed over landmarks; depths centred per face and
+    divided by the GT outer-eye distance."""
+    # hand case: 3 faces, 68 landmarks, outer-eye distance 2 for every face; every depth is 0
+    # except landmark 0 (+a_n) and landmark 1 (-a_n), so the per-face mean depth is already 0.
+    a_gt, a_pred = [1.0, 2.0, 3.0], [2.0, 1.0, 3.0]
+    def faces(amps: list[float]) -> torch.Tensor:
+        f = torch.zeros(3, 68, 3, dtype=torch.float64)
+        f[:, 45, 0] = 2.0  # outer eye corners (36 at the origin): distance 2
+        for n, amp in enumerate(amps):
+            f[n, 0, 2], f[n, 1, 2] = amp, -amp
+        return f
+    gt, pred = faces(a_gt), faces(a_pred)
+    # per landmark: corr((2,1,3), (1,2,3)) = 0.5 (deviations (0,-1,1) and (-1,0,1): 1 / (sqrt2 sqrt2));
+    # landmark 1: corr of the negatives, also 0.5; the other 66 landmarks have zero variance -> 0
+    assert float(depth_corr(pred, gt)) == pytest.approx(1.0)
+    assert float(depth_corr(gt, gt)) == pytest.approx(2.0)
+    assert float(depth_corr(-gt, gt)) == pytest.approx(2.0)  # absolute correlation (DepthNets' np.abs)
+    # the definition in DepthNets' code: np.corrcoef(preds, actuals, rowvar=0), one row per face
     g = torch.Generator().manual_seed(6)
-    pred = gt + 0.5 * torch.randn(gt.shape, generator=g, dtype=torch.float64)
-    for b in range(2):
-        ref = np.trace(np.corrcoef(pred[b].numpy(), gt[b].numpy())[:68, 68:])
-        assert float(depth_corr(pred, gt)[b]) == pytest.approx(ref, rel=1e-10)
-    one = torch.tensor([[[1.0, 2.0, 3.0]]], dtype=torch.float64)
-    assert float(depth_corr(one, torch.tensor([[[1.0, 3.0, 2.0]]], dtype=torch.float64))) == pytest.approx(0.5)
+    gt = _face(40, seed=2)
+    pred = gt + 0.01 * torch.randn(gt.shape, generator=g, dtype=torch.float64)
+    zp = pred[..., 2] - pred[..., 2].mean(1, keepdim=True)
+    zg = gt[..., 2] - gt[..., 2].mean(1, keepdim=True)
+    size = (gt[:, 36] - gt[:, 45]).norm(dim=-1).view(-1, 1)
+    ref = np.sum(np.diag(np.abs(np.corrcoef((zp / size).numpy(), (zg / size).numpy(), rowvar=False)[:68, 68:])))
+    assert float(depth_corr(pred, gt)) == pytest.approx(ref, rel=1e-9)
+    assert 0 < ref < 68
+    # a per-face constant depth offset and a per-face scale of both shapes do not change it
+    scale = torch.linspace(0.5, 2.0, 40, dtype=torch.float64).view(-1, 1, 1)
+    assert float(depth_corr(pred * scale + torch.tensor([0.0, 0.0, 3.0], dtype=torch.float64), gt * scale)) == \
+        pytest.approx(ref, rel=1e-9)
+    # the streaming metric over two batches equals the set value
     m = DepthCorr()
-    m(gt, gt)
-    assert float(m.compute()) == pytest.approx(68.0)
+    m(pred[:15], gt[:15])
+    m(pred[15:], gt[15:])
+    assert float(m.compute()) == pytest.approx(ref, rel=1e-5)
 
 
 def test_wilcoxon_over_subsets_all_one_direction() -> None:
