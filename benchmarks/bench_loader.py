@@ -58,24 +58,39 @@ def _workers_cpu_s() -> float:
     return sum(_proc_cpu_s(p.pid) for p in mp.active_children())
 
 
-def profile_stages(ds, n: int, batch_size: int) -> tuple[float, dict[str, float]]:
-    """(cpu ms per sample, {stage: ms per sample}) of ``n`` samples of ``ds`` in this process."""
+def profile_stages(ds, n: int, batch_size: int, batch_step=None) -> tuple[float, dict[str, float]]:
+    """(cpu ms per sample, {stage: ms per sample}) of ``n`` samples of ``ds`` in this process.
+
+    One pass with the stage timers on (their overhead is ~1 us per stage); samples are not
+    kept (keeping them would add page faults of fresh memory to the figure); "collate" and
+    "batch_photometric" (``batch_step(collated batch)``, the deferred jitter / noise /
+    normalisation on the CPU) are timed on separate batches; the latter is added to the CPU
+    figure (on a CPU-only machine someone pays it per sample)."""
     for i in range(10):  # warm caches (annotation arrays, landmark tables)
         ds[i % len(ds)]
     timer = StageTimer()
-    c0 = time.process_time()
-    samples = [ds[i % len(ds)] for i in range(n)]
-    cpu_ms = (time.process_time() - c0) / n * 1000
     ds.timer = timer
+    c0 = time.process_time()
     for i in range(n):
         ds[i % len(ds)]
+    cpu_ms = (time.process_time() - c0) / n * 1000
     ds.timer = None
-    t0 = time.thread_time()
-    for j in range(0, n - batch_size + 1, batch_size):
-        default_collate(samples[j : j + batch_size])
     stages = timer.ms_per(n)
-    stages["other"] = max(0.0, cpu_ms - sum(stages.values()))  # sample_rng, dict / array glue
-    stages["collate"] = 1000.0 * (time.thread_time() - t0) / (n // batch_size * batch_size)
+    stages["other"] = max(0.0, cpu_ms - sum(stages.values()))  # sample_rng, crop matrix, dict glue
+    n_col, t_col, t_step = 0, 0.0, 0.0
+    for j in range(0, min(n, 4 * batch_size) - batch_size + 1, batch_size):
+        batch = [ds[i % len(ds)] for i in range(j, j + batch_size)]
+        t0 = time.thread_time()
+        batch = default_collate(batch)
+        t1 = time.thread_time()
+        if batch_step is not None:
+            batch_step(batch)
+        t_col, t_step = t_col + t1 - t0, t_step + time.thread_time() - t1
+        n_col += batch_size
+    stages["collate"] = 1000.0 * t_col / max(n_col, 1)
+    if batch_step is not None:
+        stages["batch_photometric"] = 1000.0 * t_step / max(n_col, 1)
+        cpu_ms += stages["batch_photometric"]
     return cpu_ms, {k: round(v, 3) for k, v in sorted(stages.items(), key=lambda kv: -kv[1])}
 
 
@@ -89,10 +104,15 @@ def main() -> None:
     ap.add_argument("--landmark-set", default="face1609")
     ap.add_argument("--image-cache", action="store_true")
     ap.add_argument("--profile-samples", type=int, default=192)
+    ap.add_argument("--normalize-in-workers", action="store_true",
+                    help="the per-sample CPU path (normalize_on_device=false) instead of uint8 batches")
     a = ap.parse_args()
+    on_device = not a.normalize_in_workers
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dm = Dad3DHeadsDataModule(data_dir=a.data_dir, landmark_set=a.landmark_set, image_size=256,
                               batch_size=a.batch_size, num_workers=a.workers, persistent_workers=True,
-                              image_cache=a.image_cache)
+                              image_cache=a.image_cache, normalize_on_device=on_device,
+                              pin_memory=dev.type == "cuda")
     dm.prepare_data()
     dm.setup("fit")
     loader = dm.train_dataloader()
@@ -107,7 +127,13 @@ def main() -> None:
             except StopIteration:
                 it = iter(loader)
                 b = next(it)
+            # what the Trainer does with a batch: to the device, then the DataModule hook
+            # (normalize_on_device: jitter / noise / occluders / normalisation of the uint8 batch)
+            b = dm.on_after_batch_transfer(
+                {k: (v.to(dev, non_blocking=True) if torch.is_tensor(v) else v) for k, v in b.items()}, 0)
             n += b["image"].shape[0]
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
         rates.append(n / (time.perf_counter() - t0))
         main_ms.append((time.process_time() - c0) / n * 1000)
         worker_ms.append((_workers_cpu_s() - w0) / n * 1000)
@@ -115,14 +141,16 @@ def main() -> None:
     # CPU time of one sample in this process (1 torch thread): what a worker spends per sample
     # independently of other load on the machine; 2 / cpu_ms bounds 2 free cores' throughput
     torch.set_num_threads(1)
-    cpu_ms, stages = profile_stages(dm.datasets["train"], a.profile_samples, a.batch_size)
+    step = (lambda batch: dm.on_after_batch_transfer(batch, 0)) if on_device else None
+    cpu_ms, stages = profile_stages(dm.datasets["train"], a.profile_samples, a.batch_size, step)
     rate = statistics.median(rates)
     top = max(stages, key=stages.get)
     result = {
         "bench": "loader", "samples_per_s": round(rate, 1),
         "spread": [round(min(rates), 1), round(max(rates), 1)], "workers": a.workers,
         "image_size": 256, "batch_size": a.batch_size, "annotation_cache": True,
-        "image_cache": a.image_cache, "cpu_ms_per_sample": round(cpu_ms, 2),
+        "image_cache": a.image_cache, "normalize_on_device": on_device, "batch_device": dev.type,
+        "cpu_ms_per_sample": round(cpu_ms, 2),
         "worker_cpu_ms_per_sample": round(statistics.median(worker_ms), 2),
         "main_cpu_ms_per_sample": round(statistics.median(main_ms), 2),
         "stage_ms": stages,

@@ -112,6 +112,15 @@ class FaceDataModule(pl.LightningDataModule):
         augment: dict of :class:`AugmentConfig` fields (train only).
         seed: procedural data seed and split shuffling.
         skip_corrupt: see :class:`FaceDataset`.
+        normalize_on_device: False (default): every sample's ``image`` is the float32
+            normalised crop (the batch contract) straight from the workers. True (for
+            Datasets that support it, DAD-3DHeads): workers send (3, S, S) uint8 crops plus
+            the drawn photometric parameters (key ``photometric``), and
+            :meth:`on_after_batch_transfer` (called by the Trainer once the batch is on its
+            device) applies colour jitter, noise, occluders and the normalisation to the
+            whole batch (datamodules/batch_photometric.py), so the model still sees the
+            contract. Code that iterates the DataLoaders without a Trainer calls
+            ``dm.on_after_batch_transfer(batch, 0)`` itself.
     """
 
     def __init__(
@@ -127,6 +136,7 @@ class FaceDataModule(pl.LightningDataModule):
         seed: int = 0,
         skip_corrupt: bool = False,
         cache_root: str | None = None,
+        normalize_on_device: bool = False,
         **kwargs: Any,
     ):
         super().__init__()
@@ -143,6 +153,7 @@ class FaceDataModule(pl.LightningDataModule):
         self.seed = int(seed)
         self.skip_corrupt = bool(skip_corrupt)
         self.cache_root = cache_root
+        self.normalize_on_device = bool(normalize_on_device)
         self.root: Path | None = None
         self.datasets: dict[str, Dataset] = {}
 
@@ -191,6 +202,16 @@ class FaceDataModule(pl.LightningDataModule):
             persistent_workers=self.persistent_workers and self.num_workers > 0,
             drop_last=shuffle and len(self.datasets[name]) > self.batch_size,
         )
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """uint8 ``image`` batches (``normalize_on_device``) -> the float32 normalised batch
+        contract, with the deferred photometric augmentation; other batches pass unchanged."""
+        if isinstance(batch, dict) and torch.is_tensor(batch.get("image")) and batch["image"].dtype == torch.uint8:
+            from datamodules.batch_photometric import apply_photometric
+
+            batch = dict(batch)
+            batch["image"] = apply_photometric(batch["image"], batch.pop("photometric", None))
+        return batch
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

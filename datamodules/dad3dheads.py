@@ -26,6 +26,11 @@ Images are decoded per sample by default. ``image_cache=True`` (opt-in) decodes 
 once into a uint8 memory map next to the annotation cache (only when all frames of a split
 have one size, as the procedural data; see :func:`load_split_images`): it removes the PNG
 decode from the per-sample cost at the price of N x H x W x 3 bytes of disk.
+
+``normalize_on_device=True`` (DataModule) / ``defer_photometric=True`` (Dataset): ``image`` is
+the (3, S, S) uint8 crop and training samples carry ``photometric`` (jitter / noise
+parameters, occluder boxes); the DataModule's ``on_after_batch_transfer`` turns the batch into
+the float32 contract on its device (datamodules/batch_photometric.py).
 """
 
 from __future__ import annotations
@@ -208,6 +213,7 @@ class Dad3DHeadsDataset(FaceDataset):
         cache_root: str | Path | None = None,
         skip_corrupt: bool = False,
         image_cache: bool = False,
+        defer_photometric: bool = False,
     ):
         super().__init__(skip_corrupt)
         self.root, self.split = Path(root), split
@@ -220,7 +226,8 @@ class Dad3DHeadsDataset(FaceDataset):
         else:
             self.entries, self.ann = dad.read_index(root, split), {}
         self.indices = np.arange(len(self.entries)) if indices is None else np.asarray(indices)
-        self.transform = FaceCropTransform(image_size, train, augment)
+        self.transform = FaceCropTransform(image_size, train, augment, defer_photometric=defer_photometric)
+        self.defer_photometric = bool(defer_photometric)
         self.size = int(image_size)
         self.frames_path = load_split_images(root, split, self.entries, cache_root) if image_cache else None
         self._frames: np.ndarray | None = None  # memory map, opened lazily in each worker
@@ -239,6 +246,14 @@ class Dad3DHeadsDataset(FaceDataset):
         except OSError as e:
             raise OSError(f"corrupt image {path}: {e}") from e
 
+    def _output_image(self, out: dict) -> np.ndarray:
+        """(3, S, S): float32 normalised, or uint8 with ``defer_photometric`` (the batch step
+        normalises; see datamodules/batch_photometric.py)."""
+        with stage(self.timer, "normalise"):
+            if self.defer_photometric:
+                return np.ascontiguousarray(np.transpose(out["image"], (2, 0, 1)))  # no copy after warp_image
+            return normalise_image(out["image"])
+
     def load(self, i: int, rng: np.random.Generator) -> dict:
         k = int(self.indices[i])
         e = self.entries[k]
@@ -252,7 +267,7 @@ class Dad3DHeadsDataset(FaceDataset):
         bbox = np.asarray(e["bbox"], np.float64)
         if not self.labelled:
             out = self.transform(img, bbox, {}, None, rng)
-            return {"image": normalise_image(out["image"]), "bbox": bbox.astype(np.float32)}
+            return {"image": self._output_image(out), "bbox": bbox.astype(np.float32)}
         a = self.ann
         if not a["ok"][k]:
             raise ValueError(f"corrupt annotation {self.root / e['annotation_path']}")
@@ -276,10 +291,10 @@ class Dad3DHeadsDataset(FaceDataset):
                 V = (V @ _F3)[self.topo.mesh_flip_permutation]
             K2, R2, t2 = transform_camera(K, R, t, out["matrix_sim"], out["flipped"], self.size)
             yaw = -a["yaw"][k] if out["flipped"] else a["yaw"][k]
-        with stage(self.timer, "normalise"):
-            image = normalise_image(out["image"])
-        return {
-            "image": image,
+        sample = {"image": self._output_image(out)}
+        if out["photometric"] is not None:
+            sample["photometric"] = out["photometric"]
+        return sample | {
             "landmarks": lm[:, :2] / self.size - 0.5,
             "landmarks_px": lm[:, :2],
             "landmarks3d": lm,
@@ -328,7 +343,8 @@ class Dad3DHeadsDataModule(FaceDataModule):
     def _build_datasets(self, root: Path) -> dict:
         common = dict(landmark_set=self.landmark_set, image_size=self.image_size,
                       flame_dir=self.flame_dir, cache_root=self.annotation_cache_root,
-                      skip_corrupt=self.skip_corrupt, image_cache=self.image_cache)
+                      skip_corrupt=self.skip_corrupt, image_cache=self.image_cache,
+                      defer_photometric=self.normalize_on_device)
         if not (root / "train").is_dir() and not (root / "val").is_dir():
             raise FileNotFoundError(f"DAD-3DHeads root {root} has no train/ or val/; {dad.LAYOUT}")
         ds = {}
