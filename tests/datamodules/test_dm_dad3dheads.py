@@ -250,3 +250,35 @@ def test_visibility_fallback_for_real_files_agrees_with_renderer(dad_dir, render
     vis = ds.ann["visibility"][0].astype(bool)  # scene 4, the first val item
     ref = rendered[4].visibility
     assert (vis == ref).mean() > 0.97 and 0.2 < vis.mean() < 0.9
+
+
+def test_normalize_on_device_gives_the_same_batches(dad_dir, world, tmp_path):
+    """uint8 crops + the batch step (normalize_on_device) == the per-sample float path: equal
+    landmarks / cameras / vertices, pixels within half a grey level (the CPU path rounds the
+    jittered crop to uint8), occluders included; val batches are just normalised."""
+    from torch.utils.data import default_collate
+
+    from datamodules.transforms import AugmentConfig
+
+    kw = dict(landmark_set="face101", image_size=40, flame_dir=world[0], cache_root=str(tmp_path))
+    aug = AugmentConfig(noise_prob=0.0, occlusion="zhao", occlusion_prob=0.5)
+    a = Dad3DHeadsDataset(dad_dir, "train", train=True, augment=aug, **kw)
+    b = Dad3DHeadsDataset(dad_dir, "train", train=True, augment=aug, defer_photometric=True, **kw)
+    ba, bb = default_collate([a[i] for i in range(4)]), default_collate([b[i] for i in range(4)])
+    assert bb["image"].dtype == torch.uint8 and bb["image"].shape == (4, 3, 40, 40)
+    dm = Dad3DHeadsDataModule(data_dir=str(dad_dir), num_workers=0, normalize_on_device=True, **{
+        k: v for k, v in kw.items() if k != "cache_root"}, annotation_cache_root=str(tmp_path))
+    out = dm.on_after_batch_transfer(bb, 0)
+    assert set(out) == set(ba) and out["image"].dtype == torch.float32
+    half_level = 0.5 / (255 * 0.224) + 1e-5
+    assert float((out["image"] - ba["image"]).abs().max()) <= half_level
+    for k in ("landmarks", "landmarks3d", "visibility", "vertices", "yaw"):
+        torch.testing.assert_close(out[k], ba[k], rtol=0, atol=0)
+    torch.testing.assert_close(out["camera"]["K"], ba["camera"]["K"], rtol=0, atol=0)
+    # through the DataModule's own loader: val batches are uint8 and normalised by the hook
+    dm.setup()
+    vb = next(iter(dm.val_dataloader()))
+    assert vb["image"].dtype == torch.uint8 and "photometric" not in vb
+    v = dm.on_after_batch_transfer(vb, 0)
+    ref = Dad3DHeadsDataset(dad_dir, "val", indices=np.arange(2), **kw)
+    torch.testing.assert_close(v["image"][0], ref[0]["image"], atol=1e-5, rtol=0)
