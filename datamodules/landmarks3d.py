@@ -85,7 +85,7 @@ def flame_landmarks68(
 def bfm_landmarks68(
     n: int, seed: int, n_id: int = 80, n_exp: int = 29, id_std: float = 1.0,
     exp_std: float = 1.0, folder: str | None = None, exp_intensity_max: float | None = None,
-    exp_clip: float = 3.0,
+    exp_clip: float = 3.0, jaw_max_deg: float = 0.0, jaw_open_prob: float = 1.0,
 ) -> Tensor:
     """Random BFM-format faces -> (n, 68, 3) iBUG-68 landmarks, metres (file unit um * 1e-6).
 
@@ -113,7 +113,52 @@ def bfm_landmarks68(
     e = torch.randn(n, n_exp, generator=g, dtype=torch.float64) * exp_std
     e = (e * _intensity(n, g, exp_intensity_max, torch.float64)).clamp(-exp_clip, exp_clip)
     lm = mean + (a @ id_pc.T + e @ exp_pc.T).view(n, 68, 3)
+    if jaw_max_deg > 0:
+        opened = torch.rand(n, generator=g) < jaw_open_prob
+        deg = torch.where(opened, torch.rand(n, generator=g) * jaw_max_deg,
+                          torch.rand(n, generator=g) * min(2.0, jaw_max_deg))
+        lm = open_jaw_ibug68(lm, deg.double())
     return (lm * 1e-6).float()
+
+
+# iBUG-68 landmarks carried by the lower jaw (0-based) and their blend weights
+_JAW_WEIGHTS = {2: 0.1, 3: 0.3, 4: 0.6, 5: 0.85, 6: 1.0, 7: 1.0, 8: 1.0, 9: 1.0, 10: 1.0, 11: 0.85, 12: 0.6,
+                13: 0.3, 14: 0.1, 48: 0.5, 54: 0.5, 55: 1.0, 56: 1.0, 57: 1.0, 58: 1.0, 59: 1.0, 60: 0.5,
+                64: 0.5, 65: 1.0, 66: 1.0, 67: 1.0}
+
+
+def open_jaw_ibug68(lm: Tensor, deg: Tensor) -> Tensor:
+    """Open the mouth of iBUG-68 landmark sets by a landmark-level jaw rotation.
+
+    For the BFM-format source, whose (procedural) expression basis has no jaw joint while the
+    real 3DDFA basis has a mouth-opening mode. Independent of FLAME's rig: the axes come from
+    the landmarks themselves (up: chin 8 -> nose bridge 27; forward: the nose tip 30 seen from
+    the mid-point of the contour ends 0, 16, made orthogonal to up), the pivot is that
+    mid-point, and the jaw landmarks (contour 2-14, lower lips) follow the rotation with
+    fixed blend weights (linear blend, as in skinning).
+    lm: (n, 68, 3) any unit; deg: (n,) opening angle, degrees (chin down and back).
+    Returns (n, 68, 3) in the input unit.
+    """
+    if lm.dim() != 3 or lm.shape[1:] != (IBUG68, 3) or deg.shape != lm.shape[:1]:
+        raise ValueError(f"open_jaw_ibug68: need (n, 68, 3) and (n,), got {tuple(lm.shape)}, {tuple(deg.shape)}")
+    up = lm[:, 27] - lm[:, 8]
+    up = up / up.norm(dim=-1, keepdim=True)
+    pivot = 0.5 * (lm[:, 0] + lm[:, 16])
+    fwd = lm[:, 30] - pivot
+    fwd = fwd - (fwd * up).sum(-1, keepdim=True) * up
+    fwd = fwd / fwd.norm(dim=-1, keepdim=True)
+    rel = lm - pivot[:, None]
+    pf = (rel * fwd[:, None]).sum(-1)
+    pu = (rel * up[:, None]).sum(-1)
+    th = (deg * (math.pi / 180.0)).to(lm.dtype).view(-1, 1)
+    # rotate in the (forward, up) plane: forward points below the pivot go down and back
+    nf = pf * torch.cos(th) + pu * torch.sin(th)
+    nu = -pf * torch.sin(th) + pu * torch.cos(th)
+    moved = lm + (nf - pf)[..., None] * fwd[:, None] + (nu - pu)[..., None] * up[:, None]
+    w = torch.zeros(IBUG68, dtype=lm.dtype)
+    for k, v in _JAW_WEIGHTS.items():
+        w[k] = v
+    return lm + w.view(1, -1, 1) * (moved - lm)
 
 
 # --------------------------------------------------------------------------------------
@@ -285,10 +330,7 @@ class Landmarks3DDataModule(LightningDataModule):
         if n - n_bfm > 0:
             parts.append(flame_landmarks68(n - n_bfm, seed, **fk))
         if n_bfm > 0:
-            ref = flame_landmarks68(1, 0, **{**fk, "shape_std": 0.0, "exp_std": 0.0, "jaw_max_deg": 0.0})[0]
-            bfm_mean = bfm_landmarks68(1, 0, **{**bk, "id_std": 0.0, "exp_std": 0.0})[0]
-            # one rigid map (from the BFM mean) for all BFM faces keeps their variation
-            parts.append(rigid_from_mean(bfm_mean, ref, bfm_landmarks68(n_bfm, seed + 7, **bk)))
+            parts.append(bfm_in_flame_frame(n_bfm, seed + 7, fk, bk))
         return torch.cat(parts)
 
     def setup(self, stage: str | None = None) -> None:
@@ -316,6 +358,16 @@ class Landmarks3DDataModule(LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._fixed_loader("test", 2)
+
+
+def bfm_in_flame_frame(n: int, seed: int, flame_kwargs: dict | None = None, bfm_kwargs: dict | None = None) -> Tensor:
+    """(n, 68, 3) random BFM-format faces (`bfm_landmarks68(n, seed, **bfm_kwargs)`), metres, moved into
+    the FLAME frame by the one rigid map that takes the BFM mean landmarks onto the FLAME mean landmarks
+    (one map for all faces keeps their variation)."""
+    fk, bk = dict(flame_kwargs or {}), dict(bfm_kwargs or {})
+    ref = flame_landmarks68(1, 0, **{**fk, "shape_std": 0.0, "exp_std": 0.0, "jaw_max_deg": 0.0})[0]
+    bfm_mean = bfm_landmarks68(1, 0, **{**bk, "id_std": 0.0, "exp_std": 0.0, "jaw_max_deg": 0.0})[0]
+    return rigid_from_mean(bfm_mean, ref, bfm_landmarks68(n, seed, **bk))
 
 
 def rigid_from_mean(src_mean: Tensor, ref: Tensor, shapes: Tensor) -> Tensor:
