@@ -2,12 +2,20 @@
 
     make fit CKPT=logs/train/runs/<run>/checkpoints/best.ckpt [DATA=dad3dheads]
     == python -m fitting.run ckpt_path=... [data=...] [split=test] [fitting.config.w_shape=0.5]
+    python -m fitting.run ckpt_path=... data_from_run=true fitting.landmark_set=face805  # thesis Table 4.6
 
 The checkpoint is a ``lightning_modules.dense_landmarks.DenseLandmarkModule`` (any
 LandmarkSystem whose ``predict_step`` returns ``landmarks_px`` (B, L, 2) and optionally
 ``confidences`` (B, L)); its model config is read from the training run
 (``<run>/.hydra/config.yaml``) unless ``model=`` is given. Outputs in the run directory:
-``meshes/<index>.obj|ply`` (model space, metres), ``per_image.csv`` and ``summary.json``.
+``meshes/<index>.obj|ply`` (model space, metres), ``per_image.csv``, ``summary.json`` and, written
+last (the marker of a finished fit), ``fit_metrics.json``: the summary keyed ``<split>/<metric>``
+(``test/mve_face_mm``, ``test/mve_head_mm``, ``test/mrle_px``, ``test/time_fit_s_per_image``, ...).
+
+``data_from_run=true`` rebuilds the data config of the training run (same sizes, same test split);
+``fitting.landmark_set`` may name a subset of the network's landmark set (face805 of face1609: the
+fit uses those columns of the prediction; MVE is still over the full face / head vertex sets);
+``fitting.use_confidences=false`` fits with unit weights instead of the predicted confidences.
 
 Metrics per image (where the batch has the ground truth): MRLE px (re-projected fit vs
 predicted landmarks), MLME px (predicted vs GT landmarks), MVE face / head-without-neck mm
@@ -18,7 +26,10 @@ head vertices), Z5 (camera-frame head vertices), Chamfer (normalised units^2), p
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -46,7 +57,7 @@ from .reprojection import project
 
 log = logging.getLogger("fitting.run")
 
-__all__ = ["fit_batches", "main"]
+__all__ = ["fit_batches", "subset_columns", "report_metrics", "write_fit_metrics", "main"]
 
 
 def _embed68(verts: Tensor, flame: FlameArrays, folder) -> Tensor:
@@ -55,6 +66,52 @@ def _embed68(verts: Tensor, flame: FlameArrays, folder) -> Tensor:
     tri = torch.as_tensor(np.asarray(flame.faces)[sel.face_idx], device=verts.device)  # (68, 3)
     bary = torch.as_tensor(sel.bary, dtype=verts.dtype, device=verts.device)
     return torch.einsum("lk,blkd->bld", bary, verts[:, tri])
+
+
+def subset_columns(model_set: str, fit_set: str, flame_dir: str | os.PathLike) -> np.ndarray | None:
+    """Positions of ``fit_set``'s landmarks among ``model_set``'s, (L_fit,) int64; None if equal.
+
+    Both are vertex-based FLAME sets (face1609, face805, ...): the network predicts ``model_set``
+    and the fit uses the columns ``pred[:, cols]`` (in ``fit_set``'s own order).
+    """
+    if fit_set == model_set:
+        return None
+    if "ibug68" in (model_set, fit_set):
+        raise ValueError(
+            f"fitting.run: cannot fit landmark set {fit_set!r} with a network predicting {model_set!r} "
+            "(ibug68 is not a vertex subset); use the network's own set or a face* subset of it"
+        )
+    from facemodels.landmarks import landmark_vertex_indices
+
+    have = landmark_vertex_indices(model_set, flame_dir)
+    want = landmark_vertex_indices(fit_set, flame_dir)
+    pos = {int(v): i for i, v in enumerate(have)}
+    missing = [int(v) for v in want if int(v) not in pos]
+    if missing:
+        raise ValueError(
+            f"fitting.run: {len(missing)} of the {len(want)} vertices of {fit_set!r} are not in the "
+            f"network's landmark set {model_set!r} (e.g. vertex {missing[0]}); expected a subset"
+        )
+    return np.asarray([pos[int(v)] for v in want], dtype=np.int64)
+
+
+def report_metrics(summary: dict[str, float], split: str) -> dict[str, float]:
+    """The summary's numeric entries keyed ``<split>/<name>`` (the names the reports read)."""
+    return {
+        f"{split}/{k}": float(v)
+        for k, v in summary.items()
+        if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+    }
+
+
+def write_fit_metrics(path: str | Path, metrics: dict[str, float]) -> Path:
+    """Write ``metrics`` as JSON atomically (temp file + rename): the file marks a finished fit."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+    return path
 
 
 def fit_batches(
@@ -70,14 +127,20 @@ def fit_batches(
     mesh_format: str = "obj",
     use_camera_from_batch: bool = True,
     device: torch.device | str = "cpu",
+    columns: np.ndarray | None = None,
+    use_confidences: bool = True,
 ) -> dict[str, float]:
     """Fit and evaluate every batch; writes meshes, per_image.csv and summary.json.
 
     Args:
         batches: dicts following the batch contract (docs/ARCHITECTURE.md).
         predict: batch -> {"landmarks_px": (B, L, 2), "confidences": (B, L) optional}.
+        columns: (L_fit,) landmark columns the fitter uses (a subset, :func:`subset_columns`);
+            applied to the prediction and to ``batch["landmarks_px"]``; None: all.
+        use_confidences: weight the landmarks by the predicted confidences (False: unit weights).
     Returns:
-        the summary (means over valid images).
+        the summary (means over valid images), plus ``time_landmarks_ms_per_image`` and
+        ``time_fit_s_per_image`` (wall clock over all images, including invalid ones).
     """
     out = Path(out_dir)
     rows: dict[str, list] = {}
@@ -88,23 +151,39 @@ def fit_batches(
         v = values.detach().cpu().numpy() if torch.is_tensor(values) else np.asarray(values)
         rows.setdefault(name, []).extend(v.tolist())
 
+    sel = None if columns is None else torch.as_tensor(np.asarray(columns), dtype=torch.long)
+    t_predict = t_fit = 0.0
     for batch in batches:
         with torch.no_grad():
+            t0 = time.perf_counter()
             pred = predict(batch)
             lm = pred["landmarks_px"].to(device).float()
+            _sync(lm.device)
+            t1 = time.perf_counter()
             conf = pred.get("confidences")
             conf = None if conf is None else conf.to(device).float()
+            gt_lm = batch.get("landmarks_px")
+            if sel is not None:
+                if gt_lm is not None and gt_lm.shape[1] == lm.shape[1]:
+                    gt_lm = gt_lm[:, sel.to(gt_lm.device)]
+                lm = lm[:, sel.to(lm.device)]
+                conf = None if conf is None else conf[:, sel.to(conf.device)]
+            if conf is not None:
+                add("confidence_mean", conf.mean(-1))
             cam = batch.get("camera") if use_camera_from_batch else None
             K = cam["K"].to(device).float() if cam is not None and "K" in cam else None
-            res = fitter.fit(lm, conf, K)
+            res = fitter.fit(lm, conf if use_confidences else None, K)
+            _sync(res.vertices.device)
+            t2 = time.perf_counter()
+            t_predict, t_fit = t_predict + (t1 - t0), t_fit + (t2 - t1)
         B = lm.shape[0]
         index = batch.get("index", torch.arange(B) + len(rows.get("valid", [])))
         add("index", torch.as_tensor(index))
         add("valid", res.valid)
         add("cost", res.cost)
         add("mrle_px", mrle(res.landmarks2d, lm))
-        if "landmarks_px" in batch and batch["landmarks_px"].shape == lm.shape:
-            add("mlme_px", mrle(lm, batch["landmarks_px"].to(device).float()))
+        if gt_lm is not None and gt_lm.shape == lm.shape:
+            add("mlme_px", mrle(lm, gt_lm.to(device).float()))
         if "vertices" in batch:
             gt = batch["vertices"].to(device).float()
             for name, idx in (("face", face_idx), ("head", head_idx)):
@@ -142,9 +221,18 @@ def fit_batches(
             n_written += 1
     cols = {k: np.asarray(v) for k, v in rows.items()}
     write_per_image_csv(out / "per_image.csv", cols)
-    summary = summarize(cols, valid=cols["valid"].astype(bool), path=out / "summary.json")
+    summary = summarize(cols, valid=cols["valid"].astype(bool))
+    n = max(len(cols["valid"]), 1)
+    summary["time_landmarks_ms_per_image"] = 1000.0 * t_predict / n
+    summary["time_fit_s_per_image"] = t_fit / n
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
     log.info("fit summary: %s", summary)
     return summary
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _device(name: str) -> torch.device:
@@ -190,6 +278,15 @@ def main() -> None:  # pragma: no cover - exercised through `make fit`
                 )
             with open_dict(cfg):
                 cfg.model = run_cfg.model
+        if cfg.get("data_from_run", False):
+            run_cfg = training_config(ckpt)
+            if run_cfg is None or "data" not in run_cfg:
+                raise ValueError(
+                    f"fitting.run: data_from_run=true but {ckpt.parent.parent / '.hydra' / 'config.yaml'} "
+                    "is missing or has no 'data' key"
+                )
+            with open_dict(cfg):
+                cfg.data = run_cfg.data
         OmegaConf.resolve(cfg)
         dev = _device(cfg.device)
         model = instantiate_model(cfg.model)
@@ -217,6 +314,7 @@ def main() -> None:  # pragma: no cover - exercised through `make fit`
 
             flame_dir = default_flame_dir()
         lset = cfg.fitting.landmark_set or cfg.model.landmark_set
+        columns = subset_columns(cfg.model.landmark_set, lset, flame_dir)
         fitter = build_flame_fitter(
             flame_dir, lset, FitterConfig(**fc), cfg.fitting.n_shape, cfg.fitting.n_expr
         ).to(dev)
@@ -246,7 +344,10 @@ def main() -> None:  # pragma: no cover - exercised through `make fit`
             cfg.mesh_format,
             cfg.fitting.use_camera_from_batch,
             dev,
+            columns=columns,
+            use_confidences=cfg.fitting.get("use_confidences", True),
         )
+        write_fit_metrics(Path(out_dir) / "fit_metrics.json", report_metrics(summary, cfg.split))
         print({k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()})
 
     _run()

@@ -122,3 +122,69 @@ def test_fit_cli_on_an_untrained_tiny_checkpoint(tmp_path):
     assert len(list((out / "meshes").glob("*.ply"))) == 2
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_images"] == 4 and np.isfinite(summary["mrle_px"])
+    marker = json.loads((out / "fit_metrics.json").read_text())  # written last; keyed <split>/<metric>
+    assert marker["val/mrle_px"] == summary["mrle_px"] and marker["val/n_images"] == 4
+
+
+# ------------------------------------------------------------------ landmark subsets, confidences, metrics
+def test_subset_columns_pick_the_subset_vertices_in_its_order():
+    from facemodels.landmarks import landmark_vertex_indices
+    from fitting.run import subset_columns
+
+    flame_dir = default_flame_dir()
+    full = landmark_vertex_indices("face1609", flame_dir)
+    for name in ("face805", "face101"):
+        cols = subset_columns("face1609", name, flame_dir)
+        assert cols.dtype == np.int64 and len(set(cols.tolist())) == len(cols)
+        np.testing.assert_array_equal(full[cols], landmark_vertex_indices(name, flame_dir))
+    assert subset_columns("face1609", "face1609", flame_dir) is None
+    with pytest.raises(ValueError, match="not in the network's landmark set 'face805'"):
+        subset_columns("face805", "face1609", flame_dir)  # a superset is not a subset
+    with pytest.raises(ValueError, match="ibug68"):
+        subset_columns("face1609", "ibug68", flame_dir)
+
+
+def test_report_metrics_and_atomic_fit_metrics_file(tmp_path):
+    from fitting.run import report_metrics, write_fit_metrics
+
+    m = report_metrics({"n_images": 3, "mve_face_mm": 7.5, "note": "x", "flag": True}, "test")
+    assert m == {"test/n_images": 3.0, "test/mve_face_mm": 7.5}
+    path = write_fit_metrics(tmp_path / "fit" / "fit_metrics.json", m)
+    assert json.loads(path.read_text()) == m
+    assert [p.name for p in path.parent.iterdir()] == ["fit_metrics.json"]  # no temp file left
+
+
+def test_fit_batches_on_a_subset_with_and_without_confidences(tmp_path):
+    """A network predicting 1609 landmarks, fitted on the 805 subset: the fitter sees the subset's
+    columns; zero confidences make an image invalid only when the confidences are used."""
+    from fitting.run import subset_columns
+
+    flame_dir = default_flame_dir()
+    flame = load_flame_arrays(flame_dir)
+    cfg = FitterConfig(w_shape=0.25, w_expr=0.25, w_pose=0.25, rigid_iterations=5, nonrigid_iterations=5)
+    full = build_flame_fitter(flame_dir, "face1609", cfg)
+    sub = build_flame_fitter(flame_dir, "face805", cfg)
+    cols = subset_columns("face1609", "face805", flame_dir)
+    batch = next(_batches(full, flame, flame_dir, n_batches=1, B=2))
+    conf = torch.ones(2, 1609)
+    conf[1] = 0.0  # image 1: no landmark is usable when the confidences count
+    conf[0, 0] = 0.5  # image 0: mean over the subset = 1 - 0.5 / 805 if column 0 is in it
+
+    def predict(b):
+        return {"landmarks_px": b["landmarks_px"], "confidences": conf}
+
+    args = (flame, flame_dir, face_region_indices(flame_dir), head_without_neck_indices(flame_dir))
+    with_conf = fit_batches(sub, [batch], predict, *args, tmp_path / "c", write_meshes=0, columns=cols)
+    no_conf = fit_batches(sub, [batch], predict, *args, tmp_path / "n", write_meshes=0, columns=cols,
+                          use_confidences=False)
+    assert with_conf["n_valid"] == 1 and no_conf["n_valid"] == 2
+    assert with_conf["mlme_px"] == 0.0  # the subset of the GT landmarks was compared, not all 1609
+    assert no_conf["mrle_px"] < 0.05  # the subset of exact landmarks is fitted exactly
+    expected = 1.0 - (0.5 / 805 if 0 in cols else 0.0)
+    assert abs(with_conf["confidence_mean"] - expected) < 1e-6  # mean over valid images (image 0)
+    for s in (with_conf, no_conf):
+        assert s["time_fit_s_per_image"] > 0 and s["time_landmarks_ms_per_image"] >= 0
+        assert json.loads((tmp_path / "c" / "summary.json").read_text())["n_valid"] == 1
+    with (tmp_path / "n" / "per_image.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["valid"] for r in rows] == ["true", "true"] and float(rows[1]["confidence_mean"]) == 0.0
