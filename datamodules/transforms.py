@@ -334,6 +334,7 @@ class FaceCropTransform:
         self.cfg = config or AugmentConfig()
         self.defer_photometric = bool(defer_photometric)
         self.timer: StageTimer | None = None  # per-stage profile (benchmarks.bench_loader)
+        self.warp_fn = warp_image  # warp_image_pil: the reference path (benchmarks.bench_loader)
 
     def sample_geometry(self, rng: np.random.Generator) -> tuple[float, tuple, float, bool]:
         """(scale, shift, rotation_deg, flip) for one sample; identity when not training."""
@@ -361,7 +362,7 @@ class FaceCropTransform:
         m_sim = crop_matrix(bbox, self.size, self.cfg.crop_scale, scale, shift, rot)
         m = flip_matrix(self.size) @ m_sim if flip else m_sim
         with stage(self.timer, "warp"):
-            out_img = warp_image(image, m, self.size)
+            out_img = self.warp_fn(image, m, self.size)
         moved = {}
         with stage(self.timer, "landmarks"):
             for name, pts in points.items():
