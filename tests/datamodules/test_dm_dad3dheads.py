@@ -282,3 +282,36 @@ def test_normalize_on_device_gives_the_same_batches(dad_dir, world, tmp_path):
     v = dm.on_after_batch_transfer(vb, 0)
     ref = Dad3DHeadsDataset(dad_dir, "val", indices=np.arange(2), **kw)
     torch.testing.assert_close(v["image"][0], ref[0]["image"], atol=1e-5, rtol=0)
+
+
+def test_trainer_applies_the_batch_step(dad_dir, world, tmp_path):
+    """With normalize_on_device the Trainer calls the DataModule's on_after_batch_transfer: the
+    LightningModule's steps see float32 normalised images and no `photometric` key."""
+    import pytorch_lightning as pl
+
+    seen = []
+
+    class Probe(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def training_step(self, batch, batch_idx):
+            seen.append((batch["image"].dtype, "photometric" in batch, float(batch["image"].min())))
+            return (self.w * batch["image"].mean()).sum()
+
+        def validation_step(self, batch, batch_idx):
+            seen.append((batch["image"].dtype, "photometric" in batch, float(batch["image"].min())))
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    dm = Dad3DHeadsDataModule(data_dir=str(dad_dir), landmark_set="face101", image_size=32, batch_size=2,
+                              num_workers=0, flame_dir=world[0], annotation_cache_root=str(tmp_path),
+                              normalize_on_device=True)
+    trainer = pl.Trainer(accelerator="cpu", fast_dev_run=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(Probe(), datamodule=dm)
+    assert len(seen) == 2  # one train, one val step
+    for dtype, has_params, lo in seen:
+        assert dtype == torch.float32 and not has_params and lo >= -0.485 / 0.229 - 1e-4
