@@ -57,7 +57,7 @@ from datamodules.transforms import (
 
 __all__ = ["Dad3DHeadsDataset", "Dad3DHeadsDataModule", "load_split_annotations"]
 
-_F3 = np.diag([-1.0, 1.0, 1.0])
+_MIRROR_X = np.array([-1.0, 1.0, 1.0], np.float32)
 
 
 def _flame_dir(flame_dir: str | None) -> str:
@@ -272,10 +272,10 @@ class Dad3DHeadsDataset(FaceDataset):
         if not a["ok"][k]:
             raise ValueError(f"corrupt annotation {self.root / e['annotation_path']}")
         with stage(self.timer, "landmarks"):
-            V = np.asarray(a["vertices"][k], np.float64)  # (5023, 3) metres
+            V = a["vertices"][k]  # (5023, 3) float32 metres (a view of the cache; never written)
             H = int(a["height"][k])
             K, R, t = a["K"][k], a["R"][k], a["t"][k]
-            lm3 = self.lms.points(V)  # (L, 3) model space
+            lm3 = self.lms.points(V).astype(np.float64)  # (L, 3) model space
             lm_px, lm_w = dad.project_dad(lm3, a["model_view"][k], a["projection"][k], H)
             l68_px, _ = dad.project_dad(self.topo.landmarks68(V), a["model_view"][k], a["projection"][k], H)
             zscale = K[0, 0] / lm_w.mean()
@@ -288,7 +288,7 @@ class Dad3DHeadsDataset(FaceDataset):
             lm = out["points"]["lm"]
             if out["flipped"]:
                 vis = vis[self.lms.flip]
-                V = (V @ _F3)[self.topo.mesh_flip_permutation]
+                V = (V * _MIRROR_X)[self.topo.mesh_flip_permutation]  # = (V F)[perm], F = diag(-1, 1, 1)
             K2, R2, t2 = transform_camera(K, R, t, out["matrix_sim"], out["flipped"], self.size)
             yaw = -a["yaw"][k] if out["flipped"] else a["yaw"][k]
         sample = {"image": self._output_image(out)}
