@@ -103,6 +103,14 @@ def profile_stages(ds, n: int, batch_size: int, batch_step=None) -> tuple[float,
     return cpu_ms, {k: round(v, 3) for k, v in sorted(stages.items(), key=lambda kv: -kv[1])}
 
 
+def transfer(dm, batch: dict, dev: torch.device) -> dict:
+    """The Trainer's batch transfer: on_before_batch_transfer, move to ``dev``, on_after_batch_transfer."""
+    from lightning_fabric.utilities.apply_func import move_data_to_device
+
+    batch = dm.on_before_batch_transfer(batch, 0)
+    return dm.on_after_batch_transfer(move_data_to_device(batch, dev), 0)
+
+
 def measure(a: argparse.Namespace, dev: torch.device, image_cache: bool, on_device: bool) -> dict:
     """Loader run (samples/s, worker / main CPU per sample) + in-process profile of one config."""
     dm = Dad3DHeadsDataModule(data_dir=a.data_dir, landmark_set=a.landmark_set, image_size=256,
@@ -123,10 +131,9 @@ def measure(a: argparse.Namespace, dev: torch.device, image_cache: bool, on_devi
             except StopIteration:
                 it = iter(loader)
                 b = next(it)
-            # what the Trainer does with a batch: to the device, then the DataModule hook
+            # what the Trainer does with a batch: the DataModule hooks around the transfer
             # (normalize_on_device: jitter / noise / occluders / normalisation of the uint8 batch)
-            b = dm.on_after_batch_transfer(
-                {k: (v.to(dev, non_blocking=True) if torch.is_tensor(v) else v) for k, v in b.items()}, 0)
+            b = transfer(dm, b, dev)
             n += b["image"].shape[0]
         if dev.type == "cuda":
             torch.cuda.synchronize()
@@ -136,7 +143,7 @@ def measure(a: argparse.Namespace, dev: torch.device, image_cache: bool, on_devi
     del it, loader
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    step = (lambda batch: dm.on_after_batch_transfer(batch, 0)) if on_device else None
+    step = (lambda batch: transfer(dm, batch, torch.device("cpu"))) if on_device else None
     cpu_ms, stages = profile_stages(dm.datasets["train"], a.profile_samples, a.batch_size, step)
     torch.set_num_threads(threads)
     w, m = statistics.median(worker_ms), statistics.median(main_ms)

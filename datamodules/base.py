@@ -203,6 +203,17 @@ class FaceDataModule(pl.LightningDataModule):
             drop_last=shuffle and len(self.datasets[name]) > self.batch_size,
         )
 
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """With deferred photometric parameters: their per-sample decisions as Python lists
+        (``photometric["_host"]``, left on the host by the transfer) so the batch step on CUDA
+        needs no device->host copy."""
+        if isinstance(batch, dict) and isinstance(batch.get("photometric"), dict):
+            from datamodules.batch_photometric import host_params
+
+            batch = dict(batch)
+            batch["photometric"] = {**batch["photometric"], "_host": host_params(batch["photometric"])}
+        return batch
+
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """uint8 ``image`` batches (``normalize_on_device``) -> the float32 normalised batch
         contract, with the deferred photometric augmentation; other batches pass unchanged."""

@@ -26,16 +26,42 @@ import torch
 
 from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD
 
-__all__ = ["apply_photometric", "normalise_batch"]
+__all__ = ["apply_photometric", "normalise_batch", "host_params"]
 
 _GRAY = (0.299, 0.587, 0.114)
 
 
+_SCALE = (1.0 / (IMAGENET_STD.astype(float) * 255.0)).tolist()  # per channel: 1 / (255 std)
+_SHIFT = (IMAGENET_MEAN.astype(float) / IMAGENET_STD.astype(float)).tolist()  # mean / std
+_CONSTS: dict[str, dict[str, torch.Tensor]] = {}
+
+
+def _consts(device: torch.device) -> dict[str, torch.Tensor]:
+    """Per-device constants (copied to the device once: a host->device copy of a new tensor
+    waits for the stream, so building them per batch would stall a CUDA pipeline)."""
+    key = str(device)
+    if key not in _CONSTS:
+        scale = torch.tensor(_SCALE, dtype=torch.float32)
+        shift = torch.tensor(_SHIFT, dtype=torch.float32)
+        _CONSTS[key] = {k: v.to(device) for k, v in {
+            "scale": scale, "shift": shift, "lo": -shift, "hi": 255.0 * scale - shift,
+            "gray": torch.tensor(_GRAY, dtype=torch.float32), "eye": torch.eye(3)}.items()}
+    return _CONSTS[key]
+
+
 def _norm_consts(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """(3,) float32 scale = 1 / (255 std) and shift = mean / std of the ImageNet normalisation."""
-    scale = torch.tensor(1.0 / (IMAGENET_STD * 255.0), dtype=torch.float32, device=device)
-    shift = torch.tensor(IMAGENET_MEAN / IMAGENET_STD, dtype=torch.float32, device=device)
-    return scale, shift
+    c = _consts(device)
+    return c["scale"], c["shift"]
+
+
+def host_params(photometric: dict) -> dict:
+    """The per-sample decisions of the batch step as Python lists (noise std and seed, occluder
+    boxes), taken while the parameters are still on the host (``on_before_batch_transfer``), so
+    :func:`apply_photometric` on CUDA needs no device->host copy (each one would stall)."""
+    return {"noise_std": photometric["noise_std"].reshape(-1).tolist(),
+            "noise_seed": photometric["noise_seed"].reshape(-1).tolist(),
+            "occluders": photometric["occluders"].tolist() if "occluders" in photometric else None}
 
 
 def normalise_batch(image: torch.Tensor) -> torch.Tensor:
@@ -58,9 +84,8 @@ def _jitter_affine(means: torch.Tensor, jitter: torch.Tensor) -> tuple[torch.Ten
     (an increasing affine map per channel)."""
     dev = means.device
     b, ct, sat = jitter.to(device=dev, dtype=torch.float32).unbind(1)
-    w = torch.tensor(_GRAY, dtype=torch.float32, device=dev)
+    w, eye = _consts(dev)["gray"], _consts(dev)["eye"]
     m = b * (means.float() @ w)  # (B,) mean grey after the brightness factor
-    eye = torch.eye(3, dtype=torch.float32, device=dev)
     A = (ct * b)[:, None, None] * (sat[:, None, None] * eye + (1.0 - sat)[:, None, None] * w.expand(3, 3))
     scale, shift = _norm_consts(dev)
     A = scale[None, :, None] * A
@@ -87,16 +112,15 @@ def _jitter_normalised(image: torch.Tensor, jitter: torch.Tensor) -> torch.Tenso
         x = image.reshape(B, 3, H * W).float()
         A, off = _jitter_affine(x.mean(-1), jitter)
         y = torch.baddbmm(off, A, x).view(B, 3, H, W)
-        lo_t = torch.tensor(lo, device=y.device).view(1, 3, 1, 1)
-        hi_t = torch.tensor(hi, device=y.device).view(1, 3, 1, 1)
-        return torch.clamp(y, lo_t, hi_t, out=y)
+        c = _consts(y.device)
+        return torch.clamp(y, c["lo"].view(1, 3, 1, 1), c["hi"].view(1, 3, 1, 1), out=y)
     # A does not depend on the means: one batched call with dummy means gives every A and the
     # offset's parts; per sample only off = S (1 - ct) b (w . means) - shift remains.
     A, _ = _jitter_affine(torch.zeros(B, 3), jitter)
     b, ct, _sat = jitter.float().unbind(1)
     alpha = ((1.0 - ct) * b).tolist()
     scale, shift = _norm_consts(image.device)
-    w = torch.tensor(_GRAY, dtype=torch.float32)
+    w = _consts(image.device)["gray"]
     y = torch.empty((B, 3, H, W), dtype=torch.float32)
     for i in range(B):
         x = image[i].reshape(3, H * W).float()
@@ -116,7 +140,8 @@ def apply_photometric(image: torch.Tensor, photometric: dict | None = None) -> t
     ``FaceCropTransform(defer_photometric=True)``: ``jitter`` (B, 3) float32 [brightness,
     contrast, saturation], ``noise_std`` (B,) float32 (0: no noise, 0..255 units),
     ``noise_seed`` (B,) int64, ``occluders`` (B, K, 8) float32 [x0, y0, x1, y1, r, g, b, valid]
-    crop px.
+    crop px; optionally ``_host``: :func:`host_params` of them taken before the transfer (then
+    the CUDA path never copies device -> host).
     """
     if image.ndim != 4 or image.shape[1] != 3:
         raise ValueError(f"apply_photometric: expected a (B, 3, H, W) image batch, got {tuple(image.shape)}")
@@ -129,26 +154,20 @@ def _apply(image: torch.Tensor, photometric: dict | None) -> torch.Tensor:
     if photometric is None:
         return normalise_batch(image)
     x = _jitter_normalised(image, photometric["jitter"])
-    std = photometric["noise_std"].reshape(-1)
-    noisy = torch.nonzero(std > 0).flatten().tolist()
-    scale, shift = _norm_consts(x.device)
-    lo, hi = (-shift).view(3, 1, 1), (255.0 * scale - shift).view(3, 1, 1)
-    if noisy:  # a few samples per batch (noise_prob)
-        seeds = photometric["noise_seed"].reshape(-1).tolist()
-        stds = std.tolist()
-        for i in noisy:  # noise in grey levels -> normalised units, clipped again to 0..255
-            g = torch.Generator(device=x.device).manual_seed(int(seeds[i]))
+    host = photometric.get("_host") or host_params(photometric)  # CPU tensors: no copy
+    scale = _consts(x.device)["scale"].view(3, 1, 1)
+    lo, hi = _consts(x.device)["lo"].view(3, 1, 1), _consts(x.device)["hi"].view(3, 1, 1)
+    for i, (std, seed) in enumerate(zip(host["noise_std"], host["noise_seed"], strict=True)):
+        if std > 0:  # a few samples per batch (noise_prob); grey levels -> normalised units, re-clipped
+            g = torch.Generator(device=x.device).manual_seed(int(seed))
             n = torch.randn(x.shape[1:], generator=g, device=x.device, dtype=x.dtype)
-            x[i].addcmul_(n, stds[i] * scale.view(3, 1, 1))
+            x[i].addcmul_(n, std * scale)
             torch.maximum(x[i], lo, out=x[i])
             torch.minimum(x[i], hi, out=x[i])
-    occ = photometric.get("occluders")
-    if occ is not None:
-        valid = torch.nonzero(occ[..., 7] > 0).tolist()
-        if valid:
-            rows = occ.round().long().tolist()
-            for i, k in valid:
-                x0, y0, x1, y1, r, g, b, _ = rows[i][k]
-                colour = torch.tensor([r, g, b], dtype=x.dtype, device=x.device) * scale - shift
-                x[i, :, y0:y1, x0:x1] = colour.view(3, 1, 1)
+    for i, boxes in enumerate(host["occluders"] or ()):
+        for x0, y0, x1, y1, r, g, b, valid in boxes:
+            if valid > 0:  # painted in the normalised colour (fill_ with a Python scalar: no copy)
+                x0, y0, x1, y1 = (int(round(v)) for v in (x0, y0, x1, y1))
+                for c, v in enumerate((r, g, b)):
+                    x[i, c, y0:y1, x0:x1].fill_(v * _SCALE[c] - _SHIFT[c])
     return x

@@ -208,3 +208,27 @@ def test_apply_affine_and_warp_agree_on_a_dot():
     ys, xs = np.mgrid[:40, :40]
     c = np.array([(out * xs).sum(), (out * ys).sum()]) / out.sum()
     assert np.linalg.norm(c - apply_affine(m, np.array([[9.0, 12.0]]))[0]) < 0.5
+
+
+def test_host_decisions_before_the_transfer_give_the_same_batch():
+    """on_before_batch_transfer stores the noise / occluder decisions as Python lists (`_host`),
+    so the CUDA batch step never copies device -> host; the result is the same."""
+    rng = np.random.default_rng(6)
+    B = 4
+    img = torch.from_numpy(rng.integers(0, 256, (B, 3, 16, 16), dtype=np.uint8))
+    occ = torch.zeros(B, 3, 8)
+    occ[1, 0] = torch.tensor([2, 3, 9, 8, 200, 10, 30, 1])
+    ph = {"jitter": torch.from_numpy(rng.uniform(0.7, 1.3, (B, 3)).astype(np.float32)),
+          "noise_std": torch.tensor([0.0, 6.0, 0.0, 6.0]), "noise_seed": torch.tensor([0, 5, 0, 9]), "occluders": occ}
+    dm = _UintDM(num_workers=0, normalize_on_device=True)
+    before = dm.on_before_batch_transfer({"image": img, "photometric": ph}, 0)
+    host = before["photometric"]["_host"]
+    assert host["noise_std"] == [0.0, 6.0, 0.0, 6.0] and host["noise_seed"] == [0, 5, 0, 9]
+    assert "_host" not in ph  # the caller's dict is left alone
+    out = dm.on_after_batch_transfer(before, 0)["image"]
+    torch.testing.assert_close(out, apply_photometric(img, ph), rtol=0, atol=0)
+    # the occluder is in its exact normalised colour, the noise seeded per sample
+    np.testing.assert_allclose(out[1, :, 3:8, 2:9].reshape(3, -1).numpy(),
+                               np.repeat(((np.array([200, 10, 30]) / 255 - IMAGENET_MEAN) / IMAGENET_STD)[:, None], 35, 1),
+                               atol=1e-5)
+    assert not torch.equal(out[1], out[3])
