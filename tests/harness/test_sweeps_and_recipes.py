@@ -183,3 +183,46 @@ def test_tiny_recipe_trains_fits_reports_and_skips_finished_fits(tmp_path, monke
     report = reproduce.write_report("tiny", "quick", recipe, reproduce.saved_timings("tiny", "quick", recipe, timings),
                                     "cmd").read_text()
     assert "| own | " in report and "| sub | " in report  # one run: a row per fit variant
+
+
+def test_thesis_fitting_report_pairs_images_valid_in_both_fits(tmp_path, monkeypatch):
+    import json
+
+    from experiments.reports import thesis_fitting
+
+    monkeypatch.setattr(reproduce, "LOGS", tmp_path / "logs")
+    monkeypatch.setattr(reproduce, "DOCS", tmp_path / "docs")
+    recipe = {"title": "T", "metrics": {"test/mve_face_mm": "MVE face"}, "scales": {"quick": []},
+              "runs": [{"name": "a", "label": "A", "overrides": []}],
+              "fit": {"variants": [{"name": "f805", "label": "805"}, {"name": "f805_noconf", "label": "805, C = 1"}]}}
+    run = recipe["runs"][0]
+    _fake_run(reproduce.run_dir("t", "quick", run), [{"test/mlme": 4.0, "test/sigma_px": 3.0,
+                                                     "test/sigma_error_corr": 0.25}])
+    per_image = {"f805": [(0, "true", 6.0, 9.0), (1, "true", 8.0, 11.0), (2, "false", 99.0, 99.0)],
+                 "f805_noconf": [(0, "true", 7.0, 10.0), (1, "false", 1.0, 1.0), (2, "true", 5.0, 5.0)]}
+    for v, rows in per_image.items():
+        d = reproduce.fit_dir("t", "quick", run, {"name": v})
+        d.mkdir(parents=True)
+        (d / "per_image.csv").write_text("index,valid,mve_face_mm,mve_head_mm\n"
+                                         + "".join(f"{i},{ok},{f},{h}\n" for i, ok, f, h in rows))
+        valid = [r for r in rows if r[1] == "true"]
+        (d / "fit_metrics.json").write_text(json.dumps({
+            "test/mve_face_mm": sum(r[2] for r in valid) / len(valid), "test/confidence_mean": 0.5}))
+    a = thesis_fitting.per_image(reproduce.fit_dir("t", "quick", run, {"name": "f805"}))
+    assert sorted(a) == [0, 1] and a[1]["mve_face_mm"] == 8.0
+    report = thesis_fitting.write("t", "quick", recipe, {}, "cmd").read_text()
+    assert "| A | 805 | 6.00 | 7.00 | 9.00 | 10.00 | 1 |" in report  # only image 0 is valid in both
+    assert "| A | 4 | 3 | 0.25 | 0.5 |" in report  # MLME, sigma, corr, mean C of the fits with C
+    assert "Ranking by MVE face (lower is better): 805, C = 1 (6.00), 805 (7.00)." in report
+
+
+def test_full_scale_only_runs_are_not_made_at_the_quick_scale_but_keep_their_row(tmp_path, monkeypatch):
+    monkeypatch.setattr(reproduce, "LOGS", tmp_path / "logs")
+    recipe = {"title": "T", "metrics": {"test/mlme": "MLME"}, "scales": {"quick": [], "full": []},
+              "runs": [{"name": "a", "overrides": []},
+                       {"name": "b", "label": "B", "overrides": [], "scales": ["full"], "paper": {"MLME": 2.0}}]}
+    assert [r["name"] for r in reproduce.runs_at(recipe, "quick")] == ["a"]
+    assert [r["name"] for r in reproduce.runs_at(recipe, "full")] == ["a", "b"]
+    rows = reproduce.report_rows("t", "quick", recipe)
+    assert rows[1] == ({"name": "b", "label": "B (not run at quick scale)", "paper": {"MLME": 2.0}}, {})
+    assert reproduce.report_rows("t", "full", recipe)[1][0]["label"] == "B"
