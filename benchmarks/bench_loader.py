@@ -161,13 +161,13 @@ def reference_profile(a: argparse.Namespace) -> tuple[float, dict[str, float]]:
     """In-process profile of the path before the fast path (issue 4's first loader): PNG decode,
     PIL affine warp, per-sample PIL colour jitter / numpy noise, float32 normalisation in the
     worker. Same data, same run, so the ratio to the fast path is measured side by side."""
-    from datamodules.transforms import warp_image_pil
+    from datamodules.transforms import color_jitter, warp_image_pil
 
     dm = Dad3DHeadsDataModule(data_dir=a.data_dir, landmark_set=a.landmark_set, image_size=256,
                               batch_size=a.batch_size, num_workers=0)
     dm.setup("fit")
     ds = dm.datasets["train"]
-    ds.transform.warp_fn = warp_image_pil
+    ds.transform.warp_fn, ds.transform.jitter_fn = warp_image_pil, color_jitter
     torch.set_num_threads(1)
     return profile_stages(ds, a.profile_samples, a.batch_size)
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import torch
 
-from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD
+from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD, one_torch_thread
 
 __all__ = ["apply_photometric", "normalise_batch", "host_params"]
 
@@ -147,6 +147,9 @@ def apply_photometric(image: torch.Tensor, photometric: dict | None = None) -> t
         raise ValueError(f"apply_photometric: expected a (B, 3, H, W) image batch, got {tuple(image.shape)}")
     if image.dtype != torch.uint8:
         raise ValueError(f"apply_photometric: expected a uint8 image batch, got {image.dtype}")
+    if image.device.type == "cpu":  # per-sample small ops: one thread (see one_torch_thread)
+        with one_torch_thread():
+            return _apply(image, photometric)
     return _apply(image, photometric)
 
 

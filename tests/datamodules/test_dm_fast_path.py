@@ -232,3 +232,35 @@ def test_host_decisions_before_the_transfer_give_the_same_batch():
                                np.repeat(((np.array([200, 10, 30]) / 255 - IMAGENET_MEAN) / IMAGENET_STD)[:, None], 35, 1),
                                atol=1e-5)
     assert not torch.equal(out[1], out[3])
+
+
+def test_planar_color_jitter_equals_pil_color_jitter():
+    """The torch colour jitter of the per-sample path rounds like PIL's matrix convert: equal
+    pixels (a float tie at .5 may flip one level), also on the channel-first view warp_image returns."""
+    from datamodules.transforms import color_jitter_planar
+
+    rng = np.random.default_rng(7)
+    n_diff = 0
+    for _ in range(10):
+        img = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+        b, ct, sat = rng.uniform(0.6, 1.4, 3)
+        ours, ref = color_jitter_planar(img, b, ct, sat), color_jitter(img, b, ct, sat)
+        assert ours.shape == ref.shape and ours.dtype == np.uint8
+        assert np.abs(ours.astype(int) - ref.astype(int)).max() <= 1
+        n_diff += int((ours != ref).sum())
+    assert n_diff <= 10  # out of 36000 values
+    chw_view = warp_image(img, crop_matrix([5, 5, 20, 20], 16), 16)
+    np.testing.assert_array_equal(color_jitter_planar(chw_view, 1.0, 1.0, 1.0), chw_view)
+
+
+def test_one_torch_thread_restores_the_thread_count():
+    from datamodules.transforms import one_torch_thread
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with one_torch_thread():
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(n)
