@@ -15,7 +15,7 @@ import theseus as th
 import torch
 from torch import Tensor
 
-from .reprojection import reprojection
+from .reprojection import reprojection, reprojection_normal
 
 __all__ = ["PARAM_NAMES", "UnitCostWeight", "ReprojectionCost", "L2PriorCost"]
 
@@ -73,23 +73,25 @@ class ReprojectionCost(th.CostFunction):
         self.register_optim_vars(list(self.optim))
         self.register_aux_vars(list(self.fixed) + ["target", "conf", "K"])
 
-    def _terms(self, wrt: tuple[str, ...]):
+    def _args(self) -> tuple[Tensor, ...]:
+        """rot, transl, coeffs, pose, K (B, 3, 3), target (B, L, 2), conf (B, L), broadcast."""
         B = self.target.tensor.shape[0]
         t = {n: getattr(self, n).tensor for n in PARAM_NAMES}
         B = max(B, *(v.shape[0] for v in t.values()))
         t = {n: v.expand(B, -1) for n, v in t.items()}
         target = self.target.tensor.expand(B, -1).reshape(B, -1, 2)
-        return reprojection(
-            self.model,
-            t["rot"],
-            t["transl"],
-            t["coeffs"],
-            t["pose"],
-            self.K.tensor.expand(B, -1).reshape(B, 3, 3),
-            target,
-            self.conf.tensor.expand(B, -1),
-            wrt=wrt,
-        )
+        K = self.K.tensor.expand(B, -1).reshape(B, 3, 3)
+        return (*(t[n] for n in PARAM_NAMES), K, target, self.conf.tensor.expand(B, -1))
+
+    def _terms(self, wrt: tuple[str, ...]):
+        return reprojection(self.model, *self._args(), wrt=wrt)
+
+    def normal_equations(self) -> tuple[Tensor, Tensor]:
+        """``J^T J`` (B, n, n) and ``-J^T e`` (B, n) over the optimisation variables (in
+        :attr:`optim` order), from the model's structure without the stacked Jacobian
+        (:func:`fitting.reprojection.reprojection_normal`)."""
+        H, g, _ = reprojection_normal(self.model, *self._args(), wrt=self.optim)
+        return H, g
 
     def error(self) -> Tensor:
         return self._terms(()).error
@@ -130,6 +132,12 @@ class L2PriorCost(th.CostFunction):
         x = self.var.tensor
         J = torch.diag_embed(self.sqrt_w.to(x.device).expand(x.shape[0], -1))
         return [J], self.error()
+
+    def normal_equations(self) -> tuple[Tensor, Tensor]:
+        """Diagonal ``J^T J = w`` as (B, n) and ``-J^T e = -w x`` (B, n)."""
+        x = self.var.tensor
+        w = self.sqrt_w.to(x.device).pow(2)
+        return w.expand(x.shape[0], -1), -(w * x)
 
     def dim(self) -> int:
         return self.var.dof()

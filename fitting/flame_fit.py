@@ -278,8 +278,11 @@ class LandmarkFitter(nn.Module):
         chunk = self.config.chunk_iterations
         differentiable = torch.is_grad_enabled() and (target.requires_grad or conf.requires_grad)
         if differentiable or chunk <= 0 or chunk >= iterations:
+            # without gradients, no implicit-mode final Gauss-Newton step (it is undamped and
+            # applied to every item, so it can raise a converged item's cost)
+            mode = backward_mode if differentiable else "unroll"
             return self._solve_once(
-                init, target, conf, K, optim, iterations, backward_mode, self.config.damping
+                init, target, conf, K, optim, iterations, mode, self.config.damping
             )[0]
         B = conf.shape[0]
         p = {n: v.detach().clone() for n, v in init.items()}

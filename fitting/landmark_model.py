@@ -188,6 +188,8 @@ class LandmarkLBS(nn.Module):
             persistent=False,
         )  # (3, 1, U, 1, K): D[:, j] contiguous per j
         self.register_buffer("P", posedirs[sup].to(dtype))  # (U, 3, 9 (NJ-1))
+        # decided once here, so the LM loop never asks the device whether P is zero
+        self.has_pose_correctives = bool(posedirs[sup].any())
         self.register_buffer("W", _t(arrays.weights, torch.float64)[sup].to(dtype))  # (U, NJ)
         self.register_buffer("JT", (jreg @ tmpl).to(dtype))  # (NJ, 3)
         self.register_buffer("JD", torch.einsum("jv,vdk->jdk", jreg, dirs).to(dtype))  # (NJ, 3, K)
@@ -265,8 +267,9 @@ class LandmarkLBS(nn.Module):
 
     def _pose_tangents(self, pose: Tensor, st: dict[str, Tensor]) -> Tensor:
         """Forward-mode derivative of the support vertices w.r.t. the free-joint
-        axis-angles, by hand through the chain: (B, T = 3F, U, 3)."""
+        axis-angles, by hand through the chain: (B, U, 3, T = 3F)."""
         B, F = pose.shape[0], len(self.free_joints)
+        T = 3 * F
         rots, joints, GR = st["rots"], st["joints"], st["GR"]
         w = pose.reshape(B * F, 3)
         # dR/dw_a = R hat(J_r(w) e_a): (B, F, a, 3, 3)
@@ -275,27 +278,31 @@ class LandmarkLBS(nn.Module):
         dRf = Rf[:, None] @ hat(Jr.transpose(1, 2))  # (B F, a, 3, 3): column a of J_r
         dRf = dRf.reshape(B, F, 3, 3, 3)
         nj = len(self.parents)
-        zero = rots.new_zeros(B, 3 * F, 3, 3)
+        zero = rots.new_zeros(B, T, 3, 3)
         dR = [zero] * nj  # per joint: (B, T, 3, 3)
         for i, j in enumerate(self.free_joints):
             d = rots.new_zeros(B, F, 3, 3, 3)
             d[:, i] = dRf[:, i]
-            dR[j] = d.reshape(B, 3 * F, 3, 3)
-        dGR, dGt = [zero], [rots.new_zeros(B, 3 * F, 3)]
+            dR[j] = d.reshape(B, T, 3, 3)
+        dGR, dGt = [zero], [rots.new_zeros(B, T, 3)]
         for k in range(1, nj):
             p = self.parents[k]
             dGR.append(dGR[p] @ rots[:, None, k] + GR[:, None, p] @ dR[k])
             dGt.append(dGt[p] + (dGR[p] @ (joints[:, k] - joints[:, p])[:, None, :, None])[..., 0])
         dGR_t, dGt_t = torch.stack(dGR, 2), torch.stack(dGt, 2)  # (B, T, NJ, 3, 3), (B, T, NJ, 3)
         dAt = dGt_t - (dGR_t @ joints[:, None, :, :, None])[..., 0]
-        dpf = torch.stack(dR[1:], 2).reshape(B, 3 * F, -1)  # (B, T, 9 (NJ-1))
-        # sum_k W[u, k] (dGR_k v_posed_u + dAt_k): rotate all points by each joint's dGR first
-        Y = dGR_t @ st["v_posed"].transpose(1, 2)[:, None, None]  # (B, T, NJ, 3, U)
-        dv = (Y * self.W.T[:, None, :]).sum(2).transpose(2, 3)  # (B, T, U, 3)
-        dv = dv + torch.einsum("uk,btki->btui", self.W, dAt)
-        if self.P.shape[-1] and bool(self.P.any()):  # pose correctives: + Rw_u (P_u dpf)
-            dv_posed = torch.einsum("udp,btp->btud", self.P, dpf)  # (B, T, U, 3)
-            dv = dv + torch.einsum("buij,btuj->btui", st["Rw"], dv_posed)
+        # dv[b, u, i, t] = sum_k W[u, k] (sum_j dGR[b, t, k, i, j] v_posed[b, u, j] + dAt[b, t, k, i])
+        # = one bmm: (W[u, k] [v_posed_u, 1]_j) (B, U, NJ*4) @ [dGR | dAt] (B, NJ*4, 3 T)
+        U = st["v_posed"].shape[1]
+        vh = torch.cat([st["v_posed"], st["v_posed"].new_ones(B, U, 1)], -1)  # (B, U, 4)
+        Pv = (self.W[None, :, :, None] * vh[:, :, None, :]).reshape(B, U, nj * 4)
+        Gt = torch.cat([dGR_t, dAt[..., None]], -1)  # (B, T, NJ, 3 (i), 4 (j))
+        Gt = Gt.permute(0, 2, 4, 3, 1).reshape(B, nj * 4, 3 * T)  # rows (k, j), cols (i, t)
+        dv = (Pv @ Gt).reshape(B, U, 3, T)
+        if self.has_pose_correctives:  # + Rw_u (P_u dpf)
+            dpf = torch.stack(dR[1:], 2).reshape(B, T, -1)  # (B, T, 9 (NJ-1))
+            dv_posed = torch.einsum("udp,btp->budt", self.P, dpf)  # (B, U, 3, T)
+            dv = dv + st["Rw"] @ dv_posed
         return dv
 
     def _coeff_translation_derivative(self, GR: Tensor) -> Tensor:
@@ -340,7 +347,7 @@ class LandmarkLBS(nn.Module):
             "uk,bkiK->buiK", self.W, dAt
         )
         if self.free_joints:
-            dv_dp = self._pose_tangents(pose, st).permute(0, 2, 3, 1)  # (B, U, 3, T)
+            dv_dp = self._pose_tangents(pose, st)  # (B, U, 3, T)
         else:
             dv_dp = st["v"].new_zeros(*st["v"].shape, 0)
         return self._to_landmarks(st["v"]), self._to_landmarks(dv_dc), self._to_landmarks(dv_dp)
@@ -382,13 +389,82 @@ class LandmarkLBS(nn.Module):
                 Jc = torch.einsum("blij,bljk->blik", M, dv_dc)
         if wrt_pose:
             if self.free_joints:
-                dv = self._to_landmarks(
-                    self._pose_tangents(st["pose"], st).permute(0, 2, 3, 1)
-                )  # (B, L, 3, T)
+                dv = self._to_landmarks(self._pose_tangents(st["pose"], st))  # (B, L, 3, T)
                 Jp = M @ dv
             else:
                 Jp = M.new_zeros(*M.shape[:3], 0)
         return Jc, Jp
+
+    def coeff_normal(
+        self, M: Tensor, st: dict[str, Tensor], Y: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Normal-equation blocks of the coefficient Jacobian, from its structure.
+
+        With ``Jc = M (d points / d coeffs)`` (B, L R, K) the residual rows' derivative
+        w.r.t. the coefficients and Y (B, L R, m) other columns (small Jacobians, the
+        residual), returns ``Jc^T Jc`` (B, K, K), ``Jc^T Y`` (B, K, m) and ``Y^T Y``
+        (B, m, m).
+
+        For vertex landmarks ``Jc = J1 + Hm dAt``: J1 (rows ``M_l Rw_l D_l``) is the only
+        (B, L R, K)-sized tensor, written once next to ``Hm`` (B, L R, 3 NJ) and Y, and
+        one batched product ``J1^T [J1 | Hm | Y]`` plus ``[Hm | Y]^T [Hm | Y]`` gives
+        everything (the joint term enters through ``dAt`` (B, 3 NJ, K) in small
+        products). So the big Jacobian is read once, not once per block. Without
+        gradients on the CPU the (B, L R, K + 3 NJ + m) buffer is reused between calls
+        (fresh 100-MB allocations cost page faults every LM iteration there).
+        Barycentric landmarks fall back to :meth:`contract`.
+
+        Args:
+            M: (B, L, R, 3) derivative of R residual rows per landmark w.r.t. the landmark.
+            st: from :meth:`evaluate`.
+            Y: (B, L R, m) extra columns.
+        """
+        B, L, R = M.shape[:3]
+        if self.interp is not None:
+            Jc = self.contract(M, st, True, False)[0].reshape(B, L * R, -1)
+            YtJ = Y.transpose(1, 2) @ Jc
+            return Jc.transpose(1, 2) @ Jc, YtJ.transpose(1, 2), Y.transpose(1, 2) @ Y
+        K = self.n_coeffs
+        nj = self.W.shape[1]
+        h, m = 3 * nj, Y.shape[2]
+        dAt = self._coeff_translation_derivative(st["GR"]).reshape(B, h, K)  # (B, 3 NJ, K)
+        G = M @ st["Rw"]  # (B, L, R, 3)
+        Hm = M[:, :, :, None, :] * self.W[None, :, None, :, None]  # (B, L, R, NJ, 3)
+        Z = torch.cat([Hm.reshape(B, L, R, h), Y.reshape(B, L, R, m)], -1)  # (B, L, R, h + m)
+        # J1 landmark by landmark: (L, B R, 3) @ D (L, 3, K), one batched product
+        Gl = G.permute(1, 0, 2, 3).reshape(L, B * R, 3)
+        grad = torch.is_grad_enabled() and any(t.requires_grad for t in (M, Y, st["Rw"]))
+        if grad or M.device.type != "cpu":
+            J1 = torch.bmm(Gl, self.D).view(L, B, R, K).permute(1, 0, 2, 3)
+            Wk = torch.cat([J1, Z], -1)
+        else:  # same numbers, written into reused buffers
+            Wk = self._workspace("W", (B, L, R, K + h + m), M)
+            J1l = torch.bmm(Gl, self.D, out=self._workspace("J1", (L, B * R, K), M))
+            Wk[..., :K].copy_(J1l.view(L, B, R, K).permute(1, 0, 2, 3))
+            Wk[..., K:].copy_(Z)
+        Wf = Wk.view(B, L * R, K + h + m)
+        P = Wf[..., :K].transpose(1, 2) @ Wf  # (B, K, K + h + m): J1^T [J1 | Hm | Y]
+        Q = Z.view(B, L * R, h + m).transpose(1, 2) @ Z.view(B, L * R, h + m)  # (B, h+m, h+m)
+        # Jc^T Jc = J1^T J1 + T + T^T with T = (J1^T Hm + dAt^T Hm^T Hm / 2) dAt
+        Xh = torch.baddbmm(P[:, :, K : K + h], dAt.transpose(1, 2), Q[:, :h, :h], alpha=0.5)
+        U = torch.baddbmm(P[:, :, :K], Xh, dAt, beta=0.5)  # J1^T J1 / 2 + T
+        CC = U + U.transpose(1, 2)
+        CY = torch.baddbmm(P[:, :, K + h :], dAt.transpose(1, 2), Q[:, :h, h:])
+        return CC, CY, Q[:, h:, h:]
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_ws", None)  # copies / pickles do not carry the scratch buffer
+        return state
+
+    def _workspace(self, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
+        """A reusable uninitialised buffer ``name`` of ``shape`` (grown when needed), no autograd."""
+        n = int(np.prod(shape))
+        pool = self.__dict__.setdefault("_ws", {})
+        ws = pool.get(name)
+        if ws is None or ws.numel() < n or ws.dtype != like.dtype or ws.device != like.device:
+            ws = pool[name] = torch.empty(n, dtype=like.dtype, device=like.device)
+        return ws[:n].view(shape)
 
 
 def lbs_full(

@@ -30,6 +30,7 @@ __all__ = [
     "project",
     "ReprojectionTerms",
     "reprojection",
+    "reprojection_normal",
 ]
 
 
@@ -68,6 +69,45 @@ class ReprojectionTerms:
         self.error, self.uv, self.J = error, uv, J
 
 
+def _front(model, rot, transl, coeffs, pose, K, target, conf, with_derivatives: bool):
+    """Points, projection and residual; with the projection's derivative when asked."""
+    B = rot.shape[0]
+    v, st = model.evaluate(coeffs, pose)  # (B, L, 3) model space
+    R = camera_rotation(rot)  # (B, 3, 3)
+    p = v @ R.transpose(1, 2) + transl[:, None, :]  # (B, L, 3) camera frame
+    uv = project(p, K)
+    error = (conf[..., None] * (uv - target)).reshape(B, -1)
+    if not with_derivatives:
+        return v, st, R, uv, error, None
+    x, y, z = p.unbind(-1)
+    iz = 1.0 / z
+    fx, fy, s = K[:, 0, 0, None], K[:, 1, 1, None], K[:, 0, 1, None]
+    zero = torch.zeros_like(z)
+    # d uv / d p, weighted by the confidence: (B, L, 2, 3)
+    row_u = torch.stack([fx * iz, s * iz, -(fx * x + s * y) * iz * iz], -1)
+    row_v = torch.stack([zero, fy * iz, -fy * y * iz * iz], -1)
+    dpi = torch.stack([row_u, row_v], -2) * conf[..., None, None]
+    return v, st, R, uv, error, dpi
+
+
+def _small_jacobians(model, rot, v, st, R, dpi, wrt) -> tuple[dict[str, Tensor], Tensor]:
+    """d error / d rot, transl, pose (those in ``wrt``), each (B, 2L, dof), and d uv / d point
+    (B, L, 2, 3)."""
+    B, L = v.shape[:2]
+    J: dict[str, Tensor] = {}
+    if "transl" in wrt:
+        J["transl"] = dpi.reshape(B, 2 * L, 3)
+    dpiR = dpi @ R[:, None]  # (B, L, 2, 3): d uv / d (model-space point)
+    if "rot" in wrt:
+        # d(R(w) v)/dw = -R [v]x J_r(w)  and  m^T [v]x = (m x v)^T
+        Jr = so3_right_jacobian(rot)  # (B, 3, 3)
+        rows = -torch.linalg.cross(dpiR, v[:, :, None, :].expand_as(dpiR), dim=-1)  # (B, L, 2, 3)
+        J["rot"] = rows.reshape(B, 2 * L, 3) @ Jr
+    if "pose" in wrt:
+        J["pose"] = model.contract(dpiR, st, False, True)[1].reshape(B, 2 * L, -1)
+    return J, dpiR
+
+
 def reprojection(
     model,
     rot: Tensor,
@@ -91,35 +131,57 @@ def reprojection(
         wrt: variable names to differentiate with respect to.
     """
     B = rot.shape[0]
-    v, st = model.evaluate(coeffs, pose)  # (B, L, 3) model space
-    R = camera_rotation(rot)  # (B, 3, 3)
-    p = v @ R.transpose(1, 2) + transl[:, None, :]  # (B, L, 3) camera frame
-    uv = project(p, K)
-    error = (conf[..., None] * (uv - target)).reshape(B, -1)
+    v, st, R, uv, error, dpi = _front(model, rot, transl, coeffs, pose, K, target, conf, bool(wrt))
     J: dict[str, Tensor] = {}
     if wrt:
-        x, y, z = p.unbind(-1)
-        iz = 1.0 / z
-        fx, fy, s = K[:, 0, 0, None], K[:, 1, 1, None], K[:, 0, 1, None]
-        zero = torch.zeros_like(z)
-        # d uv / d p, weighted by the confidence: (B, L, 2, 3)
-        row_u = torch.stack([fx * iz, s * iz, -(fx * x + s * y) * iz * iz], -1)
-        row_v = torch.stack([zero, fy * iz, -fy * y * iz * iz], -1)
-        dpi = torch.stack([row_u, row_v], -2) * conf[..., None, None]
-        L = v.shape[1]
-        if "transl" in wrt:
-            J["transl"] = dpi.reshape(B, 2 * L, 3)
-        dpiR = dpi @ R[:, None]  # (B, L, 2, 3): d uv / d (model-space point)
-        if "rot" in wrt:
-            # d(R(w) v)/dw = -R [v]x J_r(w)  and  m^T [v]x = (m x v)^T
-            Jr = so3_right_jacobian(rot)  # (B, 3, 3)
-            rows = -torch.linalg.cross(
-                dpiR, v[:, :, None, :].expand_as(dpiR), dim=-1
-            )  # (B, L, 2, 3)
-            J["rot"] = rows.reshape(B, 2 * L, 3) @ Jr
-        Jc, Jp = model.contract(dpiR, st, "coeffs" in wrt, "pose" in wrt)
-        if Jc is not None:
-            J["coeffs"] = Jc.reshape(B, 2 * L, -1)
-        if Jp is not None:
-            J["pose"] = Jp.reshape(B, 2 * L, -1)
+        small, dpiR = _small_jacobians(model, rot, v, st, R, dpi, wrt)
+        if "coeffs" in wrt:
+            J["coeffs"] = model.contract(dpiR, st, True, False)[0].reshape(B, 2 * v.shape[1], -1)
+        J.update(small)
     return ReprojectionTerms(error, uv, J)
+
+
+def reprojection_normal(
+    model,
+    rot: Tensor,
+    transl: Tensor,
+    coeffs: Tensor,
+    pose: Tensor,
+    K: Tensor,
+    target: Tensor,
+    conf: Tensor,
+    wrt: tuple[str, ...],
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Gauss-Newton normal equations of the residual, without the stacked Jacobian.
+
+    With J = d error / d [wrt] (columns in ``wrt`` order, B x 2L x n) and e the error, returns
+    ``J^T J`` (B, n, n), ``-J^T e`` (B, n) (Theseus' ``A^T b``, b = -e) and e (B, 2L). The
+    coefficient block comes from :meth:`LandmarkLBS.coeff_normal` (the linear basis
+    structure; one pass over the only large Jacobian); the small blocks (rot, transl,
+    pose: 3 to 12 columns) and the residual ride along as extra columns.
+    Same numbers as ``reprojection(..., wrt)`` then ``J^T J``, ``-J^T e``.
+    """
+    if not wrt:
+        raise ValueError("reprojection_normal: wrt must name at least one variable")
+    v, st, R, uv, error, dpi = _front(model, rot, transl, coeffs, pose, K, target, conf, True)
+    small, dpiR = _small_jacobians(model, rot, v, st, R, dpi, wrt)
+    names = [n for n in wrt if n != "coeffs"]
+    Y = torch.cat([small[n] for n in names] + [error[..., None]], -1)  # (B, 2L, s + 1)
+    s = Y.shape[2] - 1
+    sl, o = {}, 0
+    for n in names:
+        sl[n] = slice(o, o + small[n].shape[2])
+        o += small[n].shape[2]
+    if "coeffs" in wrt:
+        CC, CY, YY = model.coeff_normal(dpiR, st, Y)
+    else:
+        YY = Y.transpose(1, 2) @ Y
+
+    def block(a: str, b: str) -> Tensor:
+        if a == "coeffs":
+            return CC if b == "coeffs" else CY[:, :, sl[b]]
+        return CY[:, :, sl[a]].transpose(1, 2) if b == "coeffs" else YY[:, sl[a], sl[b]]
+
+    H = torch.cat([torch.cat([block(a, b) for b in wrt], 2) for a in wrt], 1)  # (B, n, n)
+    g = torch.cat([CY[:, :, s] if a == "coeffs" else YY[:, sl[a], s] for a in wrt], 1)
+    return H, -g, error

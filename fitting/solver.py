@@ -12,6 +12,8 @@ import theseus as th
 import torch
 from torch import Tensor
 
+from .costs import UnitCostWeight
+
 __all__ = ["BlockDenseLinearization", "RobustCholeskyDenseSolver", "LevenbergMarquardtStop"]
 
 
@@ -35,11 +37,15 @@ class BlockDenseLinearization(th.DenseLinearization):
         AtA = torch.zeros(B, self.num_cols, self.num_cols, **kw)
         Atb = torch.zeros(B, self.num_cols, 1, **kw)
         for cost in self.objective._get_jacobians_iter():
-            jacs, err = cost.weighted_jacobians_error()
             cols = []
-            for i, J in enumerate(jacs):
-                k = self.ordering.index_of(cost.optim_var_at(i).name)
-                cols.append(slice(self.var_start_cols[k], self.var_start_cols[k] + J.shape[2]))
+            for i in range(cost.num_optim_vars()):
+                var = cost.optim_var_at(i)
+                k = self.ordering.index_of(var.name)
+                cols.append(slice(self.var_start_cols[k], self.var_start_cols[k] + var.dof()))
+            if hasattr(cost, "normal_equations") and isinstance(cost.weight, UnitCostWeight):
+                self._add_normal(AtA, Atb, cols, *cost.normal_equations())
+                continue
+            jacs, err = cost.weighted_jacobians_error()
             # (narrow^T wide) products: torch's CPU bmm copies a transposed wide operand
             for i, Ji in enumerate(jacs):
                 Atb[:, cols[i]] = Atb[:, cols[i]] - (err.unsqueeze(1) @ Ji).transpose(1, 2)
@@ -54,6 +60,22 @@ class BlockDenseLinearization(th.DenseLinearization):
                         AtA[:, cols[j], cols[i]] = AtA[:, cols[j], cols[i]] + blk.transpose(1, 2)
         self._AtA = AtA.detach() if _detach_hessian else AtA
         self._Atb = Atb
+
+    @staticmethod
+    def _add_normal(AtA: Tensor, Atb: Tensor, cols: list[slice], H: Tensor, g: Tensor) -> None:
+        """Scatter one cost's normal equations into the objective's: H (B, n, n), or (B, n)
+        for a diagonal one, and g (B, n) = ``-J^T e``, both in the cost's variable order."""
+        offs = [0]
+        for c in cols:
+            offs.append(offs[-1] + c.stop - c.start)
+        for i, ci in enumerate(cols):
+            li = slice(offs[i], offs[i + 1])
+            Atb[:, ci, 0] = Atb[:, ci, 0] + g[:, li]
+            if H.dim() == 2:
+                AtA[:, ci, ci].diagonal(dim1=1, dim2=2).add_(H[:, li])
+                continue
+            for j, cj in enumerate(cols):
+                AtA[:, ci, cj] = AtA[:, ci, cj] + H[:, li, slice(offs[j], offs[j + 1])]
 
     def Av(self, v: Tensor) -> Tensor:
         raise NotImplementedError("BlockDenseLinearization does not keep A (use LM / Gauss-Newton)")
@@ -102,18 +124,54 @@ class LevenbergMarquardtStop(th.LevenbergMarquardt):
 
     Theseus marks a batch item converged when its error did not change, which is also
     what a rejected (damped-away) step looks like; the item is then frozen for the rest of
-    the solve, and un-frozen again at the next test. Here an item converges on an
-    accepted step whose relative decrease is below ``rel_err_tolerance`` (or whose error
-    is below ``abs_err_tolerance``) and then stays converged until the solve ends.
+    the solve, and un-frozen again at the next test. Here an item converges
+
+    * on an accepted step whose relative decrease is below ``rel_err_tolerance`` (or whose
+      error is below ``abs_err_tolerance``), or
+    * on a rejected step whose *predicted* relative decrease (the LM model's, at the
+      current damping) is below ``rel_err_tolerance`` too: MINPACK's ``ftol`` test on the
+      predicted reduction. Without it an item sitting at its float32 noise floor (the
+      actual change is rounding, so every step is rejected) runs all iterations and keeps
+      its batch alive;
+
+    and then stays converged until the solve ends.
     """
 
     _last_reject: Tensor | None = None
     _done: Tensor | None = None
+    _pred: Tensor | None = None
 
     def reset(self, **kwargs) -> None:
         super().reset(**kwargs)
         self._last_reject = None
         self._done = None
+        self._pred = None
+
+    def _check_accept(
+        self,
+        delta: Tensor,
+        err: Tensor,
+        previous_err: Tensor,
+        damping_accept: float,
+        down_damping_ratio: float,
+        up_damping_ratio: float,
+        ellipsoidal_damping: bool,
+    ) -> Tensor:
+        with torch.no_grad():  # the model's predicted decrease, as Theseus computes it
+            lin = self.linear_solver.linearization
+            damping = self._damping.view(-1, 1)
+            if ellipsoidal_damping:
+                damping = lin.diagonal_scaling(damping)
+            self._pred = (delta * (damping * delta + lin.Atb.squeeze(2))).sum(dim=1) / 2
+        return super()._check_accept(
+            delta,
+            err,
+            previous_err,
+            damping_accept,
+            down_damping_ratio,
+            up_damping_ratio,
+            ellipsoidal_damping,
+        )
 
     def _complete_step(self, delta, new_err, previous_err, **kwargs):
         reject = super()._complete_step(delta, new_err, previous_err, **kwargs)
@@ -123,7 +181,10 @@ class LevenbergMarquardtStop(th.LevenbergMarquardt):
     def _check_convergence(self, err: Tensor, last_err: Tensor) -> Tensor:
         done = super()._check_convergence(err, last_err)
         if self._last_reject is not None and self._last_reject.shape == done.shape:
-            done = done & ~self._last_reject
+            flat = torch.zeros_like(done)
+            if self._pred is not None and self._pred.shape == done.shape:
+                flat = self._pred.abs() <= self.params.rel_err_tolerance * err.abs()
+            done = done & ~self._last_reject | (self._last_reject & flat)
         if self._done is not None and self._done.shape == done.shape:
             done = done | self._done  # sticky: a converged item stays frozen
         self._done = done

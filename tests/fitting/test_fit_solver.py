@@ -1,15 +1,24 @@
 """The linear-algebra pieces under the LM: block-assembled normal equations == Theseus'
-stacked ones; the robust Cholesky never raises for one bad item."""
+stacked ones (and the structured ones == the explicit Jacobian); the robust Cholesky never
+raises for one bad item; the LM stops items stuck at their optimum."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
+import pytest
 import theseus as th
 import torch
 
 from fitting.costs import PARAM_NAMES, L2PriorCost, ReprojectionCost
 from fitting.landmark_model import LandmarkLBS, LandmarkSelection
-from fitting.solver import BlockDenseLinearization, RobustCholeskyDenseSolver
+from fitting.reprojection import reprojection, reprojection_normal
+from fitting.solver import (
+    BlockDenseLinearization,
+    LevenbergMarquardtStop,
+    RobustCholeskyDenseSolver,
+)
 from tests.fitting.fit_synthetic import default_K, random_params, tiny_lbs
 
 
@@ -71,3 +80,97 @@ def test_robust_cholesky_solves_good_items_and_zeroes_hopeless_ones():
     assert torch.isfinite(x).all()
     torch.testing.assert_close(x[0], torch.linalg.solve(AtA[0], b[0])[:, 0])
     assert (x[1] == 0).all()
+
+
+def _normal_problem(B, dtype, barycentric=False, seed=3):
+    arrays = tiny_lbs(n_vertices=90, n_shape=4, n_expr=3, seed=5)
+    if barycentric:
+        arrays.faces = np.array([[0, 1, 2], [3, 4, 5], [2, 7, 9], [10, 11, 12]])
+        sel = LandmarkSelection(
+            face_idx=np.array([0, 1, 2, 3]),
+            bary=np.array([[0.2, 0.3, 0.5], [1.0, 0.0, 0.0], [0.1, 0.1, 0.8], [0.3, 0.3, 0.4]]),
+        )
+    else:
+        sel = LandmarkSelection(vertex_idx=np.arange(0, 90, 3))
+    model = LandmarkLBS(arrays, sel, (1, 2), dtype)
+    rot, transl, coeffs, pose = (
+        t.to(dtype) for t in random_params(B, model.n_coeffs, model.n_pose, seed=seed)
+    )
+    pose = pose * 3  # the chain away from identity: the joint term dAt is not ~0
+    L = model.n_landmarks
+    g = torch.Generator().manual_seed(seed)
+    target = (128 + 30 * torch.randn(B, L, 2, generator=g, dtype=torch.float64)).to(dtype)
+    conf = torch.rand(B, L, generator=g, dtype=torch.float64).to(dtype)
+    return model, (rot, transl, coeffs, pose, default_K(B).to(dtype), target, conf)
+
+
+@pytest.mark.parametrize("barycentric", [False, True])
+@pytest.mark.parametrize(
+    "wrt",
+    [
+        ("rot", "transl", "coeffs", "pose"),
+        ("rot", "transl"),
+        ("coeffs", "pose"),
+        ("transl", "coeffs"),
+    ],
+)
+def test_structured_normal_equations_equal_the_stacked_jacobian(wrt, barycentric):
+    """reprojection_normal (coefficient block from the basis structure, never the stacked J)
+    == J^T J and -J^T e from the explicit Jacobians, on the reused-buffer path (no grad)
+    and on the autograd path, in float64 and float32."""
+    for dtype, tol in ((torch.float64, 1e-10), (torch.float32, 2e-5)):
+        model, args = _normal_problem(4, dtype, barycentric)
+        terms = reprojection(model, *args, wrt=wrt)
+        J = torch.cat([terms.J[n] for n in wrt], 2)
+        want_H, want_g = (
+            J.transpose(1, 2) @ J,
+            -(J.transpose(1, 2) @ terms.error[..., None])[..., 0],
+        )
+        with torch.no_grad():
+            H, g, err = reprojection_normal(model, *args, wrt=wrt)
+        scale = want_H.abs().amax((1, 2), keepdim=True)
+        torch.testing.assert_close(H / scale, want_H / scale, atol=tol, rtol=0)
+        torch.testing.assert_close(g / scale[..., 0], want_g / scale[..., 0], atol=tol, rtol=0)
+        torch.testing.assert_close(err, terms.error)
+        # the autograd path (fresh tensors, no out= buffers) gives the same and is differentiable
+        target = args[5].clone().requires_grad_(True)
+        H2, g2, _ = reprojection_normal(model, *args[:5], target, args[6], wrt=wrt)
+        torch.testing.assert_close(H2.detach(), H)
+        torch.testing.assert_close(g2.detach(), g)
+        g2.sum().backward()
+        assert target.grad is not None and target.grad.abs().max() > 0
+
+
+def test_reused_buffer_is_resized_and_not_carried_by_copies():
+    model, args = _normal_problem(5, torch.float64)
+    wrt = ("rot", "transl", "coeffs", "pose")
+    with torch.no_grad():
+        big = reprojection_normal(model, *args, wrt=wrt)[0]
+        small = reprojection_normal(model, *(a[:2] for a in args), wrt=wrt)[0]  # shrinks: a view
+        big2 = reprojection_normal(model, *args, wrt=wrt)[0]
+    torch.testing.assert_close(small, big[:2])
+    torch.testing.assert_close(big2, big)
+    assert "_ws" in model.__dict__ and "_ws" not in copy.deepcopy(model).__dict__
+
+
+def test_lm_convergence_counts_accepted_small_steps_and_flat_rejected_ones():
+    """Per item: an accepted step converges when its relative decrease is < tol; a rejected
+    one when the LM model's predicted decrease is < tol * cost (an item at its float32 noise
+    floor, where every step is rejected); converged items stay converged."""
+    obj = _objective(B=5)
+    opt = LevenbergMarquardtStop(
+        obj, linear_solver_cls=RobustCholeskyDenseSolver, rel_err_tolerance=1e-4
+    )
+    opt.reset(damping=1e-3, adaptive_damping=True, backward_mode=th.BackwardMode.UNROLL)
+    last = torch.full((5,), 1000.0, dtype=torch.float64)
+    err = torch.tensor([990.0, 999.99, 1000.0, 1000.0, 1000.0], dtype=torch.float64)
+    opt._last_reject = torch.tensor([False, False, True, True, True])
+    opt._pred = torch.tensor([5.0, 0.005, 0.05, 5.0, 0.2], dtype=torch.float64)
+    done = opt._check_convergence(err, last)
+    # accepted big step | accepted tiny step | rejected, flat model | rejected, model
+    # predicts 5 (0.5 %) | rejected, predicts 0.2 (2e-4 > 1e-4)
+    assert done.tolist() == [False, True, True, False, False]
+    opt._last_reject = torch.tensor([False, False, False, True, True])
+    opt._pred = torch.full((5,), 10.0, dtype=torch.float64)
+    done = opt._check_convergence(err - 50.0, err)  # every item takes a big step now
+    assert done.tolist() == [False, True, True, False, False]  # sticky
