@@ -159,6 +159,10 @@ def warp_image_pil(
     return np.asarray(out)
 
 
+_HALF = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]])  # our px -> PIL's (centres at +0.5)
+_MAX_WINDOW_RATIO = 12  # source window area / crop area above which warp_image uses PIL
+
+
 @contextlib.contextmanager
 def one_torch_thread() -> Iterator[None]:
     """Run the enclosed small torch ops on one intra-op thread (restored afterwards). A 256 px
@@ -226,12 +230,16 @@ def _warp_image(
     1 level (PIL truncates, this rounds).
 
     Implementation: torch ``grid_sample`` on float32 of only the source window the crop
-    touches (so a large frame costs no more than a small one), ~0.5 ms at 256 px on one core
-    (PIL: ~1.2 ms). The HWC result is a view of a channel-first buffer, so
-    ``np.transpose(out, (2, 0, 1))`` is contiguous without a copy.
+    touches (so a large frame costs no more than a small one), ~0.7 ms at 256 px on one core
+    (PIL: ~1.3 ms). The HWC result is a view of a channel-first buffer, so
+    ``np.transpose(out, (2, 0, 1))`` is contiguous without a copy. A window more than 12x the
+    crop's area (a > 3.5x downscale) goes to PIL's warp instead (its cost depends on the
+    output only; it truncates, so values may be one level lower there).
     """
     src = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) and image.mode not in ("RGB", "L")
                      else image)
+    if src.dtype != np.uint8:
+        raise ValueError(f"warp_image: expected a uint8 image, got {src.dtype}")
     gray = src.ndim == 2
     if gray:
         src = src[..., None]
@@ -243,6 +251,14 @@ def _warp_image(
     x0, y0 = max(0, int(math.floor(lo[0])) - 1), max(0, int(math.floor(lo[1])) - 1)
     x1, y1 = min(W, int(math.ceil(hi[0])) + 2), min(H, int(math.ceil(hi[1])) + 2)
     C = src.shape[2]
+    if (x1 - x0) * (y1 - y0) > _MAX_WINDOW_RATIO * size * size and C in (1, 3):
+        # a strong downscale of a large frame: converting the whole window to float would cost
+        # more than PIL's output-driven warp (same sampling rule, truncating instead of rounding)
+        pil = Image.fromarray(src[..., 0] if gray else src)
+        inv_half = _HALF @ inv @ np.linalg.inv(_HALF)
+        out_pil = pil.transform((size, size), Image.AFFINE, data=tuple(inv_half[:2].reshape(-1)),
+                                resample=Image.BILINEAR, fillcolor=fill if gray else (fill,) * 3)
+        return np.asarray(out_pil)
     if x1 - x0 < 2 or y1 - y0 < 2:  # the crop misses the frame (or a 1-px frame): all fill
         out = np.full((size, size, C), fill, np.uint8)
         return out[..., 0] if gray else out

@@ -264,3 +264,15 @@ def test_one_torch_thread_restores_the_thread_count():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(n)
+
+
+def test_warp_image_large_window_and_bad_dtype():
+    """A strong downscale (window > 12x the crop) takes PIL's warp: same result within a level."""
+    rng = np.random.default_rng(8)
+    img = rng.integers(0, 256, (400, 420, 3), dtype=np.uint8)
+    m = crop_matrix([20, 10, 380, 380], 24, 1.0)
+    d = warp_image(img, m, 24).astype(int) - warp_image_pil(img, m, 24).astype(int)
+    assert np.abs(d).max() <= 1
+    np.testing.assert_array_equal(warp_image(img[..., 2], m, 24), warp_image(img, m, 24)[..., 2])  # grey frames
+    with pytest.raises(ValueError, match="uint8"):
+        warp_image(img.astype(np.float32), m, 24)
