@@ -207,7 +207,7 @@ class FaceDataModule(pl.LightningDataModule):
         """With deferred photometric parameters: their per-sample decisions as Python lists
         (``photometric["_host"]``, left on the host by the transfer) so the batch step on CUDA
         needs no device->host copy."""
-        if isinstance(batch, dict) and isinstance(batch.get("photometric"), dict):
+        if self.normalize_on_device and isinstance(batch, dict) and isinstance(batch.get("photometric"), dict):
             from datamodules.batch_photometric import host_params
 
             batch = dict(batch)
@@ -217,7 +217,8 @@ class FaceDataModule(pl.LightningDataModule):
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """uint8 ``image`` batches (``normalize_on_device``) -> the float32 normalised batch
         contract, with the deferred photometric augmentation; other batches pass unchanged."""
-        if isinstance(batch, dict) and torch.is_tensor(batch.get("image")) and batch["image"].dtype == torch.uint8:
+        if (self.normalize_on_device and isinstance(batch, dict) and torch.is_tensor(batch.get("image"))
+                and batch["image"].dtype == torch.uint8):
             from datamodules.batch_photometric import apply_photometric
 
             batch = dict(batch)
