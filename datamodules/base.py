@@ -108,7 +108,8 @@ class FaceDataModule(pl.LightningDataModule):
             under ``cache_root`` (default ``<repo>/data/procedural``).
         landmark_set: name from docs/ARCHITECTURE.md (e.g. "face1609", "ibug68").
         image_size: crop side in px.
-        batch_size, num_workers, pin_memory (None = when CUDA), persistent_workers.
+        batch_size, num_workers, pin_memory (None = when CUDA), persistent_workers,
+            prefetch_factor (batches loaded ahead per worker; None = torch's default, 2).
         augment: dict of :class:`AugmentConfig` fields (train only).
         seed: procedural data seed and split shuffling.
         skip_corrupt: see :class:`FaceDataset`.
@@ -137,6 +138,7 @@ class FaceDataModule(pl.LightningDataModule):
         skip_corrupt: bool = False,
         cache_root: str | None = None,
         normalize_on_device: bool = False,
+        prefetch_factor: int | None = None,
         **kwargs: Any,
     ):
         super().__init__()
@@ -154,6 +156,7 @@ class FaceDataModule(pl.LightningDataModule):
         self.skip_corrupt = bool(skip_corrupt)
         self.cache_root = cache_root
         self.normalize_on_device = bool(normalize_on_device)
+        self.prefetch_factor = None if prefetch_factor is None else int(prefetch_factor)
         self.root: Path | None = None
         self.datasets: dict[str, Dataset] = {}
 
@@ -200,6 +203,7 @@ class FaceDataModule(pl.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers and self.num_workers > 0,
+            **({"prefetch_factor": self.prefetch_factor} if self.num_workers > 0 and self.prefetch_factor else {}),
             drop_last=shuffle and len(self.datasets[name]) > self.batch_size,
         )
 

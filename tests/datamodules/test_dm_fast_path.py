@@ -184,6 +184,7 @@ def test_datamodule_hook_normalises_uint8_batches_only():
     np.testing.assert_allclose(out["image"][0, :, 0, 0].numpy(), (1 - IMAGENET_MEAN) / IMAGENET_STD, atol=1e-5)
     f = {"image": torch.zeros(1, 3, 2, 2)}
     assert dm.on_after_batch_transfer(f, 0) is f  # float batches pass unchanged
+    assert _UintDM(num_workers=2, prefetch_factor=4).prefetch_factor == 4
     off = _UintDM(num_workers=0)  # normalize_on_device=False: the hooks leave every batch alone
     assert off.on_after_batch_transfer(batch, 0) is batch and off.on_before_batch_transfer(batch, 0) is batch
 
