@@ -14,6 +14,7 @@ from __future__ import annotations
 import theseus as th
 import torch
 from torch import Tensor
+from torch.profiler import record_function
 
 from .reprojection import reprojection, reprojection_normal
 
@@ -90,11 +91,13 @@ class ReprojectionCost(th.CostFunction):
         """``J^T J`` (B, n, n) and ``-J^T e`` (B, n) over the optimisation variables (in
         :attr:`optim` order), from the model's structure without the stacked Jacobian
         (:func:`fitting.reprojection.reprojection_normal`)."""
-        H, g, _ = reprojection_normal(self.model, *self._args(), wrt=self.optim)
+        with record_function("fit/normal_equations"):
+            H, g, _ = reprojection_normal(self.model, *self._args(), wrt=self.optim)
         return H, g
 
     def error(self) -> Tensor:
-        return self._terms(()).error
+        with record_function("fit/error"):
+            return self._terms(()).error
 
     def jacobians(self) -> tuple[list[Tensor], Tensor]:
         terms = self._terms(self.optim)

@@ -25,6 +25,7 @@ import numpy as np
 import theseus as th
 import torch
 from torch import Tensor, nn
+from torch.profiler import record_function
 
 from facemodels.cameras import default_focal, intrinsics
 
@@ -361,7 +362,7 @@ class LandmarkFitter(nn.Module):
 
         init = {"rot": rot0, "transl": t0, "coeffs": zc, "pose": zp}
         mode = cfg.backward_mode
-        with torch.no_grad():  # the rigid stage only sets the starting point
+        with torch.no_grad(), record_function("fit/rigid_stage"):  # only sets the start
             p = self._solve(init, lm, cf, K, ("rot", "transl"), cfg.rigid_iterations, "unroll")
         p = {n: v.detach() for n, v in p.items()}
         optim = (
@@ -370,8 +371,10 @@ class LandmarkFitter(nn.Module):
             + (("rot", "transl") if cfg.free_rigid_in_nonrigid else ())
         )
         if cfg.nonrigid_iterations > 0:
-            p = self._solve(p, lm, cf, K, optim, cfg.nonrigid_iterations, mode)
-        return self._finish(p, lm, cf, K, valid, rot0, t0)
+            with record_function("fit/nonrigid_stage"):
+                p = self._solve(p, lm, cf, K, optim, cfg.nonrigid_iterations, mode)
+        with record_function("fit/finish"):
+            return self._finish(p, lm, cf, K, valid, rot0, t0)
 
     def _finish(self, p, lm, cf, K, valid, rot0, t0) -> FitResult:
         terms = reprojection(self.lmk, p["rot"], p["transl"], p["coeffs"], p["pose"], K, lm, cf)

@@ -260,7 +260,7 @@ class LandmarkLBS(nn.Module):
         pf = (rots[:, 1:] - eye).reshape(pose.shape[0], -1)  # (B, 9 (NJ-1))
         v_posed = v_shaped + torch.einsum("udp,bp->bud", self.P, pf)
         GR, At = self._chain(rots, joints)
-        Rw = torch.einsum("uk,bkij->buij", self.W, GR)  # (B, U, 3, 3)
+        Rw = (self.W @ GR.reshape(GR.shape[0], -1, 9)).view(GR.shape[0], -1, 3, 3)  # (B, U, 3, 3)
         tw = torch.einsum("uk,bki->bui", self.W, At)  # (B, U, 3)
         v = (Rw @ v_posed[..., None])[..., 0] + tw
         return {"v": v, "GR": GR, "Rw": Rw, "rots": rots, "joints": joints, "v_posed": v_posed}
@@ -405,13 +405,14 @@ class LandmarkLBS(nn.Module):
         residual), returns ``Jc^T Jc`` (B, K, K), ``Jc^T Y`` (B, K, m) and ``Y^T Y``
         (B, m, m).
 
-        For vertex landmarks ``Jc = J1 + Hm dAt``: J1 (rows ``M_l Rw_l D_l``) is the only
-        (B, L R, K)-sized tensor, written once next to ``Hm`` (B, L R, 3 NJ) and Y, and
-        one batched product ``J1^T [J1 | Hm | Y]`` plus ``[Hm | Y]^T [Hm | Y]`` gives
-        everything (the joint term enters through ``dAt`` (B, 3 NJ, K) in small
-        products). So the big Jacobian is read once, not once per block. Without
-        gradients on the CPU the (B, L R, K + 3 NJ + m) buffer is reused between calls
-        (fresh 100-MB allocations cost page faults every LM iteration there).
+        For vertex landmarks ``Jc = J1 + Hm dAt``: J1 (rows ``M_l Rw_l D_l``, one batched
+        product over the landmarks) is the only (B, L R, K)-sized tensor, written once next
+        to ``Hm`` (B, L R, 3 NJ) and Y, and one batched product ``J1^T [J1 | Hm | Y]``
+        plus ``[Hm | Y]^T [Hm | Y]`` gives everything (the joint term enters through
+        ``dAt`` (B, 3 NJ, K) in small products). So the big Jacobian is written once and
+        read once, not once per block. Without gradients on the CPU the
+        (L, B, R, K + 3 NJ + m) buffer is reused between calls (fresh 100-MB allocations
+        cost page faults every LM iteration there).
         Barycentric landmarks fall back to :meth:`contract`.
 
         Args:
@@ -431,20 +432,25 @@ class LandmarkLBS(nn.Module):
         G = M @ st["Rw"]  # (B, L, R, 3)
         Hm = M[:, :, :, None, :] * self.W[None, :, None, :, None]  # (B, L, R, NJ, 3)
         Z = torch.cat([Hm.reshape(B, L, R, h), Y.reshape(B, L, R, m)], -1)  # (B, L, R, h + m)
-        # J1 landmark by landmark: (L, B R, 3) @ D (L, 3, K), one batched product
+        # J1 landmark by landmark: (L, B R, 3) @ D (L, 3, K), one batched product, written
+        # landmark-major next to Z: Wl (L, B, R, K + h + m)
         Gl = G.permute(1, 0, 2, 3).reshape(L, B * R, 3)
         grad = torch.is_grad_enabled() and any(t.requires_grad for t in (M, Y, st["Rw"]))
         if grad or M.device.type != "cpu":
-            J1 = torch.bmm(Gl, self.D).view(L, B, R, K).permute(1, 0, 2, 3)
-            Wk = torch.cat([J1, Z], -1)
-        else:  # same numbers, written into reused buffers
-            Wk = self._workspace("W", (B, L, R, K + h + m), M)
-            J1l = torch.bmm(Gl, self.D, out=self._workspace("J1", (L, B * R, K), M))
-            Wk[..., :K].copy_(J1l.view(L, B, R, K).permute(1, 0, 2, 3))
-            Wk[..., K:].copy_(Z)
-        Wf = Wk.view(B, L * R, K + h + m)
-        P = Wf[..., :K].transpose(1, 2) @ Wf  # (B, K, K + h + m): J1^T [J1 | Hm | Y]
-        Q = Z.view(B, L * R, h + m).transpose(1, 2) @ Z.view(B, L * R, h + m)  # (B, h+m, h+m)
+            Wl = torch.cat([torch.bmm(Gl, self.D).view(L, B, R, K), Z.permute(1, 0, 2, 3)], -1)
+        else:  # same numbers, written into a reused buffer
+            Wl = self._workspace("W", (L, B, R, K + h + m), M)
+            torch.bmm(Gl, self.D, out=Wl.view(L, B * R, K + h + m)[..., :K])
+            Wl[..., K:].copy_(Z.permute(1, 0, 2, 3))
+        # P = J1^T [J1 | Hm | Y] (B, K, K + h + m): per residual row r a batched product over
+        # the faces whose rows are the landmarks (row stride B R (K + h + m), no transposed copy)
+        P = None
+        for r in range(R):
+            Wr = Wl[:, :, r, :].transpose(0, 1)  # (B, L, K + h + m)
+            Jr = Wr[..., :K].transpose(1, 2)
+            P = Jr @ Wr if P is None else P.baddbmm_(Jr, Wr)
+        Zf = Z.view(B, L * R, h + m)
+        Q = Zf.transpose(1, 2) @ Zf  # (B, h + m, h + m)
         # Jc^T Jc = J1^T J1 + T + T^T with T = (J1^T Hm + dAt^T Hm^T Hm / 2) dAt
         Xh = torch.baddbmm(P[:, :, K : K + h], dAt.transpose(1, 2), Q[:, :h, :h], alpha=0.5)
         U = torch.baddbmm(P[:, :, :K], Xh, dAt, beta=0.5)  # J1^T J1 / 2 + T

@@ -11,6 +11,7 @@ from __future__ import annotations
 import theseus as th
 import torch
 from torch import Tensor
+from torch.profiler import record_function
 
 from .costs import UnitCostWeight
 
@@ -102,6 +103,10 @@ class RobustCholeskyDenseSolver(th.CholeskyDenseSolver):
     JITTER = 1e-5
 
     def _solve_sytem(self, Atb: Tensor, AtA: Tensor) -> Tensor:
+        with record_function("fit/linear_solve"):
+            return self._robust_solve(Atb, AtA)
+
+    def _robust_solve(self, Atb: Tensor, AtA: Tensor) -> Tensor:
         lower, info = torch.linalg.cholesky_ex(AtA)
         bad = info > 0  # (B,)
         if bool(bad.any()):
