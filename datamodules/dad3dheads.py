@@ -26,6 +26,10 @@ Images are decoded per sample by default. ``image_cache=True`` (opt-in) decodes 
 once into a uint8 memory map next to the annotation cache (only when all frames of a split
 have one size, as the procedural data; see :func:`load_split_images`): it removes the PNG
 decode from the per-sample cost at the price of N x H x W x 3 bytes of disk.
+``image_cache="regions"`` works for frames of any size (real DAD-3DHeads): it keeps per
+sample only the square any augmented crop can reach, box-reduced to at most 2 x image_size
+px (see :func:`load_split_regions`; N x (2 S)^2 x 3 bytes; same samples as decoding when no
+reduction is needed, an antialiased downscale otherwise).
 
 ``normalize_on_device=True`` (DataModule) / ``defer_photometric=True`` (Dataset): ``image`` is
 the (3, S, S) uint8 crop and training samples carry ``photometric`` (jitter / noise
@@ -165,8 +169,9 @@ def load_split_images(
     root: str | Path, split: str, entries: list[dict], cache_root: str | Path | None = None
 ) -> Path | None:
     """Path of the decoded frames of one split, a (N, H, W, 3) uint8 .npy written once to ``<cache_root>/dad3dheads_img_<hash>/<split>.npy`` (``image_cache=True``).
-    None when the frames do not all have one size (real DAD: then images are decoded per
-    sample). Costs N x H x W x 3 bytes of disk (1800 frames of 320 px: 550 MB)."""
+    None when the first and last frames differ in size (real DAD: then images are decoded per
+    sample; ``image_cache="regions"`` serves any sizes); a size change in between raises
+    naming the file. Costs N x H x W x 3 bytes of disk (1800 frames of 320 px: 550 MB)."""
     root = Path(root).resolve()
     st = dad.index_path(root, split).stat()
     params = {"root": str(root), "split": split, "size": st.st_size, "mtime": st.st_mtime_ns, "version": 1}
@@ -186,11 +191,79 @@ def load_split_images(
             with Image.open(root / e["img_path"]) as im:
                 if im.size != (W, H):
                     raise ValueError(f"{root / e['img_path']}: size {im.size}, expected {(W, H)} "
-                                     f"(image_cache needs one frame size; use image_cache=false)")
+                                     f"(image_cache=true needs one frame size; use image_cache='regions' or false)")
                 arr[i] = np.asarray(im.convert("RGB"))
         arr.flush()
 
     return cached_dataset("dad3dheads_img", params, write, cache_root) / f"{split}.npy"
+
+
+def crop_region(bbox: np.ndarray | list[float], aug: AugmentConfig) -> tuple[float, float, float]:
+    """(cx, cy, half) in source px: the square [cx - half, cx + half] x [cy - half, cy + half]
+    contains every crop ``FaceCropTransform`` can take from ``bbox`` [x, y, w, h] under ``aug``
+    (largest scale, largest shift per axis, the rotation whose axis-aligned extent is largest)."""
+    x, y, w, h = (float(v) for v in bbox)
+    side = aug.crop_scale * max(1.0, float(aug.scale_range[1])) * max(w, h)
+    r = math.radians(min(abs(float(aug.rotation_deg)), 45.0))
+    return x + 0.5 * w, y + 0.5 * h, side * (0.5 * (math.cos(r) + math.sin(r)) + abs(float(aug.shift)))
+
+
+def load_split_regions(
+    root: str | Path, split: str, entries: list[dict], aug: AugmentConfig, max_side: int,
+    cache_root: str | Path | None = None,
+) -> Path:
+    """Folder of the region cache of one split (``image_cache="regions"``), for frames of any size
+    (real DAD-3DHeads): per sample only the square of :func:`crop_region` (+ a margin for the
+    bilinear neighbours), box-reduced by the smallest integer factor k that makes it fit
+    ``max_side`` px, in ``<split>.npy`` (N, max_side, max_side, 3) uint8 slots; ``<split>_meta.npy``
+    (N, 5) int64 rows [x0, y0, k, h, w]: slot pixel (i, j) (i < h, j < w) is the mean of the
+    source block of k x k pixels starting at (x0 + k j, y0 + k i), i.e. centred at source px
+    (x0 + k j + (k - 1) / 2, y0 + k i + (k - 1) / 2) (a block cut by the frame's right / bottom
+    edge: the mean of its pixels). k = -1 marks a frame that could not be decoded (the Dataset
+    then reads it per sample and raises / skips as usual).
+
+    With k = 1 the samples equal the decoded-frame path (within one grey level); with k > 1 the
+    crop is resampled from the box-reduced region (an antialiased downscale, where the frame
+    path samples the full frame bilinearly). Costs N x max_side^2 x 3 bytes of disk."""
+    root = Path(root).resolve()
+    st = dad.index_path(root, split).stat()
+    params = {"root": str(root), "split": split, "size": st.st_size, "mtime": st.st_mtime_ns, "version": 1,
+              "max_side": int(max_side), "crop_scale": aug.crop_scale, "scale_max": aug.scale_range[1],
+              "shift": aug.shift, "rotation_deg": aug.rotation_deg, "layout": 2}
+    cache_root = Path(cache_root) if cache_root else REPO_ROOT / "data" / "cache"
+    R = int(max_side)
+
+    def write(out: Path, **_: object) -> None:
+        slots = np.lib.format.open_memmap(out / f"{split}.npy", mode="w+", dtype=np.uint8,
+                                          shape=(len(entries), R, R, 3))
+        meta = np.zeros((len(entries), 5), np.int64)
+        for i, e in enumerate(entries):
+            try:
+                with Image.open(root / e["img_path"]) as im:
+                    frame = np.asarray(im.convert("RGB"))
+            except (OSError, ValueError, SyntaxError):
+                meta[i] = (0, 0, -1, 0, 0)
+                continue
+            H, W = frame.shape[:2]
+            cx, cy, half = crop_region(e["bbox"], aug)
+            k = 1
+            while math.ceil((2 * half + 2 * (2 * k + 1) + 1) / k) > R:
+                k += 1
+            margin = 2 * k + 1
+            x0, y0 = max(0, math.floor(cx - half) - margin), max(0, math.floor(cy - half) - margin)
+            x1, y1 = min(W, math.ceil(cx + half) + margin + 1), min(H, math.ceil(cy + half) + margin + 1)
+            w, h = -(-max(0, x1 - x0) // k), -(-max(0, y1 - y0) // k)  # blocks; the last may be partial
+            if w > 0 and h > 0:
+                region = frame[y0:y1, x0:x1]
+                if k > 1:  # PIL's box reduce; a partial last block is the mean of its pixels
+                    region = np.asarray(Image.fromarray(np.ascontiguousarray(region)).reduce(k))
+                h, w = min(h, R, region.shape[0]), min(w, R, region.shape[1])
+                slots[i, :h, :w] = region[:h, :w]
+            meta[i] = (x0, y0, k, h, w)
+        slots.flush()
+        np.save(out / f"{split}_meta.npy", meta)
+
+    return cached_dataset("dad3dheads_regions", params, write, cache_root)
 
 
 class Dad3DHeadsDataset(FaceDataset):
@@ -202,7 +275,10 @@ class Dad3DHeadsDataset(FaceDataset):
         landmark_set, image_size, train (augment), augment: see FaceDataModule.
         flame_dir: FLAME folder (None = the procedural default) for embeddings / flips.
         cache_root: folder of the annotation / image caches (None = <repo>/data/cache).
-        image_cache: read decoded frames from a memory map (see the module doc).
+        image_cache: False / "none": decode the PNG per sample; True / "frames": decoded frames
+            from a memory map (one frame size only, see :func:`load_split_images`; falls back
+            to per-sample decoding otherwise); "regions": the augmentation's reachable region
+            of every frame, any frame size (:func:`load_split_regions`, slots of 2 x image_size px).
     """
 
     def __init__(
@@ -217,7 +293,7 @@ class Dad3DHeadsDataset(FaceDataset):
         flame_dir: str | None = None,
         cache_root: str | Path | None = None,
         skip_corrupt: bool = False,
-        image_cache: bool = False,
+        image_cache: bool | str = False,
         defer_photometric: bool = False,
     ):
         super().__init__(skip_corrupt)
@@ -234,8 +310,12 @@ class Dad3DHeadsDataset(FaceDataset):
         self.transform = FaceCropTransform(image_size, train, augment, defer_photometric=defer_photometric)
         self.defer_photometric = bool(defer_photometric)
         self.size = int(image_size)
-        self.frames_path = load_split_images(root, split, self.entries, cache_root) if image_cache else None
+        mode = _cache_mode(image_cache)
+        self.frames_path = load_split_images(root, split, self.entries, cache_root) if mode == "frames" else None
         self._frames: np.ndarray | None = None  # memory map, opened lazily in each worker
+        self.regions_dir = (load_split_regions(root, split, self.entries, self.transform.cfg, 2 * self.size, cache_root)
+                            if mode == "regions" else None)
+        self._regions: tuple[np.ndarray, np.ndarray] | None = None  # (slots memory map, meta)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -251,6 +331,19 @@ class Dad3DHeadsDataset(FaceDataset):
         except OSError as e:
             raise OSError(f"corrupt image {path}: {e}") from e
 
+    def _region(self, k: int, entry: dict) -> tuple[np.ndarray, np.ndarray | None]:
+        """(h, w, 3) cached region of frame k and its (3, 3) region px -> frame px matrix."""
+        if self._regions is None:
+            self._regions = (np.load(self.regions_dir / f"{self.split}.npy", mmap_mode="r"),
+                             np.load(self.regions_dir / f"{self.split}_meta.npy"))
+        slots, meta = self._regions
+        x0, y0, f, h, w = (int(v) for v in meta[k])
+        if f < 0:  # not decodable when the cache was built: read it now (raises naming the file)
+            return self._image(entry), None
+        with stage(self.timer, "read"):
+            img = np.array(slots[k, :h, :w])
+        return img, np.array([[f, 0.0, x0 + (f - 1) / 2], [0.0, f, y0 + (f - 1) / 2], [0.0, 0.0, 1.0]])
+
     def _output_image(self, out: dict) -> np.ndarray:
         """(3, S, S): float32 normalised, or uint8 with ``defer_photometric`` (the batch step
         normalises; see datamodules/batch_photometric.py)."""
@@ -262,7 +355,10 @@ class Dad3DHeadsDataset(FaceDataset):
     def load(self, i: int, rng: np.random.Generator) -> dict:
         k = int(self.indices[i])
         e = self.entries[k]
-        if self.frames_path is None:
+        to_source = None  # (3, 3) image px -> frame px when img is a cached region
+        if self.regions_dir is not None:
+            img, to_source = self._region(k, e)
+        elif self.frames_path is None:
             img = self._image(e)
         else:
             if self._frames is None:
@@ -271,7 +367,7 @@ class Dad3DHeadsDataset(FaceDataset):
                 img = np.array(self._frames[k])  # page-in of the memory-mapped frame
         bbox = np.asarray(e["bbox"], np.float64)
         if not self.labelled:
-            out = self.transform(img, bbox, {}, None, rng)
+            out = self.transform(img, bbox, {}, None, rng, image_to_source=to_source)
             return {"image": self._output_image(out), "bbox": bbox.astype(np.float32)}
         a = self.ann
         if not a["ok"][k]:
@@ -288,7 +384,7 @@ class Dad3DHeadsDataset(FaceDataset):
             vis = self.lms.visibility(a["visibility"][k])
         out = self.transform(
             img, bbox, {"lm": np.concatenate([lm_px, lm_z[:, None]], 1), "lm68": l68_px},
-            {"lm": self.lms.flip, "lm68": self.lms.flip68}, rng, eyes=("lm68", 36, 45))
+            {"lm": self.lms.flip, "lm68": self.lms.flip68}, rng, eyes=("lm68", 36, 45), image_to_source=to_source)
         with stage(self.timer, "landmarks"):
             lm = out["points"]["lm"]
             if out["flipped"]:
@@ -312,6 +408,17 @@ class Dad3DHeadsDataset(FaceDataset):
         }
 
 
+def _cache_mode(image_cache: bool | str | None) -> str:
+    """False / None / "none" -> "none"; True / "frames" -> "frames"; "regions"."""
+    if image_cache is None or image_cache is False or image_cache == "none":
+        return "none"
+    if image_cache is True or image_cache == "frames":
+        return "frames"
+    if image_cache == "regions":
+        return "regions"
+    raise ValueError(f"image_cache: expected false, true, 'frames' or 'regions', got {image_cache!r}")
+
+
 class Dad3DHeadsDataModule(FaceDataModule):
     """DAD-3DHeads. ``data_dir`` null -> procedural DAD-format data (n_train / n_val /
     n_test images of ``frame_size`` px) written once under the cache root."""
@@ -324,7 +431,7 @@ class Dad3DHeadsDataModule(FaceDataModule):
         frame_size: int = 320,
         flame_dir: str | None = None,
         annotation_cache_root: str | None = None,
-        image_cache: bool = False,
+        image_cache: bool | str = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -332,7 +439,7 @@ class Dad3DHeadsDataModule(FaceDataModule):
         self.frame_size = int(frame_size)
         self.flame_dir = flame_dir
         self.annotation_cache_root = annotation_cache_root
-        self.image_cache = bool(image_cache)
+        self.image_cache = _cache_mode(image_cache)
 
     def layout_help(self) -> str:
         return dad.LAYOUT

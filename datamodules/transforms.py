@@ -389,7 +389,9 @@ class FaceCropTransform:
     image (H, W, 3) uint8; bbox [x, y, w, h] source px; points: dict name -> (N, 2|3)
     source px (z in px scale); flip_perms: dict name -> (N,) int permutation (needed for
     every name in ``points`` when a flip can happen); eyes: name of the point set and the
-    two indices of the outer eye corners, for Zhao's occluders.
+    two indices of the outer eye corners, for Zhao's occluders; image_to_source: (3, 3) map
+    from ``image`` px to the source px of ``bbox`` / ``points`` when ``image`` is a cut-out
+    (a cached region), None when it is the source frame itself.
     Returns a dict with ``image`` (S, S, 3) uint8, ``points`` (moved, re-ordered),
     ``matrix`` (3, 3, with flip), ``matrix_sim`` (3, 3, without flip), ``flipped``,
     ``photometric`` (None, or with ``defer_photometric`` when training: the colour jitter /
@@ -427,6 +429,7 @@ class FaceCropTransform:
         flip_perms: dict[str, np.ndarray] | None,
         rng: np.random.Generator,
         eyes: tuple[str, int, int] | None = None,
+        image_to_source: np.ndarray | None = None,
     ) -> dict:
         scale, shift, rot, flip = self.sample_geometry(rng)
         if flip and flip_perms is None:
@@ -434,7 +437,7 @@ class FaceCropTransform:
         m_sim = crop_matrix(bbox, self.size, self.cfg.crop_scale, scale, shift, rot)
         m = flip_matrix(self.size) @ m_sim if flip else m_sim
         with stage(self.timer, "warp"):
-            out_img = self.warp_fn(image, m, self.size)
+            out_img = self.warp_fn(image, m if image_to_source is None else m @ image_to_source, self.size)
         moved = {}
         with stage(self.timer, "landmarks"):
             for name, pts in points.items():

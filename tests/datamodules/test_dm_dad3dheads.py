@@ -315,3 +315,68 @@ def test_trainer_applies_the_batch_step(dad_dir, world, tmp_path):
     assert len(seen) == 2  # one train, one val step
     for dtype, has_params, lo in seen:
         assert dtype == torch.float32 and not has_params and lo >= -0.485 / 0.229 - 1e-4
+
+
+def _copy_dad(dad_dir, dst):
+    import shutil
+
+    shutil.copytree(dad_dir, dst)
+    return dst
+
+
+def test_region_cache_reads_frames_of_any_size(dad_dir, world, tmp_path):
+    """image_cache="regions" on frames of different sizes (one frame padded by 20 rows on top, its
+    box moved with it: the DAD projection flips y with the frame height, so the labels move too):
+    the same crops, landmarks and pixels (k = 1: within one grey level) as the unpadded data
+    decoded per sample; the frame cache cannot serve mixed sizes and says so."""
+    from datamodules.transforms import AugmentConfig
+
+    root = _copy_dad(dad_dir, tmp_path / "dad")
+    p = 20
+    index = root / "train" / "train.json"
+    entries = json.loads(index.read_text())
+    img_path = root / entries[1]["img_path"]
+    rgb = np.asarray(Image.open(img_path).convert("RGB"))
+    Image.fromarray(np.concatenate([np.full((p, rgb.shape[1], 3), 90, np.uint8), rgb])).save(img_path)
+    entries[1]["bbox"] = [entries[1]["bbox"][0], entries[1]["bbox"][1] + p, *entries[1]["bbox"][2:]]
+    index.write_text(json.dumps(entries))
+    kw = dict(landmark_set="face101", image_size=96, flame_dir=world[0], train=True,
+              augment=AugmentConfig(noise_prob=0.0, blur_prob=0.0))
+    ref = Dad3DHeadsDataset(dad_dir, "train", cache_root=str(tmp_path / "c0"), **kw)
+    reg = Dad3DHeadsDataset(root, "train", cache_root=str(tmp_path / "c1"), image_cache="regions", **kw)
+    with pytest.raises(ValueError, match="00000001.png.*regions"):  # the frame cache needs one size
+        Dad3DHeadsDataset(root, "train", cache_root=str(tmp_path / "c2"), image_cache=True, **kw)
+    meta = np.load(reg.regions_dir / "train_meta.npy")
+    assert (meta[:, 2] == 1).all() and meta[1, 3] > 0
+    for i in range(4):
+        a, b = ref[i], reg[i]
+        torch.testing.assert_close(b["landmarks_px"], a["landmarks_px"], atol=1e-3, rtol=0)
+        assert float((a["image"] - b["image"]).abs().max()) <= 1 / (255 * 0.224) + 1e-5, i
+
+
+def test_region_cache_downscaled_regions_on_a_smooth_frame(dad_dir, world, tmp_path):
+    """Regions larger than 2 x image_size are box-reduced by k >= 2: on a smooth frame (no
+    aliasing to remove) the crops equal the full-resolution path within 3 grey levels (mean
+    <= 1) away from the frame border; landmarks are exact."""
+
+    root = _copy_dad(dad_dir, tmp_path / "dad")
+    entries = json.loads((root / "val" / "val.json").read_text())
+    for e in entries:
+        path = root / e["img_path"]
+        h, w = np.asarray(Image.open(path)).shape[:2]
+        yy, xx = np.mgrid[:h, :w].astype(np.float64)
+        smooth = np.stack([40 + xx, 60 + 0.8 * yy, 128 + 50 * np.sin(xx / 23.0) * np.cos(yy / 31.0)], -1)
+        Image.fromarray(np.clip(smooth, 0, 255).astype(np.uint8)).save(path)
+    kw = dict(landmark_set="face101", image_size=24, flame_dir=world[0], cache_root=str(tmp_path / "c"))
+    full = Dad3DHeadsDataset(root, "val", **kw)
+    reg = Dad3DHeadsDataset(root, "val", image_cache="regions", **kw)
+    meta = np.load(reg.regions_dir / "val_meta.npy")
+    assert (meta[:, 2] >= 2).all() and (meta[:, 3:] <= 48).all()
+    for i in range(4):
+        a, b = full[i], reg[i]
+        torch.testing.assert_close(b["landmarks_px"], a["landmarks_px"], rtol=0, atol=0)
+        std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+        d = (a["image"] - b["image"]).abs()[:, 4:-4, 4:-4] * 255 * std  # grey levels
+        assert float(d.max()) <= 3.0 and float(d.mean()) <= 1.0, (i, float(d.max()))
+    with pytest.raises(ValueError, match="regions"):
+        Dad3DHeadsDataset(root, "val", image_cache="bogus", **kw)
