@@ -100,15 +100,15 @@ def _clip_bounds() -> tuple[list[float], list[float]]:
     return lo, hi
 
 
-def _jitter_normalised(image: torch.Tensor, jitter: torch.Tensor) -> torch.Tensor:
+def _jitter_normalised(image: torch.Tensor, jitter: torch.Tensor, batched: bool | None = None) -> torch.Tensor:
     """Colour jitter + normalisation of (B, 3, H, W) uint8 -> float32 (B, 3, H, W): one matrix
     product and one clip. The CPU path (``color_jitter`` then ``normalise_image``) also rounds
     to uint8 in between; this does not, so values differ from it by at most half a grey level.
-    CUDA: one batched product; CPU: one small product per sample (~3x faster per sample than
-    batched ``baddbmm`` there, and the sample stays in cache)."""
+    CUDA (``batched`` None -> by device): one batched product; CPU: one small product per sample
+    (~3x faster per sample than batched ``baddbmm`` there, and the sample stays in cache)."""
     B, _, H, W = image.shape
     lo, hi = _clip_bounds()
-    if image.device.type != "cpu":
+    if batched if batched is not None else image.device.type != "cpu":
         x = image.reshape(B, 3, H * W).float()
         A, off = _jitter_affine(x.mean(-1), jitter)
         y = torch.baddbmm(off, A, x).view(B, 3, H, W)

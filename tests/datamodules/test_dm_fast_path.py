@@ -279,3 +279,18 @@ def test_warp_image_large_window_and_bad_dtype():
     np.testing.assert_array_equal(warp_image(img[..., 2], m, 24), warp_image(img, m, 24)[..., 2])  # grey frames
     with pytest.raises(ValueError, match="uint8"):
         warp_image(img.astype(np.float32), m, 24)
+
+
+def test_batched_jitter_branch_equals_the_per_sample_branch():
+    """The CUDA branch (one baddbmm over the batch, tensor clip bounds), run here on the CPU,
+    gives the per-sample CPU branch's values."""
+    from datamodules.batch_photometric import _jitter_normalised
+
+    rng = np.random.default_rng(9)
+    img = torch.from_numpy(rng.integers(0, 256, (5, 3, 12, 14), dtype=np.uint8))
+    jit = torch.from_numpy(rng.uniform(0.5, 1.5, (5, 3)).astype(np.float32))
+    a = _jitter_normalised(img, jit, batched=True)
+    b = _jitter_normalised(img, jit, batched=False)
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    lo = torch.from_numpy(-IMAGENET_MEAN / IMAGENET_STD).view(1, 3, 1, 1)
+    assert bool((a >= lo - 1e-6).all()) and float((a - lo).abs().min()) < 1e-5  # clipped at grey 0
