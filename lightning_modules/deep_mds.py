@@ -10,6 +10,12 @@ Training (both parts in one system, each with its own loss, summed):
   output (`"predicted"`).
 Units: the canonical view and the 3D shape are divided by the canonical view's Zhao
 scale ((std x + std y) / 2), so distances are in canonical standardised units.
+`pair_origin`: where the dissimilarity net's 2D coordinates start. "centre" (centred view) makes
+the products x_i x_j, y_i y_j of the pair features blind to a joint sign flip (a pair on the chin
+and its mirror image on the forehead look alike); "corner" shifts the view so that its smallest
+x and y are 0.5 (positive coordinates, as image coordinates are in the paper), which removes it.
+`dissim_loss`: "squared" (Eq. 8) or "relative" ((d^ - d)^2 / d^2: NMDS uses only the order of the
+dissimilarities, and short distances are as important for it as long ones).
 
 Evaluation / lifting: AE -> dissimilarity matrix -> batched SMACOF NMDS (fitting/nmds.py)
 -> mirror-fix (iBUG-68 chirality) -> weak-perspective fit to the input 2D landmarks ->
@@ -67,21 +73,34 @@ class DeepMDSLifter(LiftingModule):
         dissim_input: str = "target",
         nmds_iters: int = 100,
         num_threads: int | None = None,
+        pair_origin: str = "centre",
+        dissim_loss: str = "squared",
     ) -> None:
         super().__init__(net, optimizer, scheduler, landmark_set, image_size, early_stopping_patience, monitor,
                          num_threads)
         if dissim_input not in ("target", "predicted"):
             raise ValueError(f"DeepMDSLifter: dissim_input must be 'target' or 'predicted', got {dissim_input!r}")
+        if pair_origin not in ("centre", "corner"):
+            raise ValueError(f"DeepMDSLifter: pair_origin must be 'centre' or 'corner', got {pair_origin!r}")
+        if dissim_loss not in ("squared", "relative"):
+            raise ValueError(f"DeepMDSLifter: dissim_loss must be 'squared' or 'relative', got {dissim_loss!r}")
         self.save_hyperparameters(ignore=["net"])
         print(f"Deep-MDS trainable parameters: {net.n_parameters():,} (paper: {PAPER_N_PARAMETERS:,})")
 
     def lift(self, xy_px: Tensor) -> Tensor:
         """(B, 68, 2) px -> (B, 68, 3) px: x, y unchanged, zero-mean z towards the camera."""
         xy_std, _, _ = standardise_2d(xy_px)
-        _, dis = self.net(xy_std)
+        canon = self.net.autoencoder(xy_std)
+        dis = self.net.dissimilarity.matrix(self._pair_coords(canon))
         res = smacof_nmds(dis.double(), dim=3, n_iter=self.hparams.nmds_iters)
         shape = fix_chirality_ibug68(res.points).to(xy_px.dtype)
         return centred_depth(lift_with_shape(shape, xy_px))
+
+    def _pair_coords(self, canon: Tensor) -> Tensor:
+        """(B, n, 2) canonical view -> the dissimilarity net's coordinates (see `pair_origin`)."""
+        if self.hparams.get("pair_origin", "centre") == "corner":
+            return canon - canon.amin(1, keepdim=True) + 0.5
+        return canon
 
     def model_step(self, batch: dict[str, Tensor], full: bool = True) -> tuple[Tensor, Tensor | None, Tensor]:
         if "landmarks3d_model" not in batch:
@@ -92,10 +111,14 @@ class DeepMDSLifter(LiftingModule):
         canon = self.net.autoencoder(xy_std)
         ae_loss = ((canon - canon_gt) ** 2).sum(-1).mean()
         dis_in = canon_gt if self.hparams.dissim_input == "target" else canon.detach()
-        dis = self.net.dissimilarity.matrix(dis_in)  # (B, L, L), all pairs of each face
+        dis = self.net.dissimilarity.matrix(self._pair_coords(dis_in))  # (B, L, L), all pairs of each face
         d_gt = pairwise_distances(shape_norm)
         n = dis.shape[1]
-        dis_loss = ((dis - d_gt) ** 2).sum((1, 2)).mean() / (n * (n - 1))
+        err = dis - d_gt
+        if self.hparams.get("dissim_loss", "squared") == "relative":
+            eye = torch.eye(n, dtype=torch.bool, device=dis.device)
+            err = torch.where(eye, torch.zeros_like(err), err / d_gt.clamp_min(1e-6))
+        dis_loss = (err**2).sum((1, 2)).mean() / (n * (n - 1))
         loss = ae_loss + self.hparams.dissim_weight * dis_loss
         preds = self.lift(xy) if full else None
         return loss, preds, batch["landmarks3d"]

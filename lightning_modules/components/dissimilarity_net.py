@@ -22,12 +22,21 @@ class DissimilarityNet(nn.Module):
     Input (..., 6) pair features; output (...,) estimated 3D distance (non-negative via
     softplus). With width 24 it has 2,593 parameters (< 3000, as the paper requires).
     The skip adds the first hidden layer's output to the fourth's input.
+
+    output: "distance" (the net's output is the distance) or "depth" (the net's output is the
+    pair's depth difference |dz| and the distance is sqrt(|dx|^2 + |dy|^2 + dz^2) with |dx|, |dy|
+    the first two pair features: in an orthographic canonical view the in-plane part of the 3D
+    distance is known, only the depth part has to be learned). Same parameters either way.
     """
 
-    def __init__(self, width: int = 24, n_layers: int = 5, skip_from: int = 1, skip_to: int = 4) -> None:
+    def __init__(self, width: int = 24, n_layers: int = 5, skip_from: int = 1, skip_to: int = 4,
+                 output: str = "distance") -> None:
         super().__init__()
         if not 1 <= skip_from < skip_to <= n_layers:
             raise ValueError(f"DissimilarityNet: need 1 <= skip_from < skip_to <= n_layers, got {skip_from}, {skip_to}, {n_layers}")
+        if output not in ("distance", "depth"):
+            raise ValueError(f"DissimilarityNet: output must be 'distance' or 'depth', got {output!r}")
+        self.output = output
         self.layers = nn.ModuleList([nn.Linear(6 if k == 0 else width, width) for k in range(n_layers)])
         self.out = nn.Linear(width, 1)
         self.act = nn.ELU()
@@ -43,7 +52,10 @@ class DissimilarityNet(nn.Module):
             h = self.act(layer(h))
             if k == self.skip_from:
                 saved = h
-        return nn.functional.softplus(self.out(h)).squeeze(-1)
+        out = nn.functional.softplus(self.out(h)).squeeze(-1)
+        if self.output == "depth":
+            return (feats[..., 0] ** 2 + feats[..., 1] ** 2 + out**2).clamp_min(1e-12).sqrt()
+        return out
 
     def matrix(self, xy: Tensor) -> Tensor:
         """All-pairs dissimilarity matrix. xy: (B, n, 2) -> (B, n, n), symmetric, zero diagonal."""
