@@ -32,7 +32,10 @@ class MobileNetV1(nn.Module):
     (~0.35 M parameters, ~1.4 MB in float32; the paper reports a 1.5 MB model).
     """
 
-    def __init__(self, n_outputs: int = 118, width_mult: float = 0.3125, in_channels: int = 3) -> None:
+    def __init__(self, n_outputs: int = 118, width_mult: float = 0.3125, in_channels: int = 3,
+                 zero_head: bool = False) -> None:
+        """zero_head: initialise the FC layer to zero, so the first predictions are exactly 0 (for a
+        regressor of normalised targets: the training mean; MobileFace's configs use it)."""
         super().__init__()
         c = max(1, int(round(32 * width_mult)))
         layers: list[nn.Module] = [_conv_bn(in_channels, c, 3, 2)]
@@ -44,6 +47,9 @@ class MobileNetV1(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(c, n_outputs)
         self.feature_dim = c
+        if zero_head:
+            nn.init.zeros_(self.fc.weight)
+            nn.init.zeros_(self.fc.bias)
 
     def forward(self, image: Tensor) -> Tensor:
         """(B, 3, H, W) -> (B, n_outputs)."""

@@ -132,3 +132,55 @@ def test_configs_select_w300lp_and_build(name: str, loss: str) -> None:
     assert cfg.data._target_.endswith("W300LPDataModule") and cfg.model.loss == loss
     module = instantiate_model(OmegaConf.create(OmegaConf.to_container(cfg.model, resolve=True)))
     assert module.face_model.n_keypoints == 68 and module.hparams.image_size == 96
+
+
+class _Fixed(torch.nn.Module):
+    """A 'network' that returns the given normalised parameters (for hand-computed loss values)."""
+
+    def __init__(self, p_norm: torch.Tensor) -> None:
+        super().__init__()
+        self.p_norm = torch.nn.Parameter(p_norm.clone())
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.p_norm.expand(image.shape[0], -1)
+
+
+def _one_vertex_case() -> tuple[BFM118, torch.Tensor, torch.Tensor]:
+    """One vertex at (0.1, 0.2, 0) m; alpha_id[0] moves it by (0.01, 0, 0) m per unit. Camera: zero
+    angles, t = (0, 0, 2) m, f = 100 px, principal point (48, 40); the prediction differs from the
+    target only in alpha_id[0] (1 vs 0) and Px (50 vs 48)."""
+    id_basis = torch.zeros(1, 3, 80)
+    id_basis[0, 0, 0] = 0.01
+    fm = BFM118(torch.tensor([[0.1, 0.2, 0.0]]), id_basis, torch.zeros(1, 3, 29))
+    gt = torch.zeros(1, N_PARAMS)
+    gt[0, SLICES["t"]] = torch.tensor([0.0, 0.0, 2.0])
+    gt[0, SLICES["f"]] = 100.0
+    gt[0, SLICES["pp"]] = torch.tensor([48.0, 40.0])
+    pred = gt.clone()
+    pred[0, 0] = 1.0
+    pred[0, SLICES["pp"].start] = 50.0
+    return fm, pred, gt
+
+
+@pytest.mark.parametrize(("loss", "expected"), [
+    # S differs by (10 mm, 0, 0); u_pred = 100 * 0.11 / 2 + 50 = 55.5 vs u_gt = 100 * 0.1 / 2 + 48 = 53: 2.5 px
+    ("l2_2d3d", 10.0**2 + 2.5**2),
+    ("l1_2d3d", 10.0 + 2.5),
+    # normalised with the default std: alpha_id[0] (std 1): 1; Px (std 96 / 16 = 6): (2 / 6)^2
+    ("mse", 1.0 + (2.0 / 6.0) ** 2),
+])
+def test_losses_hand_computed(loss: str, expected: float) -> None:
+    fm, pred, gt = _one_vertex_case()
+    module = MobileFaceRegressor(_Fixed(fm.normalise(pred)), fm, functools.partial(torch.optim.Adam, lr=1e-3),
+                                 loss=loss, param_stats="default")
+    value, p, _ = module.model_step({"image": torch.zeros(1, 3, 96, 96), "params": gt})
+    torch.testing.assert_close(p, pred)
+    assert value.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_loss_weights_scale_the_two_terms() -> None:
+    fm, pred, gt = _one_vertex_case()
+    module = MobileFaceRegressor(_Fixed(fm.normalise(pred)), fm, functools.partial(torch.optim.Adam, lr=1e-3),
+                                 loss="l2_2d3d", w3d=0.5, w2d=2.0)
+    value, _, _ = module.model_step({"image": torch.zeros(2, 3, 96, 96), "params": gt.expand(2, -1)})
+    assert value.item() == pytest.approx(0.5 * 100.0 + 2.0 * 6.25, rel=1e-5)

@@ -127,3 +127,25 @@ def test_param_stats_come_from_the_training_split(w300lp_dir, face_model):
     # the id coefficients' mean is the mean of Shape_Para[:80] / shapeEV over the training files only
     id_mean = torch.stack([s["params"][:N_ID].double() / fm.id_ev.double() for s in _samples(eval_ds)]).mean(0)
     torch.testing.assert_close(fm.param_mean[:N_ID].double(), id_mean, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(("name", "loss"), [("mobileface", "mse"), ("mobileface_l2", "l2_2d3d"), ("mobileface_l1", "l1_2d3d")])
+def test_every_mobileface_config_trains_and_tests(w300lp_dir, tmp_path, name, loss):
+    """The real Hydra configs, end to end on 300W-LP-format files (fast_dev_run: one train, val and test
+    batch): the normalisation comes from the training split, the test logs the distances and AUCs of
+    the model, the mean shape and the registered model, and writes the per-face distances."""
+    from experiments.train import train
+    from tests.harness.compose import compose_config
+
+    cfg = compose_config("train", [f"model={name}", "debug=fast_dev_run", f"data.data_dir={w300lp_dir}",
+                                   "data.num_workers=0", "data.persistent_workers=false", "data.batch_size=4",
+                                   "data.val_fraction=0.3", "model.face_model.n_vertices=100", "model.icp_iters=1"],
+                         tmp_path)
+    assert cfg.model.loss == loss
+    out = train(cfg)
+    m = out["metrics"]
+    for key in ("test/auc", "test/auc_meanshape", "test/auc_upper"):
+        assert 0.0 <= m[key] <= 1.0
+    assert m["test/dist_upper"] < m["test/dist_meanshape"]  # the conversion error is far below the mean shape's
+    errs = np.load(next(tmp_path.rglob("test_errors.npz")))
+    assert set(errs.files) == {"index", "dist", "dist_meanshape", "dist_upper"} and errs["dist"].shape == errs["index"].shape
