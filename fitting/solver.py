@@ -106,20 +106,26 @@ class RobustCholeskyDenseSolver(th.CholeskyDenseSolver):
         with record_function("fit/linear_solve"):
             return self._robust_solve(Atb, AtA)
 
-    def _robust_solve(self, Atb: Tensor, AtA: Tensor) -> Tensor:
+    def _robust_solve(self, Atb: Tensor, AtA: Tensor, always_retry: bool | None = None) -> Tensor:
+        """Batched Cholesky solve; failed items retry with jitter, then get a zero step.
+
+        On the CPU the retry runs only when some item failed (asking is free there); on any
+        other device it always runs, selected per item with ``where``, so the solve never
+        waits for the device (no host sync inside the LM iteration from here)."""
         lower, info = torch.linalg.cholesky_ex(AtA)
         bad = info > 0  # (B,)
-        if bool(bad.any()):
+        if always_retry is None:
+            always_retry = AtA.device.type != "cpu"
+        if always_retry or bool(bad.any()):
             n = AtA.shape[-1]
             scale = AtA.diagonal(dim1=1, dim2=2).abs().mean(-1).clamp_min(1e-12)  # (B,)
             eye = torch.eye(n, dtype=AtA.dtype, device=AtA.device)
             jitter = torch.where(bad, scale * self.JITTER, torch.zeros_like(scale))
             lower2, info2 = torch.linalg.cholesky_ex(AtA + jitter[:, None, None] * eye)
             lower = torch.where(bad[:, None, None], lower2, lower)
-            still_bad = info2 > 0
-            if bool(still_bad.any()):
-                lower = torch.where(still_bad[:, None, None], eye.expand_as(lower), lower)
-                Atb = torch.where(still_bad[:, None, None], torch.zeros_like(Atb), Atb)
+            still_bad = bad & (info2 > 0)
+            lower = torch.where(still_bad[:, None, None], eye.expand_as(lower), lower)
+            Atb = torch.where(still_bad[:, None, None], torch.zeros_like(Atb), Atb)
         sol = torch.cholesky_solve(Atb, lower).squeeze(2)
         return torch.nan_to_num(sol, nan=0.0, posinf=0.0, neginf=0.0)
 
@@ -132,7 +138,8 @@ class LevenbergMarquardtStop(th.LevenbergMarquardt):
     the solve, and un-frozen again at the next test. Here an item converges
 
     * on an accepted step whose relative decrease is below ``rel_err_tolerance`` (or whose
-      error is below ``abs_err_tolerance``), or
+      error, or its change, is below ``abs_err_tolerance``: per item, where Theseus compares
+      the batch mean, which needs a host sync), or
     * on a rejected step whose *predicted* relative decrease (the LM model's, at the
       current damping) is below ``rel_err_tolerance`` too: MINPACK's ``ftol`` test on the
       predicted reduction. Without it an item sitting at its float32 noise floor (the
@@ -183,12 +190,17 @@ class LevenbergMarquardtStop(th.LevenbergMarquardt):
         self._last_reject = reject
         return reject
 
+    @torch.no_grad()
     def _check_convergence(self, err: Tensor, last_err: Tensor) -> Tensor:
-        done = super()._check_convergence(err, last_err)
+        # Theseus' test per item, but without its batch-wide ``if err.abs().mean() < abs_tol``
+        # (a host sync every iteration): an item is done when its own error is below abs_tol
+        abs_tol, rel_tol = self.params.abs_err_tolerance, self.params.rel_err_tolerance
+        change = (last_err - err).abs()
+        done = (err.abs() < abs_tol) | (change < abs_tol) | (change / last_err).abs().lt(rel_tol)
         if self._last_reject is not None and self._last_reject.shape == done.shape:
             flat = torch.zeros_like(done)
             if self._pred is not None and self._pred.shape == done.shape:
-                flat = self._pred.abs() <= self.params.rel_err_tolerance * err.abs()
+                flat = self._pred.abs() <= rel_tol * err.abs()
             done = done & ~self._last_reject | (self._last_reject & flat)
         if self._done is not None and self._done.shape == done.shape:
             done = done | self._done  # sticky: a converged item stays frozen

@@ -80,6 +80,12 @@ def test_robust_cholesky_solves_good_items_and_zeroes_hopeless_ones():
     assert torch.isfinite(x).all()
     torch.testing.assert_close(x[0], torch.linalg.solve(AtA[0], b[0])[:, 0])
     assert (x[1] == 0).all()
+    # the branch-free form (what runs on a GPU: no host sync) gives the same numbers
+    torch.testing.assert_close(solver._robust_solve(b, AtA, always_retry=True), x)
+    good = AtA[[0, 0]]
+    torch.testing.assert_close(
+        solver._robust_solve(b[:2], good, always_retry=True), solver._robust_solve(b[:2], good)
+    )
 
 
 def _normal_problem(B, dtype, barycentric=False, seed=3):
