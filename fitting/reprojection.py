@@ -101,7 +101,9 @@ def _small_jacobians(model, rot, v, st, R, dpi, wrt) -> tuple[dict[str, Tensor],
     if "rot" in wrt:
         # d(R(w) v)/dw = -R [v]x J_r(w)  and  m^T [v]x = (m x v)^T
         Jr = so3_right_jacobian(rot)  # (B, 3, 3)
-        rows = -torch.linalg.cross(dpiR, v[:, :, None, :].expand_as(dpiR), dim=-1)  # (B, L, 2, 3)
+        m0, m1, m2 = dpiR.unbind(-1)  # (B, L, 2) each; rows = -(m x v), written out
+        v0, v1, v2 = (c[..., None] for c in v.unbind(-1))  # (B, L, 1)
+        rows = torch.stack([m2 * v1 - m1 * v2, m0 * v2 - m2 * v0, m1 * v0 - m0 * v1], -1)
         J["rot"] = rows.reshape(B, 2 * L, 3) @ Jr
     if "pose" in wrt:
         J["pose"] = model.contract(dpiR, st, False, True)[1].reshape(B, 2 * L, -1)

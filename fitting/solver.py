@@ -185,6 +185,31 @@ class LevenbergMarquardtStop(th.LevenbergMarquardt):
             ellipsoidal_damping,
         )
 
+    def _step(
+        self,
+        delta: Tensor,
+        previous_err: Tensor,
+        converged_indices: Tensor,
+        force_update: bool,
+        delta_forced_to_gn: bool,
+        **kwargs,
+    ) -> tuple[Tensor, bool]:
+        """Theseus' step, minus its second residual evaluation: after a partly rejected step
+        Theseus recomputes the whole batch's error; the rejected (and frozen) items kept their
+        variables, so their error is ``previous_err`` exactly, the others' is the trial one."""
+        tensor_dict, err = self._compute_retracted_tensors_and_error(
+            delta, converged_indices, force_update
+        )
+        reject = (
+            None if delta_forced_to_gn else self._complete_step(delta, err, previous_err, **kwargs)
+        )
+        if reject is not None and reject.all():
+            return previous_err, True
+        self.objective.update(tensor_dict, batch_ignore_mask=reject)
+        if reject is not None:
+            err = torch.where(reject, previous_err, err)
+        return err, False
+
     def _complete_step(self, delta, new_err, previous_err, **kwargs):
         reject = super()._complete_step(delta, new_err, previous_err, **kwargs)
         self._last_reject = reject
