@@ -321,7 +321,20 @@ class LandmarkFitter(nn.Module):
         Returns:
             :class:`FitResult`. Never raises for bad data: bad items get ``valid = False``.
             Gradients flow to ``landmarks`` and ``conf`` (Theseus ``backward_mode``).
+
+        float32 matmuls run at full precision inside (``torch.set_float32_matmul_precision``
+        is "highest" for the call, then restored): the normal-equation product carries the
+        gradient column ``J^T e`` too, and TF32 / bf16 products (10 / 8 mantissa bits) would
+        stall the LM above the optimum.
         """
+        previous = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("highest")
+        try:
+            return self._fit(landmarks, conf, K)
+        finally:
+            torch.set_float32_matmul_precision(previous)
+
+    def _fit(self, landmarks: Tensor, conf: Tensor | None, K: Tensor | None) -> FitResult:
         cfg, dt = self.config, self.dtype
         if (
             landmarks.dim() != 3

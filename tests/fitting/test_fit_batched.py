@@ -163,3 +163,33 @@ def test_per_iteration_pieces_run_on_the_meta_device(arrays):
         opt._last_reject = torch.zeros(3, dtype=torch.bool, device="meta")
         opt._pred = torch.ones(3, device="meta")
         assert opt._check_convergence(err, err).device.type == "meta"
+
+
+class MatmulPrecision(TorchDispatchMode):
+    """The float32 matmul precision in force at every matrix product."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket in (torch.ops.aten.bmm, torch.ops.aten.mm, torch.ops.aten.baddbmm):
+            self.seen.add(torch.get_float32_matmul_precision())
+        return func(*args, **(kwargs or {}))
+
+
+def test_fit_runs_its_products_at_full_float32_precision(arrays):
+    """TF32 / bf16 matmuls (set globally by many training scripts) would perturb J^T e; the
+    fitter switches to "highest" for the call and restores the caller's setting."""
+    idx = np.arange(0, 240, 4)
+    fitter = _fitter(arrays, idx, dtype="float32")
+    uv, _, _ = project_ground_truth(arrays, idx, 2, seed=2)
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("medium")
+    try:
+        with MatmulPrecision() as log:
+            fitter.fit(uv.float(), K=default_K(2).float())
+        assert log.seen == {"highest"}
+        assert torch.get_float32_matmul_precision() == "medium"
+    finally:
+        torch.set_float32_matmul_precision(previous)
