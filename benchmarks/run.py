@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib
 import json
 import os
 import platform
@@ -129,6 +130,24 @@ def loader_vs_step(results: list[dict]) -> list[str]:
     return out
 
 
+def section(r: dict) -> list[str]:
+    """One benchmark's BENCHMARKS.md section: its own `markdown_section(result, command)` when the
+    module has one (profile tables, verdict), else the figure table."""
+    name, command = r.get("bench"), r.get("command", "")
+    if "error" not in r:
+        module = importlib.import_module(f"benchmarks.bench_{name}")
+        if hasattr(module, "markdown_section"):
+            figures = {k: v for k, v in r.items() if k != "command"}
+            try:
+                return [*module.markdown_section(figures, command), ""]
+            except KeyError:  # a partial result (e.g. a smoke run) lacks the profile: plain table
+                pass
+    out = [f"## {name}", "", f"`{command}`", "", "| figure | value |", "| --- | --- |"]
+    out += [f"| {k} | {json.dumps(v) if not isinstance(v, str) else v} |" for k, v in r.items()
+            if k not in ("bench", "command")]
+    return out + [""]
+
+
 def write_markdown(results: list[dict], path: Path, notes: list[str] | None = None) -> None:
     out = [
         "# Benchmarks",
@@ -143,17 +162,7 @@ def write_markdown(results: list[dict], path: Path, notes: list[str] | None = No
         *(notes or []),
     ]
     for r in results:
-        out.append(f"## {r.get('bench')}")
-        out.append("")
-        out.append(f"`{r.get('command', '')}`")
-        out.append("")
-        out.append("| figure | value |")
-        out.append("| --- | --- |")
-        for k, v in r.items():
-            if k in ("bench", "command"):
-                continue
-            out.append(f"| {k} | {json.dumps(v) if not isinstance(v, str) else v} |")
-        out.append("")
+        out += section(r)
     out += loader_vs_step(results)
     out += profile_lines(results)
     path.write_text("\n".join(out))

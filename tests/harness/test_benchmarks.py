@@ -89,6 +89,19 @@ def test_runner_writes_loader_vs_step_and_profile(tmp_path, monkeypatch):
     assert runner.loader_vs_step(results[1:]) == []  # no loader result: no section
 
 
+def test_runner_uses_a_benchmarks_own_section_writer(tmp_path):
+    stages = {"warp": 1.0, "decode": 2.0}
+    loader = {"bench": "loader", "samples_per_s": 500.0, "cpu_ms_per_sample": 3.0, "stage_ms": stages,
+              "decode_per_sample": {"cpu_ms_per_sample": 4.0, "stage_ms": stages},
+              "reference": {"cpu_ms_per_sample": 5.0, "stage_ms": stages},
+              "verdict": "VERDICT LINE", "command": "cmd"}
+    out = tmp_path / "B.md"
+    runner.write_markdown([loader], out)
+    text = out.read_text()
+    assert "### What bounds the loader" in text and "| **total (cpu_ms_per_sample)** | 5.0 | 4.0 | 3.0 |" in text
+    assert "VERDICT LINE" in text and "`cmd`" in text
+
+
 def test_runner_names_unmeasured_cuda_targets_without_a_gpu(monkeypatch):
     import torch
 
