@@ -22,7 +22,8 @@ Annotation cache: parsing a 5023-vertex json costs ~4 ms, more than decoding the
 At setup each split's annotations (vertices float32, MV, P, image height, K, R, t, yaw,
 visibility) are parsed once into ``<cache_root>/dad3dheads_ann_<hash>/<split>.npz`` (hash of
 the absolute root, split and index file size/mtime) and loaded into memory at setup (forked DataLoader workers share it copy-on-write).
-Images are decoded per sample by default. ``image_cache=True`` (opt-in) decodes every frame
+Images are decoded per sample unless cached; the DataModule's default ``image_cache="auto"``
+caches the procedural frames (data_dir null) and decodes real data per sample. ``image_cache=True`` decodes every frame
 once into a uint8 memory map next to the annotation cache (only when all frames of a split
 have one size, as the procedural data; see :func:`load_split_images`): it removes the PNG
 decode from the per-sample cost at the price of N x H x W x 3 bytes of disk.
@@ -431,7 +432,7 @@ class Dad3DHeadsDataModule(FaceDataModule):
         frame_size: int = 320,
         flame_dir: str | None = None,
         annotation_cache_root: str | None = None,
-        image_cache: bool | str = False,
+        image_cache: bool | str = "auto",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -439,6 +440,8 @@ class Dad3DHeadsDataModule(FaceDataModule):
         self.frame_size = int(frame_size)
         self.flame_dir = flame_dir
         self.annotation_cache_root = annotation_cache_root
+        if image_cache == "auto":  # procedural frames: one size, small -> cache; real data: decode
+            image_cache = "frames" if self.data_dir is None else "none"
         self.image_cache = _cache_mode(image_cache)
 
     def layout_help(self) -> str:

@@ -380,3 +380,11 @@ def test_region_cache_downscaled_regions_on_a_smooth_frame(dad_dir, world, tmp_p
         assert float(d.max()) <= 3.0 and float(d.mean()) <= 1.0, (i, float(d.max()))
     with pytest.raises(ValueError, match="regions"):
         Dad3DHeadsDataset(root, "val", image_cache="bogus", **kw)
+
+
+def test_image_cache_auto_caches_procedural_frames_and_decodes_real_data(tmp_path):
+    assert Dad3DHeadsDataModule(num_workers=0).image_cache == "frames"  # data_dir null: procedural, one size
+    assert Dad3DHeadsDataModule(data_dir=str(tmp_path), num_workers=0).image_cache == "none"
+    assert Dad3DHeadsDataModule(data_dir=str(tmp_path), num_workers=0, image_cache="regions").image_cache == "regions"
+    with pytest.raises(ValueError, match="image_cache"):
+        Dad3DHeadsDataModule(num_workers=0, image_cache="sometimes")
