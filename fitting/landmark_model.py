@@ -262,7 +262,7 @@ class LandmarkLBS(nn.Module):
         GR, At = self._chain(rots, joints)
         Rw = (self.W @ GR.reshape(GR.shape[0], -1, 9)).view(GR.shape[0], -1, 3, 3)  # (B, U, 3, 3)
         tw = torch.einsum("uk,bki->bui", self.W, At)  # (B, U, 3)
-        v = (Rw @ v_posed[..., None])[..., 0] + tw
+        v = (Rw * v_posed[:, :, None, :]).sum(-1) + tw  # per-vertex 3x3 @ 3: no tiny bmm
         return {"v": v, "GR": GR, "Rw": Rw, "rots": rots, "joints": joints, "v_posed": v_posed}
 
     def _pose_tangents(self, pose: Tensor, st: dict[str, Tensor]) -> Tensor:
