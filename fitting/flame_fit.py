@@ -196,6 +196,9 @@ class LandmarkFitter(nn.Module):
         w_pose = torch.tensor([float(w) for w in wj for _ in range(3)], dtype=torch.float64)
         self.register_buffer("sqrt_w_pose", w_pose.sqrt().to(dtype))  # (3F,)
 
+    #: CPU scratch memory kept between fits (bytes); larger buffers are freed after the fit
+    KEEP_BUFFER_BYTES = 256 * 2**20
+
     @property
     def dtype(self) -> torch.dtype:
         return self.lmk.T.dtype
@@ -333,6 +336,9 @@ class LandmarkFitter(nn.Module):
             return self._fit(landmarks, conf, K)
         finally:
             torch.set_float32_matmul_precision(previous)
+            # the CPU normal-equation buffer is reused across the LM iterations of a fit and
+            # kept for the next fit up to this size (batch 64 at 1609 landmarks: 190 MB)
+            self.lmk.trim_workspace(self.KEEP_BUFFER_BYTES)
 
     def _fit(self, landmarks: Tensor, conf: Tensor | None, K: Tensor | None) -> FitResult:
         cfg, dt = self.config, self.dtype

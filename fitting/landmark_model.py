@@ -463,6 +463,12 @@ class LandmarkLBS(nn.Module):
         state.pop("_ws", None)  # copies / pickles do not carry the scratch buffer
         return state
 
+    def trim_workspace(self, max_bytes: int) -> None:
+        """Drop the reused buffers of :meth:`coeff_normal` if together above ``max_bytes``."""
+        pool = self.__dict__.get("_ws", {})
+        if sum(t.numel() * t.element_size() for t in pool.values()) > max_bytes:
+            pool.clear()
+
     def _workspace(self, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
         """A reusable uninitialised buffer ``name`` of ``shape`` (grown when needed), no autograd."""
         n = int(np.prod(shape))

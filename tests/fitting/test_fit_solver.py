@@ -157,6 +157,13 @@ def test_reused_buffer_is_resized_and_not_carried_by_copies():
     torch.testing.assert_close(small, big[:2])
     torch.testing.assert_close(big2, big)
     assert "_ws" in model.__dict__ and "_ws" not in copy.deepcopy(model).__dict__
+    nbytes = sum(t.numel() * t.element_size() for t in model.__dict__["_ws"].values())
+    model.trim_workspace(nbytes)  # at the limit: kept
+    assert model.__dict__["_ws"]
+    model.trim_workspace(nbytes - 1)  # above it: freed, and the next call makes it again
+    assert not model.__dict__["_ws"]
+    with torch.no_grad():
+        torch.testing.assert_close(reprojection_normal(model, *args, wrt=wrt)[0], big)
 
 
 def test_lm_convergence_counts_accepted_small_steps_and_flat_rejected_ones():
