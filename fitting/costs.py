@@ -42,6 +42,19 @@ class UnitCostWeight(th.CostWeight):
         return UnitCostWeight(name=new_name)
 
 
+class _Evaluated:
+    """A landmark model whose :meth:`evaluate` returns a stored result (fixed coeffs / pose)."""
+
+    def __init__(self, model, points: Tensor, state: dict[str, Tensor]) -> None:
+        self._model, self._points, self._state = model, points, state
+
+    def evaluate(self, coeffs: Tensor, pose: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        return self._points, dict(self._state)
+
+    def __getattr__(self, name: str):
+        return getattr(self._model, name)
+
+
 class ReprojectionCost(th.CostFunction):
     """Confidence-weighted landmark re-projection residual (B, 2L).
 
@@ -84,15 +97,36 @@ class ReprojectionCost(th.CostFunction):
         K = self.K.tensor.expand(B, -1).reshape(B, 3, 3)
         return (*(t[n] for n in PARAM_NAMES), K, target, self.conf.tensor.expand(B, -1))
 
+    def _model_for(self, coeffs: Tensor, pose: Tensor):
+        """The model, or, when coeffs and pose are held fixed (the rigid stage) and need no
+        gradient, a view of it whose landmark evaluation is computed once and reused for as
+        long as those two tensors are the same (unmodified) objects."""
+        if "coeffs" in self.optim or "pose" in self.optim:
+            return self.model
+        if torch.is_grad_enabled() and (coeffs.requires_grad or pose.requires_grad):
+            return self.model
+        c, p = self.coeffs.tensor, self.pose.tensor
+        key = (c, p, c._version, p._version, coeffs.shape[0])
+        cached = getattr(self, "_fixed_eval", None)
+        if cached is None or any(
+            a is not b if torch.is_tensor(a) else a != b
+            for a, b in zip(cached[0], key, strict=True)
+        ):
+            cached = (key, _Evaluated(self.model, *self.model.evaluate(coeffs, pose)))
+            self._fixed_eval = cached
+        return cached[1]
+
     def _terms(self, wrt: tuple[str, ...]):
-        return reprojection(self.model, *self._args(), wrt=wrt)
+        args = self._args()
+        return reprojection(self._model_for(args[2], args[3]), *args, wrt=wrt)
 
     def normal_equations(self) -> tuple[Tensor, Tensor]:
         """``J^T J`` (B, n, n) and ``-J^T e`` (B, n) over the optimisation variables (in
         :attr:`optim` order), from the model's structure without the stacked Jacobian
         (:func:`fitting.reprojection.reprojection_normal`)."""
         with record_function("fit/normal_equations"):
-            H, g, _ = reprojection_normal(self.model, *self._args(), wrt=self.optim)
+            args = self._args()
+            H, g, _ = reprojection_normal(self._model_for(args[2], args[3]), *args, wrt=self.optim)
         return H, g
 
     def error(self) -> Tensor:

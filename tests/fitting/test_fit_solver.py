@@ -187,3 +187,38 @@ def test_lm_convergence_counts_accepted_small_steps_and_flat_rejected_ones():
     opt._pred = torch.full((5,), 10.0, dtype=torch.float64)
     done = opt._check_convergence(err - 50.0, err)  # every item takes a big step now
     assert done.tolist() == [False, True, True, False, False]  # sticky
+
+
+def test_rigid_cost_reuses_the_fixed_shape_only_while_it_is_unchanged():
+    """With coeffs and pose held fixed (the rigid stage) the cost evaluates the landmarks once;
+    a new coeffs tensor, or an in-place change of it, is seen at the next evaluation."""
+    model, (rot, transl, coeffs, pose, K, target, conf) = _normal_problem(2, torch.float64)
+    B, L = target.shape[:2]
+    params = {
+        n: th.Vector(tensor=t, name=n)
+        for n, t in zip(PARAM_NAMES, (rot, transl, coeffs, pose), strict=True)
+    }
+    cost = ReprojectionCost(
+        model,
+        params,
+        ("rot", "transl"),
+        th.Variable(target.reshape(B, 2 * L), name="target"),
+        th.Variable(conf, name="conf"),
+        th.Variable(K.reshape(B, 9), name="K"),
+    )
+
+    def want(c):
+        return reprojection(model, rot, transl, c, pose, K, target, conf).error
+
+    with torch.no_grad():
+        torch.testing.assert_close(cost.error(), want(coeffs))
+        torch.testing.assert_close(cost.normal_equations()[1], cost.normal_equations()[1])
+        new = coeffs + 0.5
+        params["coeffs"].update(new)
+        torch.testing.assert_close(cost.error(), want(new))
+        new.mul_(2.0)  # in place: same object, new version
+        torch.testing.assert_close(cost.error(), want(new))
+        H, g = cost.normal_equations()
+        terms = reprojection(model, rot, transl, new, pose, K, target, conf, wrt=("rot", "transl"))
+        J = torch.cat([terms.J["rot"], terms.J["transl"]], 2)
+        torch.testing.assert_close(H, J.transpose(1, 2) @ J)
