@@ -200,14 +200,15 @@ def write_report(name: str, scale: str, recipe: dict, timings: dict[str, float],
         lines += ["Quick scale: small data, few epochs, small images on a CPU. Compare the ranking and the",
                   "trends with the paper, not the absolute numbers (the paper trains for the full schedule on",
                   "the real dataset).", ""]
+    with_paper = [lbl for lbl in metrics.values() if any(lbl in (r.get("paper") or {}) for r, _ in rows)]
     header = ["run", *[f"{label} (ours)" for label in metrics.values()],
-              *[f"{label} (paper)" for label in metrics.values()], "minutes"]
+              *[f"{label} (paper)" for label in with_paper], "minutes"]  # paper columns: those it reports
     lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for run, ours in rows:
         paper = run.get("paper", {}) or {}
         cells = [run.get("label", run["name"])]
         cells += ["-" if ours[lbl] is None else f"{ours[lbl]:.4g}" for lbl in metrics.values()]
-        cells += [str(paper.get(lbl, "-")) for lbl in metrics.values()]
+        cells += [str(paper.get(lbl, "-")) for lbl in with_paper]
         cells.append(f"{timings[run['name']] / 60:.1f}" if run["name"] in timings else "-")
         lines.append("| " + " | ".join(cells) + " |")
 

@@ -96,7 +96,7 @@ def test_report_rows_merge_training_and_fit_metrics(tmp_path, monkeypatch):
 
     monkeypatch.setattr(reproduce, "LOGS", tmp_path / "logs")
     monkeypatch.setattr(reproduce, "DOCS", tmp_path / "docs")
-    recipe = {"title": "T", "metrics": {"test/mlme": "MLME", "test/mve_face_mm": "MVE face"},
+    recipe = {"title": "T", "metrics": {"test/mlme": "MLME", "test/mve_face_mm": "MVE face", "test/n_valid": "valid"},
               "scales": {"quick": []},
               "runs": [{"name": "a", "label": "A", "overrides": [], "paper": {"MLME": 2.1}}],
               "fit": {"variants": [{"name": "v1", "label": "1609", "paper": {"MVE face": 7.8}},
@@ -113,8 +113,9 @@ def test_report_rows_merge_training_and_fit_metrics(tmp_path, monkeypatch):
     assert rows[0][1]["test/mlme"] == 3.5 and rows[0][1]["test/mve_face_mm"] == 9.25
     assert "test/mve_face_mm" not in rows[1][1] and rows[2][1] == {}
     report = reproduce.write_report("t", "quick", recipe, {"a": 120.0}, "cmd").read_text()
-    assert "| 1609 | 3.5 | 9.25 | 2.1 | 7.8 | 2.0 |" in report
-    assert "| 805 | 3.5 | - | 2.1 | - | 2.0 |" in report and "| DECA | - | - | - | 11.3 | - |" in report
+    assert "| 1609 | 3.5 | 9.25 | - | 2.1 | 7.8 | 2.0 |" in report
+    assert "| 805 | 3.5 | - | - | 2.1 | - | 2.0 |" in report and "| DECA | - | - | - | - | 11.3 | - |" in report
+    assert "| valid (ours) | MLME (paper) |" in report  # no paper column where the paper gives no number
     # one variant: the fit's metrics join the run's own row
     recipe["fit"] = {"variants": [recipe["fit"]["variants"][0]]}
     rows = reproduce.report_rows("t", "quick", recipe)
