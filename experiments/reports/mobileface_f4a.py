@@ -83,7 +83,7 @@ def plot(rows: list[tuple[str, np.ndarray, float | None]], png: Path, title: str
 def write(name: str, scale: str, recipe: dict, timings: dict[str, float], command: str) -> Path:
     """docs/reproduce/<name>_<scale>.md (+ .png: the CED curves). Run times are kept in
     <logs>/<name>/<scale>/timings.json so that `--report-only` keeps the minutes column."""
-    from experiments.harness.resolvers import REPO_ROOT
+    from experiments import reproduce
     from experiments.reproduce import last_metrics, run_dir
 
     dirs = {r["name"]: run_dir(name, scale, r) for r in recipe["runs"]}
@@ -93,7 +93,7 @@ def write(name: str, scale: str, recipe: dict, timings: dict[str, float], comman
     if timings:
         tfile.parent.mkdir(parents=True, exist_ok=True)
         tfile.write_text(json.dumps(timings, indent=1))
-    out_dir = REPO_ROOT / "docs" / "reproduce"
+    out_dir = Path(getattr(reproduce, "DOCS", reproduce.REPO_ROOT / "docs" / "reproduce"))
     out_dir.mkdir(parents=True, exist_ok=True)
     png, report = out_dir / f"{name}_{scale}.png", out_dir / f"{name}_{scale}.md"
     rows = curves(recipe, dirs)
