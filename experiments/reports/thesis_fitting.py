@@ -101,7 +101,7 @@ def paired_lines(name: str, scale: str, recipe: dict) -> list[str]:
 def ranking_line(name: str, scale: str, recipe: dict, key: str = "test/mve_face_mm") -> list[str]:
     """The rows ranked by ``key`` (lower is better)."""
     ranked = sorted((got[key], row["label"]) for row, got in reproduce.report_rows(name, scale, recipe)
-                    if got.get(key) is not None)
+                    if got.get(key) is not None and np.isfinite(got[key]))  # nan: no valid fit
     if not ranked:
         return []
     return [f"Ranking by {recipe['metrics'].get(key, key)} (lower is better): "
