@@ -113,7 +113,7 @@ class FaceDataModule(pl.LightningDataModule):
         augment: dict of :class:`AugmentConfig` fields (train only).
         seed: procedural data seed and split shuffling.
         skip_corrupt: see :class:`FaceDataset`.
-        normalize_on_device: False (default): every sample's ``image`` is the float32
+        normalize_on_device: None: True when CUDA is available, else False. False: every sample's ``image`` is the float32
             normalised crop (the batch contract) straight from the workers. True (for
             Datasets that support it, DAD-3DHeads): workers send (3, S, S) uint8 crops plus
             the drawn photometric parameters (key ``photometric``), and
@@ -137,7 +137,7 @@ class FaceDataModule(pl.LightningDataModule):
         seed: int = 0,
         skip_corrupt: bool = False,
         cache_root: str | None = None,
-        normalize_on_device: bool = False,
+        normalize_on_device: bool | None = False,
         prefetch_factor: int | None = None,
         **kwargs: Any,
     ):
@@ -155,7 +155,8 @@ class FaceDataModule(pl.LightningDataModule):
         self.seed = int(seed)
         self.skip_corrupt = bool(skip_corrupt)
         self.cache_root = cache_root
-        self.normalize_on_device = bool(normalize_on_device)
+        self.normalize_on_device = (torch.cuda.is_available() if normalize_on_device is None
+                                    else bool(normalize_on_device))
         self.prefetch_factor = None if prefetch_factor is None else int(prefetch_factor)
         self.root: Path | None = None
         self.datasets: dict[str, Dataset] = {}

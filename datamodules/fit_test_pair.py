@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
@@ -34,3 +36,11 @@ class FitTestDataModule(pl.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self.test.predict_dataloader()
+
+    # Batch hooks (uint8 images with normalize_on_device): each inner DataModule converts only its own
+    # deferred uint8 batches and passes float batches through, so chaining both is exact.
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        return self.test.on_before_batch_transfer(self.fit.on_before_batch_transfer(batch, dataloader_idx), dataloader_idx)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        return self.test.on_after_batch_transfer(self.fit.on_after_batch_transfer(batch, dataloader_idx), dataloader_idx)

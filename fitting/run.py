@@ -324,10 +324,11 @@ def main() -> None:  # pragma: no cover - exercised through `make fit`
             for i, b in enumerate(loader):
                 if cfg.limit_batches is not None and i >= cfg.limit_batches:
                     return
-                yield b
+                yield dm.on_before_batch_transfer(b, 0)
 
         def predict(batch):
             moved = {k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in batch.items()}
+            moved = dm.on_after_batch_transfer(moved, 0)  # uint8 images (normalize_on_device) -> the contract
             return model.predict_step(moved, 0)
 
         out_dir = HydraConfig.get().runtime.output_dir

@@ -284,6 +284,26 @@ def test_normalize_on_device_gives_the_same_batches(dad_dir, world, tmp_path):
     torch.testing.assert_close(v["image"][0], ref[0]["image"], atol=1e-5, rtol=0)
 
 
+def test_fit_test_pair_passes_the_batch_step_through(dad_dir, world, tmp_path):
+    """FitTestDataModule chains both inner DataModules' batch hooks: a uint8 batch of the DAD side
+    comes out as its own on_after_batch_transfer makes it; None = normalize on device iff CUDA."""
+    from datamodules.fit_test_pair import FitTestDataModule
+    from datamodules.synthetic import SyntheticDataModule
+
+    dad = Dad3DHeadsDataModule(data_dir=str(dad_dir), num_workers=0, normalize_on_device=True,
+                               landmark_set="face101", image_size=40, flame_dir=world[0],
+                               annotation_cache_root=str(tmp_path))
+    pair = FitTestDataModule(fit=SyntheticDataModule(num_landmarks=5, image_size=16), test=dad)
+    pair.setup("test")
+    vb = next(iter(pair.test_dataloader()))
+    assert vb["image"].dtype == torch.uint8
+    out = pair.on_after_batch_transfer(pair.on_before_batch_transfer(vb, 0), 0)
+    assert out["image"].dtype == torch.float32
+    torch.testing.assert_close(out["image"], dad.on_after_batch_transfer(vb, 0)["image"], rtol=0, atol=0)
+    auto = Dad3DHeadsDataModule(data_dir=str(dad_dir), num_workers=0, normalize_on_device=None)
+    assert auto.normalize_on_device == torch.cuda.is_available()
+
+
 def test_trainer_applies_the_batch_step(dad_dir, world, tmp_path):
     """With normalize_on_device the Trainer calls the DataModule's on_after_batch_transfer: the
     LightningModule's steps see float32 normalised images and no `photometric` key."""
