@@ -137,7 +137,7 @@ def ipc_overhead_ms(ds, workers: int, batch_size: int, batches: int = 30) -> flo
     into shared memory in the workers + receiving in the main process (/proc CPU of all
     processes), measured with a repeated real sample (uint8 image, landmarks, vertices...)."""
     loader = torch.utils.data.DataLoader(_Repeat(ds[0]), batch_size=batch_size, num_workers=workers,
-                                         persistent_workers=True)
+                                         persistent_workers=workers > 0)
     it = iter(loader)
     next(it)
     n, c0, w0 = 0, time.process_time(), _workers_cpu_s()
