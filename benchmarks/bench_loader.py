@@ -212,7 +212,7 @@ def reference_profile(a: argparse.Namespace) -> tuple[float, dict[str, float]]:
     from datamodules.transforms import color_jitter, warp_image_pil
 
     dm = Dad3DHeadsDataModule(data_dir=a.data_dir, landmark_set=a.landmark_set, image_size=256,
-                              batch_size=a.batch_size, num_workers=0)
+                              batch_size=a.batch_size, num_workers=0, image_cache=False)
     dm.setup("fit")
     ds = dm.datasets["train"]
     ds.transform.warp_fn, ds.transform.jitter_fn = warp_image_pil, color_jitter
