@@ -74,19 +74,11 @@ def ranking(runs: list[dict], dirs: dict[str, Path], key: str = "mse_procrustes"
 
 
 def write(name: str, scale: str, recipe: dict, timings: dict[str, float], command: str) -> Path:
-    """Generic table + Wilcoxon tests. Run times are kept in <logs>/<name>/<scale>/timings.json so that
-    `--report-only` keeps the minutes column."""
-    import json
-
+    """Generic table + Wilcoxon tests. ``timings`` arrive merged with the saved ones
+    (experiments.reproduce.saved_timings)."""
     from experiments.reproduce import run_dir, write_report
 
     dirs = {r["name"]: run_dir(name, scale, r) for r in recipe["runs"]}
-    tfile = next(iter(dirs.values())).parent / "timings.json"
-    saved = json.loads(tfile.read_text()) if tfile.is_file() else {}
-    timings = {**saved, **timings}
-    if timings:
-        tfile.parent.mkdir(parents=True, exist_ok=True)
-        tfile.write_text(json.dumps(timings, indent=1))
     report = write_report(name, scale, recipe, timings, command)
     lines = ["## Wilcoxon signed-rank test vs Deep-MDS (same projection)", "",
              f"Means over {N_SUBSETS} random subsets of {SUBSET_SIZE} test faces (paired: the same faces for both",

@@ -10,7 +10,6 @@ first run that has them.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
 
 import numpy as np
@@ -81,19 +80,13 @@ def plot(rows: list[tuple[str, np.ndarray, float | None]], png: Path, title: str
 
 
 def write(name: str, scale: str, recipe: dict, timings: dict[str, float], command: str) -> Path:
-    """docs/reproduce/<name>_<scale>.md (+ .png: the CED curves). Run times are kept in
-    <logs>/<name>/<scale>/timings.json so that `--report-only` keeps the minutes column."""
+    """docs/reproduce/<name>_<scale>.md (+ .png: the CED curves).
+    ``timings`` arrive merged with the saved ones (experiments.reproduce.saved_timings)."""
     from experiments import reproduce
     from experiments.reproduce import last_metrics, run_dir
 
     dirs = {r["name"]: run_dir(name, scale, r) for r in recipe["runs"]}
-    tfile = next(iter(dirs.values())).parent / "timings.json"
-    saved = json.loads(tfile.read_text()) if tfile.is_file() else {}
-    timings = {**saved, **timings}
-    if timings:
-        tfile.parent.mkdir(parents=True, exist_ok=True)
-        tfile.write_text(json.dumps(timings, indent=1))
-    out_dir = Path(getattr(reproduce, "DOCS", reproduce.REPO_ROOT / "docs" / "reproduce"))
+    out_dir = Path(reproduce.DOCS)
     out_dir.mkdir(parents=True, exist_ok=True)
     png, report = out_dir / f"{name}_{scale}.png", out_dir / f"{name}_{scale}.md"
     rows = curves(recipe, dirs)

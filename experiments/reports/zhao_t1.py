@@ -8,7 +8,6 @@ DepthCorr beside the paper's numbers), then
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -62,17 +61,11 @@ def factor_rows(run_dir: Path) -> list[str]:
 
 
 def write(name: str, scale: str, recipe: dict, timings: dict[str, float], command: str) -> Path:
-    """Generic table + Zhao-vs-mean-shape pairs + per-factor tables. Run times are kept in
-    <logs>/<name>/<scale>/timings.json so that `--report-only` keeps the minutes column."""
+    """Generic table + Zhao-vs-mean-shape pairs + per-factor tables.
+    ``timings`` arrive merged with the saved ones (experiments.reproduce.saved_timings)."""
     from experiments.reproduce import run_dir, write_report
 
     dirs = {r["name"]: run_dir(name, scale, r) for r in recipe["runs"]}
-    tfile = next(iter(dirs.values())).parent / "timings.json"
-    saved = json.loads(tfile.read_text()) if tfile.is_file() else {}
-    timings = {**saved, **timings}
-    if timings:
-        tfile.parent.mkdir(parents=True, exist_ok=True)
-        tfile.write_text(json.dumps(timings, indent=1))
     report = write_report(name, scale, recipe, timings, command)
     lines = ["## Zhao vs the mean shape, same test faces", "",
              "Depth error = mean |z - z_gt| after removing each face's mean depth, / the 3D outer-eye distance",
