@@ -15,9 +15,7 @@ test over subsets). DepthCorr is a statistic of a set of faces (shape3d.depth_co
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import EarlyStopping
@@ -34,6 +32,7 @@ from lightning_modules.metrics.shape3d import (
     mse_procrustes,
     normalised_depth,
 )
+from lightning_modules.test_errors import write_test_errors
 
 
 def _stage_metrics() -> nn.ModuleDict:
@@ -110,14 +109,7 @@ class LiftingModule(pl.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         """Write the per-face test errors (single process; under DDP each rank's own faces)."""
-        if not self._test_errors or self.trainer is None:
-            return
-        out = {k: torch.cat([e[k] for e in self._test_errors]).numpy() for k in self._test_errors[0]}
-        rank = self.trainer.global_rank
-        name = "test_errors.npz" if self.trainer.world_size == 1 else f"test_errors_rank{rank}.npz"
-        path = Path(self.trainer.default_root_dir) / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, **out)
+        write_test_errors(self.trainer, self._test_errors)
         self._test_errors = []
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:

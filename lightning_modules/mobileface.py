@@ -28,15 +28,14 @@ At the end of testing the per-face distances go to `<trainer.default_root_dir>/t
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
 from lightning_modules.components.bfm118 import BFM118, N_3DDFA, N_PARAMS
 from lightning_modules.metrics.shape3d import CEDAUC, icp_procrustes_distance
+from lightning_modules.test_errors import write_test_errors
 
 LOSSES = ("mse", "l2_2d3d", "l1_2d3d")
 
@@ -202,13 +201,7 @@ class MobileFaceRegressor(pl.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         """Write the per-face distances (single process; under DDP each rank's own faces)."""
-        if not self._test_errors or self.trainer is None:
-            return
-        out = {k: torch.cat([e[k] for e in self._test_errors]).numpy() for k in self._test_errors[0]}
-        name = "test_errors.npz" if self.trainer.world_size == 1 else f"test_errors_rank{self.trainer.global_rank}.npz"
-        path = Path(self.trainer.default_root_dir) / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, **out)
+        write_test_errors(self.trainer, self._test_errors)
         self._test_errors = []
 
     def configure_optimizers(self):
