@@ -29,12 +29,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import time
-from pathlib import Path
 
 import torch
 
+from benchmarks.common import load_avg, replace_section
 from fitting.builder import build_flame_fitter
 from fitting.flame_fit import FitterConfig
 from fitting.scipy_reference import scipy_fit
@@ -202,7 +201,7 @@ def main(argv: list[str] | None = None) -> dict:
         "device": str(dev)
         + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else ""),
         "torch_threads": torch.get_num_threads(),
-        "load_avg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        "load_avg_1min": load_avg(),
         "landmarks": int(lm.shape[1]),
         "iterations": [fitter.config.rigid_iterations, fitter.config.nonrigid_iterations],
         "faces_per_s": {str(k): round(v, 2) for k, v in rates.items()},
@@ -318,15 +317,7 @@ def markdown_section(r: dict, command: str) -> list[str]:
 
 def write_markdown_section(path: str, result: dict, command: str) -> None:
     """Replace the ``## fitting`` section of ``path`` (appended if missing); the rest stays."""
-    text = Path(path).read_text() if Path(path).exists() else ""
-    sections = re.split(r"(?m)^(?=## )", text)
-    new_sec = "\n".join(markdown_section(result, command)) + "\n"
-    found = any(sec.startswith("## fitting\n") for sec in sections)
-    sections = [new_sec if sec.startswith("## fitting\n") else sec for sec in sections]
-    if not found:
-        sections.append(new_sec)
-    Path(path).write_text("".join(sections))
-
+    replace_section(path, "fitting", markdown_section(result, command))
 
 if __name__ == "__main__":
     main()

@@ -53,6 +53,7 @@ import time
 import torch
 from torch.utils.data import default_collate
 
+from benchmarks.common import replace_section
 from datamodules.dad3dheads import Dad3DHeadsDataModule
 from datamodules.stage_timer import StageTimer
 
@@ -251,19 +252,11 @@ def write_markdown_section(path: str, result: dict, command: str) -> None:
 
     from benchmarks.run import loader_vs_step
 
-    text = Path(path).read_text()
-    sections = re.split(r"(?m)^(?=## )", text)
+    replace_section(path, "loader", markdown_section(result, command))
+    sections = re.split(r"(?m)^(?=## )", Path(path).read_text())
     train = next((_parse_table(sec) for sec in sections if sec.startswith("## train\n")), None)
-    new = []
-    for sec in sections:
-        if sec.startswith("## loader\n"):
-            sec = "\n".join(markdown_section(result, command)) + "\n"
-        elif sec.startswith("## Data loader vs training step") and train:
-            sec = "\n".join(loader_vs_step([result, train])) + "\n"
-        new.append(sec)
-    if not any(sec.startswith("## loader\n") for sec in sections):
-        new.append("\n".join(markdown_section(result, command)) + "\n")
-    Path(path).write_text("".join(new))
+    if train:
+        replace_section(path, "Data loader vs training step", loader_vs_step([result, train]), append=False)
 
 
 def _parse_table(section: str) -> dict:

@@ -4,6 +4,7 @@ models from their configs and random training batches."""
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 
@@ -84,3 +85,19 @@ def random_batch(model, batch_size: int, device, seed: int = 0) -> dict:
         "yaw": torch.rand(B, generator=g) * 180 - 90,
     }
     return {k: v.to(device) for k, v in b.items()}
+
+
+def replace_section(path, title: str, lines: list[str], append: bool = True) -> None:
+    """Replace the ``## <title>`` section of the markdown file ``path`` with ``lines`` (its own
+    heading included); a missing section is appended when ``append``. The rest stays as it is."""
+    from pathlib import Path
+
+    p = Path(path)
+    sections = re.split(r"(?m)^(?=## )", p.read_text() if p.exists() else "")
+    head = f"## {title}\n"
+    new = "\n".join(lines) + "\n"
+    found = any(sec.startswith(head) for sec in sections)
+    sections = [new if sec.startswith(head) else sec for sec in sections]
+    if not found and append:
+        sections.append(new)
+    p.write_text("".join(sections))

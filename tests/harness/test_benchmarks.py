@@ -111,3 +111,16 @@ def test_runner_names_unmeasured_cuda_targets_without_a_gpu(monkeypatch):
     assert any("No GPU" in n for n in notes) and any("batch 256" in n for n in notes)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert not any("No GPU" in n for n in runner.run_notes(0))
+
+
+def test_replace_section_replaces_appends_or_leaves(tmp_path):
+    from benchmarks.common import replace_section
+
+    md = tmp_path / "B.md"
+    md.write_text("# Benchmarks\n\n## a\n\nold a\n\n## b\n\nkeep b\n")
+    replace_section(md, "a", ["## a", "", "new a", ""])
+    assert md.read_text() == "# Benchmarks\n\n## a\n\nnew a\n\n## b\n\nkeep b\n"
+    replace_section(md, "c", ["## c", "", "only if present"], append=False)
+    assert "## c" not in md.read_text()
+    replace_section(md, "c", ["## c", "", "appended"])
+    assert md.read_text().endswith("keep b\n## c\n\nappended\n")
