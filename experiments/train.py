@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from experiments.harness.checkpoint_io import AtomicCheckpointIO
 from experiments.harness.loggers import instantiate_callbacks, instantiate_loggers
 from experiments.harness.resolvers import register_resolvers
+from experiments.harness.run_config import check_same_run, record
 from experiments.harness.summary import print_summary
 
 log = logging.getLogger("experiments.train")
@@ -39,14 +40,19 @@ def instantiate_model(model_cfg: DictConfig) -> pl.LightningModule:
 
 
 def resume_checkpoint(cfg: DictConfig) -> str | None:
-    """The checkpoint to start from: `ckpt_path` if given, else the run's last.ckpt when resuming."""
-    if cfg.get("ckpt_path"):
-        return str(cfg.ckpt_path)
-    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
-    if cfg.get("resume", True) and last.is_file():
+    """The checkpoint to start from: `ckpt_path` if given, else the run's last.ckpt when resuming.
+
+    A resume first checks that the run directory was started with the same model, data and seed
+    (experiments/harness/run_config.py); a start records them there.
+    """
+    run_dir = Path(cfg.paths.output_dir)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not cfg.get("ckpt_path") and cfg.get("resume", True) and last.is_file():
+        check_same_run(cfg, run_dir, last)
         log.info("Resuming from %s", last)
         return str(last)
-    return None
+    record(cfg, run_dir)
+    return str(cfg.ckpt_path) if cfg.get("ckpt_path") else None
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
