@@ -64,7 +64,8 @@ def run_dir(name: str, scale: str, run: dict) -> Path:
 
 
 def train_command(name: str, scale: str, recipe: dict, run: dict) -> list[str]:
-    overrides = [*run["overrides"], *recipe["scales"][scale], f"task_name=reproduce_{name}",
+    # the scale's overrides first, then the run's: the more specific setting wins (e.g. one run's lr)
+    overrides = [*recipe["scales"][scale], *run["overrides"], f"task_name=reproduce_{name}",
                  f"hydra.run.dir={run_dir(name, scale, run)}"]
     if not any(o.startswith("schedule=") for o in overrides):
         overrides.append("schedule=paper" if scale == "full" else "schedule=cpu")

@@ -45,6 +45,14 @@ def test_recipe_runs_compose(name, tmp_path):
             OmegaConf.resolve(cfg)
 
 
+def test_a_runs_override_wins_over_its_scales(tmp_path):
+    recipe = {"runs": [{"name": "r", "overrides": ["model=tiny", "data=synthetic", "trainer.max_epochs=1"]}],
+              "scales": {"quick": ["trainer.max_epochs=12", "model.optimizer.lr=0.5"]}}
+    cmd = reproduce.train_command("t", "quick", recipe, recipe["runs"][0])
+    cfg = compose_config("train", [a for a in cmd[3:] if not a.startswith("hydra.")], tmp_path)
+    assert cfg.trainer.max_epochs == 1 and cfg.model.optimizer.lr == 0.5
+
+
 # ---------------------------------------------------------------------------------- the fitting stage
 FIT_RECIPES = [n for n in reproduce.available() if reproduce.load_recipe(n).get("fit")]
 
