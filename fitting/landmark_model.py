@@ -107,6 +107,10 @@ class LandmarkSelection:
     face_idx: np.ndarray | None = None
     bary: np.ndarray | None = None
 
+    def corner_vertices(self, faces: np.ndarray) -> np.ndarray:
+        """(L, 3) vertex ids of each barycentric landmark's triangle."""
+        return np.asarray(faces, dtype=np.int64)[np.asarray(self.face_idx, dtype=np.int64)]
+
     def support_and_interp(self, faces: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
         """Returns the support vertex indices (U,) and an (L, U) interpolation matrix
         (None when the landmarks are the support vertices themselves)."""
@@ -116,7 +120,7 @@ class LandmarkSelection:
             raise ValueError(
                 "LandmarkSelection: give vertex_idx, or face_idx + bary with model faces"
             )
-        tri = np.asarray(faces, dtype=np.int64)[np.asarray(self.face_idx, dtype=np.int64)]  # (L, 3)
+        tri = self.corner_vertices(faces)  # (L, 3)
         support, inv = np.unique(tri.reshape(-1), return_inverse=True)
         L = tri.shape[0]
         interp = np.zeros((L, support.shape[0]), dtype=np.float64)
@@ -196,6 +200,16 @@ class LandmarkLBS(nn.Module):
         self.register_buffer(
             "interp", None if interp is None else torch.as_tensor(interp).to(dtype)
         )  # (L, U)
+        if interp is not None:
+            # barycentric landmark l = sum_k b_lk v(u_lk) over its triangle's C = 3 corners: the
+            # per-landmark basis of :meth:`coeff_normal`, rows (k, i) = b_lk D[u_lk, i] (L, 3 C, K),
+            # and the landmark's skinning weights interp @ W (L, NJ)
+            corner = torch.as_tensor(np.searchsorted(support, selection.corner_vertices(faces)))  # (L, C)
+            b = torch.as_tensor(np.asarray(selection.bary, np.float64))  # (L, C)
+            Dc = b[:, :, None, None] * dirs[sup][corner]  # (L, C, 3, K)
+            self.register_buffer("corner", corner, persistent=False)
+            self.register_buffer("D_corner", Dc.reshape(Dc.shape[0], -1, Dc.shape[-1]).to(dtype), persistent=False)
+            self.register_buffer("W_land", (self.interp.double() @ self.W.double()).to(dtype), persistent=False)
         self.register_buffer("support", sup)
         self.n_landmarks = support.shape[0] if interp is None else interp.shape[0]
 
@@ -413,7 +427,9 @@ class LandmarkLBS(nn.Module):
         read once, not once per block. Without gradients on the CPU the
         (L, B, R, K + 3 NJ + m) buffer is reused between calls (fresh 100-MB allocations
         cost page faults every LM iteration there).
-        Barycentric landmarks fall back to :meth:`contract`.
+        Barycentric landmarks take the same path with the triangle's corners side by side:
+        ``J1`` rows ``sum_k (M_l Rw_{u_lk}) (b_lk D_{u_lk})``, one (B R, 3 C) @ (3 C, K)
+        product per landmark, and skinning weights ``interp @ W``.
 
         Args:
             M: (B, L, R, 3) derivative of R residual rows per landmark w.r.t. the landmark.
@@ -421,26 +437,26 @@ class LandmarkLBS(nn.Module):
             Y: (B, L R, m) extra columns.
         """
         B, L, R = M.shape[:3]
-        if self.interp is not None:
-            Jc = self.contract(M, st, True, False)[0].reshape(B, L * R, -1)
-            YtJ = Y.transpose(1, 2) @ Jc
-            return Jc.transpose(1, 2) @ Jc, YtJ.transpose(1, 2), Y.transpose(1, 2) @ Y
         K = self.n_coeffs
         nj = self.W.shape[1]
         h, m = 3 * nj, Y.shape[2]
         dAt = self._coeff_translation_derivative(st["GR"]).reshape(B, h, K)  # (B, 3 NJ, K)
-        G = M @ st["Rw"]  # (B, L, R, 3)
-        Hm = M[:, :, :, None, :] * self.W[None, :, None, :, None]  # (B, L, R, NJ, 3)
+        if self.interp is None:
+            G, D, W = M @ st["Rw"], self.D, self.W  # (B, L, R, 3), (L, 3, K), (L, NJ)
+        else:  # corners side by side: (B, L, C, R, 3) -> (B, L, R, 3 C)
+            G = (M[:, :, None] @ st["Rw"][:, self.corner]).transpose(2, 3).reshape(B, L, R, -1)
+            D, W = self.D_corner, self.W_land
+        Hm = M[:, :, :, None, :] * W[None, :, None, :, None]  # (B, L, R, NJ, 3)
         Z = torch.cat([Hm.reshape(B, L, R, h), Y.reshape(B, L, R, m)], -1)  # (B, L, R, h + m)
-        # J1 landmark by landmark: (L, B R, 3) @ D (L, 3, K), one batched product, written
+        # J1 landmark by landmark: (L, B R, 3 C) @ D (L, 3 C, K), one batched product, written
         # landmark-major next to Z: Wl (L, B, R, K + h + m)
-        Gl = G.permute(1, 0, 2, 3).reshape(L, B * R, 3)
+        Gl = G.permute(1, 0, 2, 3).reshape(L, B * R, G.shape[-1])
         grad = torch.is_grad_enabled() and any(t.requires_grad for t in (M, Y, st["Rw"]))
         if grad or M.device.type != "cpu":
-            Wl = torch.cat([torch.bmm(Gl, self.D).view(L, B, R, K), Z.permute(1, 0, 2, 3)], -1)
+            Wl = torch.cat([torch.bmm(Gl, D).view(L, B, R, K), Z.permute(1, 0, 2, 3)], -1)
         else:  # same numbers, written into a reused buffer
             Wl = self._workspace("W", (L, B, R, K + h + m), M)
-            torch.bmm(Gl, self.D, out=Wl.view(L, B * R, K + h + m)[..., :K])
+            torch.bmm(Gl, D, out=Wl.view(L, B * R, K + h + m)[..., :K])
             Wl[..., K:].copy_(Z.permute(1, 0, 2, 3))
         # P = J1^T [J1 | Hm | Y] (B, K, K + h + m): per residual row r a batched product over
         # the faces whose rows are the landmarks (row stride B R (K + h + m), no transposed copy)
