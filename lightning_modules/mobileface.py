@@ -1,6 +1,8 @@
 """MobileFace (METHODS.md C): a 96x96 MobileNet v1 regressing 118 BFM parameters.
 
-Losses (`loss`): "mse" - MSE of the normalised parameters (Eq. 2); "l2_2d3d" - mean over
+Losses (`loss`): "mse" - squared error of the normalised parameters (Eq. 2), weighted by `mse_weights`
+("geometric": the shape coefficients in the model's units as in the paper, i.e. each by the squared vertex
+displacement it causes; "uniform": all 118 alike); "l2_2d3d" - mean over
 vertices of ||S(p) - S(p_gt)||^2 (mm^2) + ||P(p) - P(p_gt)||^2 (px^2) (Eq. 3); "l1_2d3d"
 - the same with l1 norms (Eq. 4). Weights `w3d`, `w2d` balance the two terms.
 Evaluation: ICP + Procrustes normalised distance d = 100 ||S - S_gt||^2 / ||S_gt - mean||^2
@@ -38,6 +40,7 @@ from lightning_modules.metrics.shape3d import CEDAUC, icp_procrustes_distance
 from lightning_modules.test_errors import write_test_errors
 
 LOSSES = ("mse", "l2_2d3d", "l1_2d3d")
+MSE_WEIGHTS = ("uniform", "geometric")
 
 
 class MobileFaceRegressor(pl.LightningModule):
@@ -55,10 +58,13 @@ class MobileFaceRegressor(pl.LightningModule):
         image_size: int = 96,
         param_stats: str = "train",
         num_threads: int | None = None,
+        mse_weights: str = "uniform",
     ) -> None:
         super().__init__()
         if loss not in LOSSES:
             raise ValueError(f"MobileFaceRegressor: loss must be one of {LOSSES}, got {loss!r}")
+        if mse_weights not in MSE_WEIGHTS:
+            raise ValueError(f"MobileFaceRegressor: mse_weights must be one of {MSE_WEIGHTS}, got {mse_weights!r}")
         if param_stats not in ("train", "default"):
             raise ValueError(f"MobileFaceRegressor: param_stats must be 'train' or 'default', got {param_stats!r}")
         self.save_hyperparameters(ignore=["net", "face_model"])
@@ -107,13 +113,14 @@ class MobileFaceRegressor(pl.LightningModule):
     def losses(self, p_norm: Tensor, p_gt: Tensor) -> Tensor:
         """The configured loss of normalised predictions (B, 118) against raw targets (B, 118).
 
-        mse: sum over the 118 normalised parameters of the squared error, mean over the batch;
+        mse: sum over the 118 normalised parameters of the weighted squared error, mean over the batch
+        (`mse_weights`, see mse_weight_vector);
         l2_2d3d: mean over vertices of ||S(p) - S(p_gt)||^2 (mm^2) times w3d + mean over vertices of
         ||P(p) - P(p_gt)||^2 (crop px^2) times w2d; l1_2d3d: the same with l1 norms (mm, px).
         """
         fm = self.face_model
         if self.hparams.loss == "mse":
-            return ((p_norm - fm.normalise(p_gt)) ** 2).sum(1).mean()
+            return (self.mse_weight_vector() * (p_norm - fm.normalise(p_gt)) ** 2).sum(1).mean()
         p = fm.denormalise(p_norm)
         s, s_gt = fm.shape(p) * 1e3, fm.shape(p_gt) * 1e3  # mm
         q, q_gt = fm.project(p, s * 1e-3), fm.project(p_gt, s_gt * 1e-3)  # crop px
@@ -122,6 +129,23 @@ class MobileFaceRegressor(pl.LightningModule):
         else:
             l3, l2 = (s - s_gt).abs().sum(-1), (q - q_gt).abs().sum(-1)
         return self.hparams.w3d * l3.mean() + self.hparams.w2d * l2.mean()
+
+    def mse_weight_vector(self) -> Tensor:
+        """(118,) weights of the squared errors of the normalised parameters in the mse loss.
+
+        "uniform": all ones (every parameter divided by its training std counts alike: the 80th identity
+        mode as much as the first). "geometric": Eq. 2 with the 109 shape coefficients in the model's own
+        units, as the paper writes it (alpha in BFM PC units, orthonormal modes: the squared coefficient
+        error is the squared vertex error): w_k = std_k^2 ||A_k||^2 / N in mm^2 per vertex, so the shape
+        part is the mean squared vertex displacement (mm^2) of the coefficient errors; the 9 camera
+        parameters keep weight 1 in training-std units (the paper gives no units for them).
+        """
+        fm = self.face_model
+        w = torch.ones_like(fm.param_std)
+        if self.hparams.get("mse_weights", "uniform") == "geometric":
+            n_shape = fm.id_basis.shape[-1] + fm.exp_basis.shape[-1]
+            w = torch.cat([fm.mode_weights() * fm.param_std[:n_shape] ** 2, w[n_shape:]])
+        return w
 
     def model_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         p_gt, _ = self.targets(batch)

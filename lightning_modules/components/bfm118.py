@@ -205,6 +205,13 @@ class BFM118(nn.Module):
                    n_keypoints=kp.numel(), id_rest=id_rest, mirror_map=mirror_map, mirror_offset=mirror_offset,
                    focal=focal)
 
+    def mode_weights(self) -> Tensor:
+        """(109,) mm^2 per vertex per unit of each shape coefficient (alpha_id 80, alpha_exp 29, in units
+        of the mode's std): ||A_k||^2 / N in mm^2, the mean squared vertex displacement of one std of mode k
+        on the decoder's vertices. For orthogonal modes sum_k w_k da_k^2 = mean_n ||dS_n||^2 (mm^2)."""
+        basis = torch.cat([self.id_basis, self.exp_basis], -1).double() * 1e3  # (N, 3, 109) mm
+        return ((basis**2).sum((0, 1)) / basis.shape[0]).to(self.param_std)
+
     def normalise(self, p: Tensor) -> Tensor:
         return (p - self.param_mean) / self.param_std
 

@@ -184,3 +184,44 @@ def test_loss_weights_scale_the_two_terms() -> None:
                                  loss="l2_2d3d", w3d=0.5, w2d=2.0)
     value, _, _ = module.model_step({"image": torch.zeros(2, 3, 96, 96), "params": gt.expand(2, -1)})
     assert value.item() == pytest.approx(0.5 * 100.0 + 2.0 * 6.25, rel=1e-5)
+
+
+@pytest.mark.parametrize("id_std", [1.0, 2.0])
+def test_geometric_mse_hand_computed(id_std: float) -> None:
+    """mse_weights="geometric" (Eq. 2 with the shape coefficients in the model's units): alpha_id[0] off by
+    one unit moves the one vertex by 10 mm, i.e. 100 mm^2 whatever the training std of alpha_id[0] (the
+    normalised error 1 / std is weighted by std^2 * 100 mm^2); Px keeps its normalised (2 / 6)^2.
+    The uniform weighting would give (1 / std)^2 + (2 / 6)^2 instead."""
+    fm, pred, gt = _one_vertex_case()
+    fm.param_std[0] = id_std
+    module = MobileFaceRegressor(_Fixed(fm.normalise(pred)), fm, functools.partial(torch.optim.Adam, lr=1e-3),
+                                 loss="mse", param_stats="default", mse_weights="geometric")
+    torch.testing.assert_close(fm.mode_weights()[:2], torch.tensor([100.0, 0.0]))
+    value, _, _ = module.model_step({"image": torch.zeros(1, 3, 96, 96), "params": gt})
+    assert value.item() == pytest.approx(100.0 + (2.0 / 6.0) ** 2, rel=1e-5)
+    uniform = MobileFaceRegressor(_Fixed(fm.normalise(pred)), fm, functools.partial(torch.optim.Adam, lr=1e-3),
+                                  loss="mse", param_stats="default", mse_weights="uniform")
+    value, _, _ = uniform.model_step({"image": torch.zeros(1, 3, 96, 96), "params": gt})
+    assert value.item() == pytest.approx(1.0 / id_std**2 + (2.0 / 6.0) ** 2, rel=1e-5)
+
+
+def test_geometric_mse_shape_part_is_the_mean_squared_vertex_error() -> None:
+    """With the camera exact, the geometric mse equals the 3D term of the l2 loss (mean over vertices of
+    ||dS||^2, mm^2) up to the cross terms of non-orthogonal modes: exact here for orthogonal modes."""
+    n = 60
+    q, _ = torch.linalg.qr(torch.randn(3 * n, 109, generator=torch.Generator().manual_seed(3), dtype=torch.float64))
+    basis = (q * torch.linspace(0.02, 0.001, 109, dtype=torch.float64)).float().view(n, 3, 109)  # orthogonal modes
+    fm = BFM118(torch.zeros(n, 3), basis[..., :80], basis[..., 80:])
+    gt = fm.param_mean.clone().unsqueeze(0)
+    pred = gt.clone()
+    pred[0, :109] += torch.randn(109, generator=torch.Generator().manual_seed(4))
+    module = MobileFaceRegressor(_Fixed(fm.normalise(pred)), fm, functools.partial(torch.optim.Adam, lr=1e-3),
+                                 loss="mse", param_stats="default", mse_weights="geometric")
+    value, _, _ = module.model_step({"image": torch.zeros(1, 3, 96, 96), "params": gt})
+    l3 = (((fm.shape(pred) - fm.shape(gt)) * 1e3) ** 2).sum(-1).mean()
+    assert value.item() == pytest.approx(l3.item(), rel=1e-4)
+
+
+def test_bad_mse_weights_raise() -> None:
+    with pytest.raises(ValueError, match="mse_weights"):
+        MobileFaceRegressor(MobileNetV1(), _face_model(), functools.partial(torch.optim.Adam), mse_weights="nope")
