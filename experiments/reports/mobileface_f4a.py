@@ -55,6 +55,28 @@ def curves(recipe: dict, dirs: dict[str, Path]) -> list[tuple[str, np.ndarray, f
     return out
 
 
+def paired_tests(rows: list[tuple[str, np.ndarray, float | None]]) -> list[str]:
+    """Markdown bullets: each run against the mean shape and against the first MSE run, a two-sided paired
+    Wilcoxon signed-rank test over the per-face distances (the same test faces, sorted by index)."""
+    from scipy import stats
+
+    runs = [(label, d) for label, d, _ in rows if label not in PAPER_BASELINES]
+    mean = next((d for label, d, _ in rows if label == "mean shape"), None)
+    mse = next(((label, d) for label, d in runs if "MSE" in label), None)
+    out = []
+    for label, d in runs:
+        parts = []
+        for ref_label, ref in (("the mean shape", mean), (mse[0] if mse else "", mse[1] if mse else None)):
+            if ref is None or ref is d or ref.shape != d.shape or d.size < 2 or np.allclose(d, ref):
+                continue
+            p = float(stats.wilcoxon(d, ref).pvalue)
+            better = float(np.mean(d < ref))
+            parts.append(f"vs {ref_label}: mean d {d.mean() - ref.mean():+.4f}, lower on {better:.0%} of faces, p = {p:.2g}")
+        if parts:
+            out.append(f"- {label} " + "; ".join(parts) + " (paired Wilcoxon signed-rank over the test faces).")
+    return out
+
+
 def plot(rows: list[tuple[str, np.ndarray, float | None]], png: Path, title: str) -> None:
     import matplotlib
 
@@ -123,9 +145,10 @@ def write(name: str, scale: str, recipe: dict, timings: dict[str, float], comman
         mse = next((a for lab, a in models if "MSE" in lab), None)
         d23 = [a for lab, a in models if "2d+3d" in lab]
         if mse is not None and d23:
-            verdict = "as in the paper" if max(d23) > mse else "unlike the paper"
-            lines.append(f"- 2d+3d vs parameter MSE: best 2d+3d AUC {max(d23):.3f} vs MSE {mse:.3f} ({verdict}: "
+            verdict = ("as in the paper, where" if max(d23) > mse else "unlike the paper, where")
+            lines.append(f"- 2d+3d vs parameter MSE: best 2d+3d AUC {max(d23):.3f} vs MSE {mse:.3f} ({verdict} "
                          "the 2d+3d loss beat the parameter MSE).")
+        lines += paired_tests(rows)
     metrics = {r["name"]: last_metrics(dirs[r["name"]]) for r in recipe["runs"]}
     lines += ["", "Logged test metrics per run (metrics.csv): " + "; ".join(
         f"{n}: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(m.items()) if k.startswith("test/"))
