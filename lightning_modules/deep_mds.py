@@ -17,6 +17,11 @@ x and y are 0.5 (positive coordinates, as image coordinates are in the paper), w
 `dissim_loss`: "squared" (Eq. 8) or "relative" ((d^ - d)^2 / d^2: NMDS uses only the order of the
 dissimilarities, and short distances are as important for it as long ones).
 
+Validation / test also log the dissimilarity net's mean relative distance error (no NMDS, cheap):
+`{stage}/dissim_rel_err` on the auto-encoder's canonical view (what lifting uses) and
+`{stage}/dissim_rel_err_gt_view` on the ground-truth canonical view (the net alone), and
+`{stage}/canon_rmse` the auto-encoder's RMS point error (canonical standardised units).
+
 Evaluation / lifting: AE -> dissimilarity matrix -> batched SMACOF NMDS (fitting/nmds.py)
 -> mirror-fix (iBUG-68 chirality) -> weak-perspective fit to the input 2D landmarks ->
 depth in px (fitting/weak_perspective.py).
@@ -55,6 +60,14 @@ def canonical_view(shape_model: Tensor, yaw_deg: float) -> tuple[Tensor, Tensor]
     return canon, x / scale
 
 
+def relative_distance_error(dis: Tensor, d_gt: Tensor) -> Tensor:
+    """Mean over faces and pairs i != j of |dis_ij - d_ij| / d_ij. dis, d_gt: (B, n, n) -> (B,)."""
+    if dis.shape != d_gt.shape or dis.dim() != 3:
+        raise ValueError(f"relative_distance_error: need two (B, n, n), got {tuple(dis.shape)}, {tuple(d_gt.shape)}")
+    off = ~torch.eye(dis.shape[1], dtype=torch.bool, device=dis.device)
+    return ((dis - d_gt).abs()[:, off] / d_gt[:, off].clamp_min(1e-12)).mean(1)
+
+
 class DeepMDSLifter(LiftingModule):
     """Batch keys: `landmarks_px` (B, 68, 2), `landmarks3d` (B, 68, 3) px, and
     `landmarks3d_model` (B, 68, 3) model-space shape (datamodules.landmarks3d)."""
@@ -75,6 +88,8 @@ class DeepMDSLifter(LiftingModule):
         num_threads: int | None = None,
         pair_origin: str = "centre",
         dissim_loss: str = "squared",
+        lr_schedule: str = "scheduler",
+        mirror_average: bool = False,
     ) -> None:
         super().__init__(net, optimizer, scheduler, landmark_set, image_size, early_stopping_patience, monitor,
                          num_threads)
@@ -84,6 +99,8 @@ class DeepMDSLifter(LiftingModule):
             raise ValueError(f"DeepMDSLifter: pair_origin must be 'centre' or 'corner', got {pair_origin!r}")
         if dissim_loss not in ("squared", "relative"):
             raise ValueError(f"DeepMDSLifter: dissim_loss must be 'squared' or 'relative', got {dissim_loss!r}")
+        if lr_schedule not in ("scheduler", "cosine"):
+            raise ValueError(f"DeepMDSLifter: lr_schedule must be 'scheduler' or 'cosine', got {lr_schedule!r}")
         self.save_hyperparameters(ignore=["net"])
         print(f"Deep-MDS trainable parameters: {net.n_parameters():,} (paper: {PAPER_N_PARAMETERS:,})")
 
@@ -91,16 +108,57 @@ class DeepMDSLifter(LiftingModule):
         """(B, 68, 2) px -> (B, 68, 3) px: x, y unchanged, zero-mean z towards the camera."""
         xy_std, _, _ = standardise_2d(xy_px)
         canon = self.net.autoencoder(xy_std)
-        dis = self.net.dissimilarity.matrix(self._pair_coords(canon))
+        dis = self.dissimilarities(canon)
         res = smacof_nmds(dis.double(), dim=3, n_iter=self.hparams.nmds_iters)
         shape = fix_chirality_ibug68(res.points).to(xy_px.dtype)
         return centred_depth(lift_with_shape(shape, xy_px))
+
+    def dissimilarities(self, canon: Tensor) -> Tensor:
+        """(B, n, 2) canonical view -> (B, n, n) estimated 3D distances; with `mirror_average` the mean of
+        the net's estimates for the view and for its mirror image (x -> -x: the mirrored face has the same
+        distances; two estimates whose errors partly cancel)."""
+        dis = self.net.dissimilarity.matrix(self._pair_coords(canon))
+        if self.hparams.get("mirror_average", False):
+            flip = torch.tensor([-1.0, 1.0], dtype=canon.dtype, device=canon.device)
+            dis = 0.5 * (dis + self.net.dissimilarity.matrix(self._pair_coords(canon * flip)))
+        return dis
+
+    def configure_optimizers(self):
+        """`lr_schedule="cosine"`: cosine decay of the lr to 0 over the run's optimiser steps
+        (trainer.estimated_stepping_batches), stepped every batch; otherwise the base class (the
+        `scheduler` partial, e.g. ReduceLROnPlateau on `monitor`)."""
+        if self.hparams.get("lr_schedule", "scheduler") != "cosine":
+            return super().configure_optimizers()
+        opt = self.hparams.optimizer(params=self.parameters())
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def _pair_coords(self, canon: Tensor) -> Tensor:
         """(B, n, 2) canonical view -> the dissimilarity net's coordinates (see `pair_origin`)."""
         if self.hparams.get("pair_origin", "centre") == "corner":
             return canon - canon.amin(1, keepdim=True) + 0.5
         return canon
+
+    def _log_dissimilarity_errors(self, stage: str, batch: dict[str, Tensor]) -> None:
+        with torch.no_grad():
+            canon_gt, shape_norm = canonical_view(batch["landmarks3d_model"], self.hparams.canonical_yaw_deg)
+            canon = self.net.autoencoder(standardise_2d(batch["landmarks_px"])[0])
+            d_gt = pairwise_distances(shape_norm)
+            bsz = d_gt.shape[0]
+            for name, view in (("dissim_rel_err", canon), ("dissim_rel_err_gt_view", canon_gt)):
+                err = relative_distance_error(self.dissimilarities(view), d_gt)
+                self.log(f"{stage}/{name}", err.mean(), on_epoch=True, batch_size=bsz)
+            self.log(f"{stage}/canon_rmse", ((canon - canon_gt) ** 2).sum(-1).mean().sqrt(), on_epoch=True,
+                     batch_size=bsz)
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        super().validation_step(batch, batch_idx)
+        self._log_dissimilarity_errors("val", batch)
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        super().test_step(batch, batch_idx)
+        self._log_dissimilarity_errors("test", batch)
 
     def model_step(self, batch: dict[str, Tensor], full: bool = True) -> tuple[Tensor, Tensor | None, Tensor]:
         if "landmarks3d_model" not in batch:

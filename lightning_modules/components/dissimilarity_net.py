@@ -27,11 +27,22 @@ class DissimilarityNet(nn.Module):
     pair's depth difference |dz| and the distance is sqrt(|dx|^2 + |dy|^2 + dz^2) with |dx|, |dy|
     the first two pair features: in an orthographic canonical view the in-plane part of the 3D
     distance is known, only the depth part has to be learned). Same parameters either way.
+
+    activation: "elu", "silu" or "tanh" (the paper does not name one).
+    normalise: standardise the 6 pair features before the first layer with a fixed per-feature
+    mean and std (buffers `feature_mean`, `feature_std` (6,), saved in checkpoints), taken from the
+    features of the first forward pass in training mode and frozen from then on (no trainable
+    parameters; until then the identity). The raw features span very different ranges (x_i x_j up to
+    ~16 from the corner origin, exp(-|dx|) in (0, 1]), which slows Adam down.
     """
 
+    ACTIVATIONS = {"elu": nn.ELU, "silu": nn.SiLU, "tanh": nn.Tanh}
+
     def __init__(self, width: int = 24, n_layers: int = 5, skip_from: int = 1, skip_to: int = 4,
-                 output: str = "distance") -> None:
+                 output: str = "distance", activation: str = "elu", normalise: bool = False) -> None:
         super().__init__()
+        if activation not in self.ACTIVATIONS:
+            raise ValueError(f"DissimilarityNet: activation must be one of {sorted(self.ACTIVATIONS)}, got {activation!r}")
         if not 1 <= skip_from < skip_to <= n_layers:
             raise ValueError(f"DissimilarityNet: need 1 <= skip_from < skip_to <= n_layers, got {skip_from}, {skip_to}, {n_layers}")
         if output not in ("distance", "depth"):
@@ -39,12 +50,28 @@ class DissimilarityNet(nn.Module):
         self.output = output
         self.layers = nn.ModuleList([nn.Linear(6 if k == 0 else width, width) for k in range(n_layers)])
         self.out = nn.Linear(width, 1)
-        self.act = nn.ELU()
+        self.act = self.ACTIVATIONS[activation]()
         self.skip_from, self.skip_to = skip_from, skip_to
+        self.normalise = normalise
+        self.register_buffer("feature_mean", torch.zeros(6))
+        self.register_buffer("feature_std", torch.ones(6))
+        self.register_buffer("feature_stats_set", torch.zeros((), dtype=torch.bool))
+
+    def _standardise(self, feats: Tensor) -> Tensor:
+        """(..., 6) -> (..., 6) standardised with the frozen feature statistics (set on the first
+        training-mode call)."""
+        if self.training and not bool(self.feature_stats_set):
+            flat = feats.detach().reshape(-1, 6)
+            if flat.shape[0] < 2:
+                raise ValueError(f"DissimilarityNet: need >= 2 pairs to set the feature statistics, got {flat.shape[0]}")
+            self.feature_mean.copy_(flat.mean(0))
+            self.feature_std.copy_(flat.std(0).clamp_min(1e-6))
+            self.feature_stats_set.fill_(True)
+        return (feats - self.feature_mean.to(feats.dtype)) / self.feature_std.to(feats.dtype)
 
     def forward(self, feats: Tensor) -> Tensor:
         """feats: (..., 6) -> (...,) distance."""
-        h = feats
+        h = self._standardise(feats) if self.normalise else feats
         saved = None
         for k, layer in enumerate(self.layers, start=1):
             if k == self.skip_to and saved is not None:

@@ -1,0 +1,80 @@
+"""Deep-MDS dissimilarity-net options added for issue 7: the frozen standardisation of the pair
+features, the activation choice, and the relative distance error logged without NMDS; each against
+hand-computed values."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+
+from lightning_modules.components.dissimilarity_net import DeepMDSNet, DissimilarityNet, pair_features
+from lightning_modules.components.view_autoencoder import ViewAutoencoder
+from lightning_modules.deep_mds import DeepMDSLifter, relative_distance_error
+
+
+def test_feature_standardisation_is_set_once_in_training_and_frozen() -> None:
+    net = DissimilarityNet(normalise=True).double()
+    feats = torch.tensor([[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], [3.0, 2.0, 7.0, 0.0, 5.0, 8.0]], dtype=torch.float64)
+    net.eval()
+    assert not bool(net.feature_stats_set)
+    torch.testing.assert_close(net._standardise(feats), feats)  # identity until the first training call
+    net.train()
+    z = net._standardise(feats)
+    # by hand: mean (2, 2, 5, 2, 5, 7); unbiased std of two values a, b = |a - b| / sqrt(2); zero -> 1e-6
+    torch.testing.assert_close(net.feature_mean, torch.tensor([2.0, 2.0, 5.0, 2.0, 5.0, 7.0], dtype=torch.float64))
+    sd = torch.tensor([2.0, 1e-6 * 2**0.5, 4.0, 4.0, 1e-6 * 2**0.5, 2.0], dtype=torch.float64) / 2**0.5
+    torch.testing.assert_close(net.feature_std, sd)
+    h = 2**0.5 / 2
+    torch.testing.assert_close(z[0, [0, 2, 3, 5]], torch.tensor([-h, -h, h, -h], dtype=torch.float64))
+    # frozen: other features later do not change the statistics, and they travel in the state dict
+    net._standardise(feats * 10)
+    torch.testing.assert_close(net.feature_mean[0], torch.tensor(2.0, dtype=torch.float64))
+    other = DissimilarityNet(normalise=True).double()
+    other.load_state_dict(net.state_dict())
+    other.eval()
+    x = pair_features(torch.rand(5, 2, dtype=torch.float64), torch.rand(5, 2, dtype=torch.float64))
+    torch.testing.assert_close(other(x), net.eval()(x))
+    assert bool(other.feature_stats_set)
+
+
+def test_normalise_and_activation_keep_the_parameter_count() -> None:
+    base = sum(p.numel() for p in DissimilarityNet().parameters())
+    assert base == 2593 < 3000
+    for act in ("elu", "silu", "tanh"):
+        net = DissimilarityNet(activation=act, normalise=True)
+        assert sum(p.numel() for p in net.parameters()) == base
+    assert isinstance(DissimilarityNet(activation="silu").act, torch.nn.SiLU)
+    with pytest.raises(ValueError, match="activation"):
+        DissimilarityNet(activation="relu6")
+
+
+def test_relative_distance_error_by_hand() -> None:
+    d = torch.tensor([[[0.0, 2.0, 4.0], [2.0, 0.0, 5.0], [4.0, 5.0, 0.0]]])
+    dis = torch.tensor([[[9.0, 3.0, 4.0], [1.0, 0.0, 5.5], [4.0, 5.0, 0.0]]])
+    # off-diagonal ratios: |3-2|/2, |4-4|/4, |1-2|/2, |5.5-5|/5, 0, 0 -> (0.5 + 0.5 + 0.1) / 6
+    torch.testing.assert_close(relative_distance_error(dis, d), torch.tensor([1.1 / 6]))
+    with pytest.raises(ValueError, match="relative_distance_error"):
+        relative_distance_error(dis[0], d[0])
+
+
+def test_lifter_logs_the_dissimilarity_errors_in_validation(tmp_path) -> None:
+    import pytorch_lightning as pl
+
+    from tests.lifting.synthetic_faces import synthetic_faces
+
+    faces = synthetic_faces(8, 0)
+    xy = faces[..., :2] * torch.tensor([1000.0, -1000.0]) + 128
+    batch = {"landmarks_px": xy, "landmarks3d": torch.cat([xy, 1000 * faces[..., 2:]], -1),
+             "landmarks3d_model": faces}
+    net = DeepMDSNet(ViewAutoencoder(), DissimilarityNet(output="depth", normalise=True, activation="silu"))
+    m = DeepMDSLifter(net, functools.partial(torch.optim.Adam, lr=1e-3), nmds_iters=3)
+    loader = torch.utils.data.DataLoader([{k: v[i] for k, v in batch.items()} for i in range(8)], batch_size=8)
+    trainer = pl.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, default_root_dir=tmp_path, num_sanity_val_steps=0)
+    trainer.fit(m, loader, loader)
+    got = trainer.callback_metrics
+    for key in ("val/dissim_rel_err", "val/dissim_rel_err_gt_view", "val/canon_rmse", "val/mse_procrustes"):
+        assert key in got and torch.isfinite(got[key]), key
+    assert bool(net.dissimilarity.feature_stats_set)  # set in the training step
