@@ -90,6 +90,7 @@ class DeepMDSLifter(LiftingModule):
         dissim_loss: str = "squared",
         lr_schedule: str = "scheduler",
         mirror_average: bool = False,
+        autoencoder_lr: float | None = None,
     ) -> None:
         super().__init__(net, optimizer, scheduler, landmark_set, image_size, early_stopping_patience, monitor,
                          num_threads)
@@ -124,12 +125,21 @@ class DeepMDSLifter(LiftingModule):
         return dis
 
     def configure_optimizers(self):
-        """`lr_schedule="cosine"`: cosine decay of the lr to 0 over the run's optimiser steps
-        (trainer.estimated_stepping_batches), stepped every batch; otherwise the base class (the
-        `scheduler` partial, e.g. ReduceLROnPlateau on `monitor`)."""
+        """`autoencoder_lr`: the auto-encoder's own lr (a second parameter group; None: the optimizer's lr
+        for both parts). `lr_schedule="cosine"`: cosine decay of the lr(s) to 0 over the run's optimiser
+        steps (trainer.estimated_stepping_batches), stepped every batch; otherwise the `scheduler` partial
+        (e.g. ReduceLROnPlateau on `monitor`) or none."""
+        ae_lr = self.hparams.get("autoencoder_lr")
+        params = self.parameters() if ae_lr is None else [
+            {"params": list(self.net.autoencoder.parameters()), "lr": float(ae_lr)},
+            {"params": [p for n, p in self.net.named_parameters() if not n.startswith("autoencoder.")]},
+        ]
+        opt = self.hparams.optimizer(params=params)
         if self.hparams.get("lr_schedule", "scheduler") != "cosine":
-            return super().configure_optimizers()
-        opt = self.hparams.optimizer(params=self.parameters())
+            if self.hparams.get("scheduler") is None:
+                return opt
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": self.hparams.scheduler(optimizer=opt),
+                                                       "monitor": self.hparams.monitor}}
         total = max(1, int(self.trainer.estimated_stepping_batches))
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

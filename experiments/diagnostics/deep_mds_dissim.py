@@ -32,7 +32,7 @@ def load(n: int, split_seed: int, projection: str) -> dict[str, torch.Tensor]:
     ds = BfmSyntheticDataset(load_keypoint_basis(), n, split_seed, 256, projection=projection)
     items = [ds[i] for i in range(n)]
     return {k: torch.stack([torch.as_tensor(it[k]) for it in items]).double()
-            for k in ("landmarks_px", "landmarks3d", "landmarks3d_model")}
+            for k in ("landmarks_px", "landmarks3d", "landmarks3d_model", "yaw")}
 
 
 def corner(c: torch.Tensor) -> torch.Tensor:

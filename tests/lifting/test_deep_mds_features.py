@@ -5,6 +5,7 @@ hand-computed values."""
 from __future__ import annotations
 
 import functools
+import math
 
 import pytest
 import torch
@@ -78,3 +79,75 @@ def test_lifter_logs_the_dissimilarity_errors_in_validation(tmp_path) -> None:
     for key in ("val/dissim_rel_err", "val/dissim_rel_err_gt_view", "val/canon_rmse", "val/mse_procrustes"):
         assert key in got and torch.isfinite(got[key]), key
     assert bool(net.dissimilarity.feature_stats_set)  # set in the training step
+
+
+def _synthetic_batch(n: int = 8, seed: int = 0) -> dict[str, torch.Tensor]:
+    from tests.lifting.synthetic_faces import synthetic_faces
+
+    faces = synthetic_faces(n, seed)
+    xy = faces[..., :2] * torch.tensor([1000.0, -1000.0]) + 128
+    return {"landmarks_px": xy, "landmarks3d": torch.cat([xy, 1000 * faces[..., 2:]], -1), "landmarks3d_model": faces}
+
+
+def test_mirror_average_is_the_mean_of_the_view_and_its_mirror_image() -> None:
+    torch.manual_seed(0)
+    net = DeepMDSNet(ViewAutoencoder(), DissimilarityNet(output="depth", activation="silu"))
+    canon = torch.randn(3, 68, 2)
+    plain = DeepMDSLifter(net, functools.partial(torch.optim.Adam, lr=1e-3), pair_origin="corner")
+    mirrored = DeepMDSLifter(net, functools.partial(torch.optim.Adam, lr=1e-3), pair_origin="corner",
+                             mirror_average=True)
+    d = net.dissimilarity.matrix(canon - canon.amin(1, keepdim=True) + 0.5)
+    flip = canon * torch.tensor([-1.0, 1.0])
+    d_flip = net.dissimilarity.matrix(flip - flip.amin(1, keepdim=True) + 0.5)
+    torch.testing.assert_close(plain.dissimilarities(canon), d)
+    torch.testing.assert_close(mirrored.dissimilarities(canon), 0.5 * (d + d_flip))
+    assert not torch.allclose(d, d_flip)  # a random net is not mirror-symmetric: the average is not a no-op
+
+
+def test_cosine_schedule_decays_to_zero_over_the_run(tmp_path) -> None:
+    import pytorch_lightning as pl
+
+    batch = _synthetic_batch()
+    net = DeepMDSNet(ViewAutoencoder(), DissimilarityNet(output="depth"))
+    m = DeepMDSLifter(net, functools.partial(torch.optim.Adam, lr=0.02), nmds_iters=2, lr_schedule="cosine")
+    loader = torch.utils.data.DataLoader([{k: v[i] for k, v in batch.items()} for i in range(8)], batch_size=2)
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, limit_val_batches=0, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, default_root_dir=tmp_path)
+    lrs: list[float] = []
+
+    class Record(pl.Callback):
+        def on_train_batch_start(self, trainer, *args) -> None:
+            lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    trainer.callbacks.append(Record())
+    trainer.fit(m, loader)
+    # 4 steps, T_max = 4: lr_k = 0.02 (1 + cos(pi k / 4)) / 2 before step k
+    expected = [0.02 * (1 + math.cos(math.pi * k / 4)) / 2 for k in range(4)]
+    assert lrs == pytest.approx(expected)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        DeepMDSLifter(net, functools.partial(torch.optim.Adam, lr=0.02), lr_schedule="linear")
+
+
+def test_residual_autoencoder_passes_the_input_view_through() -> None:
+    ae = ViewAutoencoder(residual=True)
+    x = torch.randn(4, 68, 2)
+    with torch.no_grad():
+        last = ae.decoder[-1]
+        last.weight.zero_()
+        last.bias.fill_(0.25)
+    torch.testing.assert_close(ae(x), x + 0.25)  # input + decoder output (0.25 everywhere)
+    plain = ViewAutoencoder(residual=False)
+    plain.load_state_dict(ae.state_dict())  # same parameters: the skip adds none
+    torch.testing.assert_close(plain(x), torch.full_like(x, 0.25))
+
+
+def test_autoencoder_lr_is_a_second_parameter_group() -> None:
+    net = DeepMDSNet(ViewAutoencoder(), DissimilarityNet(output="depth"))
+    m = DeepMDSLifter(net, functools.partial(torch.optim.Adam, lr=0.04), autoencoder_lr=0.004)
+    opt = m.configure_optimizers()  # lr_schedule "scheduler" with no scheduler partial: the optimizer
+    assert [g["lr"] for g in opt.param_groups] == [0.004, 0.04]
+    ids = [{id(p) for p in g["params"]} for g in opt.param_groups]
+    assert ids[0] == {id(p) for p in net.autoencoder.parameters()}
+    assert ids[1] == {id(p) for p in net.dissimilarity.parameters()}
+    one = DeepMDSLifter(net, functools.partial(torch.optim.Adam, lr=0.04)).configure_optimizers()
+    assert len(one.param_groups) == 1 and one.param_groups[0]["lr"] == 0.04
