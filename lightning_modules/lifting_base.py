@@ -8,7 +8,7 @@ when `early_stopping_patience` is set, adds an EarlyStopping callback on `monito
 At the end of testing it writes the per-face errors to `<trainer.default_root_dir>/test_errors.npz`
 (`index` (N,), `mse_procrustes` (N,), `gte` (N,), `depth_error` (N,), and `z_pred`, `z_gt` (N, 68): the
 depths centred per face and divided by the gt's outer-eye distance, from which DepthCorr of any subset
-is computed (shape3d.depth_corr_from_depths); for paired tests across runs, e.g. Deep-MDS' Wilcoxon
+is computed; `yaw` (N,) degrees when the batches carry it (shape3d.depth_corr_from_depths); for paired tests across runs, e.g. Deep-MDS' Wilcoxon
 test over subsets). DepthCorr is a statistic of a set of faces (shape3d.depth_corr), not a per-face mean.
 """
 
@@ -94,9 +94,11 @@ class LiftingModule(pl.LightningModule):
             p, g = preds.detach().double(), targets.detach().double()
             idx = batch.get("index", torch.full((bsz,), -1, dtype=torch.int64))
             zp, zg = normalised_depth(p, g)
-            self._test_errors.append({"index": idx.detach().cpu(), "mse_procrustes": mse_procrustes(p, g).cpu(),
-                                      "gte": gte(p, g).cpu(), "depth_error": depth_error(p, g).cpu(),
-                                      "z_pred": zp.cpu(), "z_gt": zg.cpu()})
+            rec = {"index": idx.detach().cpu(), "mse_procrustes": mse_procrustes(p, g).cpu(),
+                   "gte": gte(p, g).cpu(), "depth_error": depth_error(p, g).cpu(), "z_pred": zp.cpu(), "z_gt": zg.cpu()}
+            if "yaw" in batch:  # (B,) degrees, where the data module gives it (per-view breakdowns)
+                rec["yaw"] = batch["yaw"].detach().reshape(-1).double().cpu()
+            self._test_errors.append(rec)
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._eval_step("val", batch)

@@ -73,6 +73,29 @@ def ranking(runs: list[dict], dirs: dict[str, Path], key: str = "mse_procrustes"
     return [f"{label} ({m:.3g})" for m, label in sorted(means)]
 
 
+def per_yaw_rows(runs: list[dict], dirs: dict[str, Path]) -> tuple[list[float], list[str]]:
+    """Markdown rows: each run's mean MSE after Procrustes per input yaw (test_errors.npz key `yaw`)."""
+    errs = {r["name"]: load_errors(dirs[r["name"]]) for r in runs}
+    yaws = sorted({float(y) for e in errs.values() if e is not None and "yaw" in e for y in np.unique(e["yaw"])})
+    lines = []
+    for run in runs:
+        e = errs[run["name"]]
+        if e is None or "yaw" not in e:
+            continue
+        cells = [f"{e['mse_procrustes'][e['yaw'] == y].mean():.3g}" if (e["yaw"] == y).any() else "-" for y in yaws]
+        lines.append(f"| {run.get('label', run['name'])} | " + " | ".join(cells) + " |")
+    return yaws, lines
+
+
+def _per_yaw_section(runs: list[dict], dirs: dict[str, Path]) -> list[str]:
+    yaws, rows = per_yaw_rows(runs, dirs)
+    if not rows:
+        return []
+    return ["## MSE after Procrustes per input yaw", "",
+            "| run | " + " | ".join(f"yaw {y:+.0f}" for y in yaws) + " |",
+            "| --- | " + " | ".join("---" for _ in yaws) + " |", *rows, ""]
+
+
 def write(name: str, scale: str, recipe: dict, timings: dict[str, float], command: str) -> Path:
     """Generic table + Wilcoxon tests. ``timings`` arrive merged with the saved ones
     (experiments.reproduce.saved_timings)."""
@@ -87,6 +110,7 @@ def write(name: str, scale: str, recipe: dict, timings: dict[str, float], comman
              "the normal approximation).", "",
              "| method | MSE after Procrustes (method vs Deep-MDS) | p | DepthCorr (method vs Deep-MDS) | p | subsets |",
              "| --- | --- | --- | --- | --- | --- |", *wilcoxon_rows(recipe["runs"], dirs), "",
+             *_per_yaw_section(recipe["runs"], dirs),
              "## Reading the table", "",
              "- Ranking by MSE after Procrustes (lower is better): " + ", ".join(ranking(recipe["runs"], dirs)) + ".",
              "- DepthCorr (Moniz et al. 2018, which Deep-MDS cites): over the test faces, the correlation across",

@@ -99,3 +99,19 @@ def test_wilcoxon_report_rows_pair_runs_by_face_index(tmp_path: Path) -> None:
     assert "0.0002" in zhao[1] and "0.00015" in zhao[1]
     assert float(rows[1].split(" | ")[2]) == 1.0  # identical errors: no evidence of a difference
     assert "no paired" in rows[2]
+
+
+def test_per_yaw_report_rows_by_hand(tmp_path: Path) -> None:
+    from experiments.reports.deep_mds_t1 import per_yaw_rows
+
+    d = tmp_path / "deep_mds_ortho"
+    d.mkdir()
+    np.savez(d / "test_errors.npz", index=np.array([2, 0, 1, 3]), mse_procrustes=np.array([1.0, 3.0, 5.0, 8.0]),
+             yaw=np.array([0.0, -45.0, 0.0, 45.0]))
+    old = tmp_path / "zhao_ortho"  # a run written before `yaw` was saved: left out
+    old.mkdir()
+    np.savez(old / "test_errors.npz", index=np.arange(2), mse_procrustes=np.ones(2))
+    runs = [{"name": "deep_mds_ortho", "label": "D"}, {"name": "zhao_ortho", "label": "Z"}]
+    yaws, rows = per_yaw_rows(runs, {"deep_mds_ortho": d, "zhao_ortho": old})
+    assert yaws == [-45.0, 0.0, 45.0]
+    assert rows == ["| D | 3 | 3 | 8 |"]  # yaw 0: (1 + 5) / 2
