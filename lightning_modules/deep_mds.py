@@ -179,6 +179,10 @@ class DeepMDSLifter(LiftingModule):
         canon = self.net.autoencoder(xy_std)
         ae_loss = ((canon - canon_gt) ** 2).sum(-1).mean()
         dis_in = canon_gt if self.hparams.dissim_input == "target" else canon.detach()
+        dnet = self.net.dissimilarity
+        if self.training and getattr(dnet, "normalise", False) and not bool(dnet.feature_stats_set):
+            with torch.no_grad():  # the frozen feature statistics come from true canonical views, not from
+                dnet.matrix(self._pair_coords(canon_gt))  # an untrained auto-encoder's output
         dis = self.net.dissimilarity.matrix(self._pair_coords(dis_in))  # (B, L, L), all pairs of each face
         d_gt = pairwise_distances(shape_norm)
         n = dis.shape[1]

@@ -151,3 +151,22 @@ def test_autoencoder_lr_is_a_second_parameter_group() -> None:
     assert ids[1] == {id(p) for p in net.dissimilarity.parameters()}
     one = DeepMDSLifter(net, functools.partial(torch.optim.Adam, lr=0.04)).configure_optimizers()
     assert len(one.param_groups) == 1 and one.param_groups[0]["lr"] == 0.04
+
+
+def test_feature_statistics_come_from_the_true_canonical_view() -> None:
+    """With dissim_input="predicted" the net sees the auto-encoder's output, but the frozen feature
+    statistics are taken from the true canonical views of the first training batch."""
+    from lightning_modules.deep_mds import canonical_view
+
+    batch = _synthetic_batch()
+    net = DeepMDSNet(ViewAutoencoder(), DissimilarityNet(output="depth", normalise=True))
+    m = DeepMDSLifter(net, functools.partial(torch.optim.Adam, lr=1e-3), dissim_input="predicted",
+                      pair_origin="corner")
+    m.train()
+    m.model_step(batch, full=False)
+    canon_gt, _ = canonical_view(batch["landmarks3d_model"], 0.0)
+    c = canon_gt - canon_gt.amin(1, keepdim=True) + 0.5
+    iu = torch.triu_indices(68, 68, 1)
+    f = pair_features(c[:, iu[0]], c[:, iu[1]]).reshape(-1, 6)
+    torch.testing.assert_close(net.dissimilarity.feature_mean, f.mean(0))
+    torch.testing.assert_close(net.dissimilarity.feature_std, f.std(0))
