@@ -14,6 +14,9 @@ scale ((std x + std y) / 2), so distances are in canonical standardised units.
 the products x_i x_j, y_i y_j of the pair features blind to a joint sign flip (a pair on the chin
 and its mirror image on the forehead look alike); "corner" shifts the view so that its smallest
 x and y are 0.5 (positive coordinates, as image coordinates are in the paper), which removes it.
+`mirror_average`: the distances are the mean of the net's estimates for the canonical view and its mirror
+image (x -> -x). `lr_schedule`: "cosine" (per-step decay over the run) or "scheduler" (the `scheduler`
+partial); `autoencoder_lr`: the auto-encoder's own lr. Measured reasons: configs/model/deep_mds.yaml.
 `dissim_loss`: "squared" (Eq. 8) or "relative" ((d^ - d)^2 / d^2: NMDS uses only the order of the
 dissimilarities, and short distances are as important for it as long ones).
 
