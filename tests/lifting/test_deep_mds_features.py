@@ -170,3 +170,21 @@ def test_feature_statistics_come_from_the_true_canonical_view() -> None:
     f = pair_features(c[:, iu[0]], c[:, iu[1]]).reshape(-1, 6)
     torch.testing.assert_close(net.dissimilarity.feature_mean, f.mean(0))
     torch.testing.assert_close(net.dissimilarity.feature_std, f.std(0))
+
+
+def test_test_errors_carry_the_input_yaw(tmp_path) -> None:
+    import numpy as np
+    import pytorch_lightning as pl
+
+    batch = _synthetic_batch(6)
+    batch["yaw"] = torch.tensor([-45.0, 0.0, 45.0, 0.0, 45.0, -45.0])
+    batch["index"] = torch.arange(6)
+    net = DeepMDSNet(ViewAutoencoder(), DissimilarityNet(output="depth"))
+    m = DeepMDSLifter(net, functools.partial(torch.optim.Adam, lr=1e-3), nmds_iters=2)
+    loader = torch.utils.data.DataLoader([{k: v[i] for k, v in batch.items()} for i in range(6)], batch_size=4)
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         default_root_dir=tmp_path)
+    trainer.test(m, loader, verbose=False)
+    with np.load(tmp_path / "test_errors.npz") as e:
+        np.testing.assert_array_equal(e["yaw"], batch["yaw"].numpy())
+        assert e["mse_procrustes"].shape == (6,)
