@@ -57,6 +57,13 @@ class DissimilarityNet(nn.Module):
         self.register_buffer("feature_std", torch.ones(6))
         self.register_buffer("feature_stats_set", torch.zeros((), dtype=torch.bool))
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        """Checkpoints written before the feature statistics existed load as 'not set' (identity)."""
+        for name, buf in (("feature_mean", self.feature_mean), ("feature_std", self.feature_std),
+                          ("feature_stats_set", self.feature_stats_set)):
+            state_dict.setdefault(prefix + name, torch.zeros_like(buf) if name != "feature_std" else torch.ones_like(buf))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def _standardise(self, feats: Tensor) -> Tensor:
         """(..., 6) -> (..., 6) standardised with the frozen feature statistics (set on the first
         training-mode call)."""

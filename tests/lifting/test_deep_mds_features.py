@@ -38,6 +38,11 @@ def test_feature_standardisation_is_set_once_in_training_and_frozen() -> None:
     x = pair_features(torch.rand(5, 2, dtype=torch.float64), torch.rand(5, 2, dtype=torch.float64))
     torch.testing.assert_close(other(x), net.eval()(x))
     assert bool(other.feature_stats_set)
+    # a state dict from before the statistics existed loads as "not set" (identity)
+    old = {k: v for k, v in net.state_dict().items() if not k.startswith("feature_")}
+    fresh = DissimilarityNet(normalise=True).double()
+    fresh.load_state_dict(old)
+    assert not bool(fresh.feature_stats_set) and float(fresh.feature_std.sum()) == 6.0
 
 
 def test_normalise_and_activation_keep_the_parameter_count() -> None:
