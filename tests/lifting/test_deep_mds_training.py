@@ -23,6 +23,7 @@ from tests.lifting.test_zhao_cross_source import one_thread  # noqa: F401 (fixtu
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
+@pytest.mark.slow  # ~20 s on a shared 2-core CPU
 def test_deep_mds_learns_distances_and_views(tmp_path: Path, one_thread: None) -> None:  # noqa: F811
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         cfg = compose("train.yaml", overrides=["model=deep_mds", "data=bfm_synthetic", "data.n_train=2000",
