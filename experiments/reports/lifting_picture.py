@@ -22,6 +22,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from facemodels.procrustes import apply_similarity, similarity_align
+
 # iBUG-68 polylines: jaw, brows, nose bridge, nose base, eyes, outer and inner lips
 IBUG68_LINES = [range(0, 17), range(17, 22), range(22, 27), range(27, 31), range(31, 36),
                 [*range(36, 42), 36], [*range(42, 48), 42], [*range(48, 60), 48], [*range(60, 68), 60]]
@@ -59,14 +61,8 @@ def to_face_frame(points: Tensor, gt_cam: Tensor, gt_model: Tensor) -> Tensor:
     the lifted faces seen in the face's own frame, so a side view is a profile whatever the head pose."""
     flip = gt_cam.new_tensor([1.0, -1.0, 1.0])  # camera frame (y down, z towards the camera) is a mirror
     points, gt_cam = points * flip, gt_cam * flip  # image of a right-handed frame: y up makes it one
-    a = gt_cam - gt_cam.mean(0)
-    b = gt_model - gt_model.mean(0)
-    u, sv, vt = torch.linalg.svd(a.T @ b)
-    d = torch.sign(torch.det(u @ vt))
-    fix = torch.diag(torch.stack([torch.ones_like(d), torch.ones_like(d), d]))
-    rot = u @ fix @ vt  # a @ rot ~ b / scale
-    scale = (sv * fix.diagonal()).sum() / (a**2).sum()
-    return scale * (points - gt_cam.mean(0)) @ rot
+    fit = similarity_align(gt_cam, gt_model - gt_model.mean(0))
+    return apply_similarity(points[None], fit.scale[None], fit.R[None], fit.t[None])[0]
 
 
 def draw(batch: dict[str, Tensor], lifted: dict[str, Tensor], faces: list[int], out: Path) -> Path:
