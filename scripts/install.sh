@@ -66,9 +66,25 @@ fi
 command -v gcc >/dev/null || command -v cc >/dev/null || {
   say "ERROR: a C compiler is needed to build scikit-sparse (Debian: apt-get install build-essential python3-dev)."; exit 1; }
 
+# --- disk space ------------------------------------------------------------------------------------
+# torch with its CUDA libraries is ~5.7 GB installed; pip also holds the downloaded wheels (~3 GB) in
+# its temp folder until they are installed. No pip cache is kept (--no-cache-dir): it would add the
+# ~3 GB of wheels again for nothing on a fresh machine such as CI (measured: a CI run ran out of disk).
+free_gb() { df -Pk "$1" 2>/dev/null | awk 'NR==2 {printf "%.1f", $4 / 1048576}'; }
+if ! [ -d "$VENV/lib" ] || ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
+  tmp_dir=${TMPDIR:-/tmp}
+  venv_free=$(free_gb "$(dirname "$(readlink -f "$VENV")")"); tmp_free=$(free_gb "$tmp_dir")
+  say "free disk: ${venv_free} GB for $VENV, ${tmp_free} GB in $tmp_dir (needs ~6 GB and ~3 GB; ~9 GB if the same disk)"
+  if awk -v v="$venv_free" 'BEGIN {exit !(v + 0 < 6)}'; then
+    say "ERROR: only ${venv_free} GB free where $VENV goes ($(readlink -f "$(dirname "$VENV")")); torch and its CUDA"
+    say "       libraries need ~6 GB there. Free some space or point VENV=/path/on/a/larger/disk."
+    exit 1
+  fi
+fi
+
 # --- virtual environment ---------------------------------------------------------------------------
 [ -x "$VENV/bin/python" ] || { say "creating $VENV"; "$PYTHON" -m venv "$VENV"; }
-PIP=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
+PIP=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir)
 
 say "torch + torchvision ($TORCH_SPEC)"
 # shellcheck disable=SC2086
