@@ -67,17 +67,16 @@ command -v gcc >/dev/null || command -v cc >/dev/null || {
   say "ERROR: a C compiler is needed to build scikit-sparse (Debian: apt-get install build-essential python3-dev)."; exit 1; }
 
 # --- disk space ------------------------------------------------------------------------------------
-# torch with its CUDA libraries is ~5.7 GB installed; pip also holds the downloaded wheels (~3 GB) in
-# its temp folder until they are installed. No pip cache is kept (--no-cache-dir): it would add the
-# ~3 GB of wheels again for nothing on a fresh machine such as CI (measured: a CI run ran out of disk).
+# Measured on a fresh clone (venv and pip's temp folder on one disk): the install takes 6.3 GB at its
+# peak, torch with its CUDA libraries being most of it. No pip cache is kept (--no-cache-dir): on a fresh
+# machine such as CI it would hold ~3 GB of wheels for nothing (a CI run ran out of disk installing torch).
 free_gb() { df -Pk "$1" 2>/dev/null | awk 'NR==2 {printf "%.1f", $4 / 1048576}'; }
-if ! [ -d "$VENV/lib" ] || ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
-  tmp_dir=${TMPDIR:-/tmp}
-  venv_free=$(free_gb "$(dirname "$(readlink -f "$VENV")")"); tmp_free=$(free_gb "$tmp_dir")
-  say "free disk: ${venv_free} GB for $VENV, ${tmp_free} GB in $tmp_dir (needs ~6 GB and ~3 GB; ~9 GB if the same disk)"
-  if awk -v v="$venv_free" 'BEGIN {exit !(v + 0 < 6)}'; then
-    say "ERROR: only ${venv_free} GB free where $VENV goes ($(readlink -f "$(dirname "$VENV")")); torch and its CUDA"
-    say "       libraries need ~6 GB there. Free some space or point VENV=/path/on/a/larger/disk."
+if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
+  mkdir -p "$(dirname "$VENV")"; venv_parent=$(dirname "$(readlink -f "$VENV")")
+  say "free disk: $(free_gb "$venv_parent") GB for $VENV, $(free_gb "${TMPDIR:-/tmp}") GB for pip's temp folder (needs ~6.5 GB)"
+  if awk -v v="$(free_gb "$venv_parent")" 'BEGIN {exit !(v + 0 < 6.5)}'; then
+    say "ERROR: only $(free_gb "$venv_parent") GB free in $venv_parent, where $VENV goes; the install needs ~6.5 GB"
+    say "       (torch and its CUDA libraries). Free some space, or set VENV=/a/path/on/a/larger/disk."
     exit 1
   fi
 fi
