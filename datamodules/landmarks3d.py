@@ -215,6 +215,35 @@ def sample_views(shapes: Tensor, cfg: ViewConfig, gen: torch.Generator) -> dict[
     return {"landmarks_px": noisy, "landmarks3d": lm3d, "landmarks3d_model": centred, "yaw": yaw}
 
 
+@dataclass
+class ShapeAugment:
+    """Training-only changes to the model-space shapes before each view, for faces beyond the two
+    morphable models (real faces are neither): `scale_xyz` per-axis face proportions, each axis scaled
+    by U(1 - r, 1 + r) independently (long / wide / deep faces); `jitter_iod` per-landmark 3D offsets,
+    N(0, (j x outer-eye distance)^2) per coordinate (where annotators or another model put a landmark).
+    Both zero = off."""
+
+    scale_xyz: float = 0.0
+    jitter_iod: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.scale_xyz < 1 and self.jitter_iod >= 0):
+            raise ValueError(f"ShapeAugment: need 0 <= scale_xyz < 1 and jitter_iod >= 0, got {self}")
+
+    def __call__(self, shapes: Tensor, gen: torch.Generator) -> Tensor:
+        """shapes (B, L, 3) metres -> (B, L, 3) metres."""
+        b = shapes.shape[0]
+        out = shapes
+        if self.scale_xyz > 0:
+            centre = shapes.mean(1, keepdim=True)
+            scale = 1 + self.scale_xyz * (2 * torch.rand(b, 1, 3, generator=gen) - 1)
+            out = centre + (shapes - centre) * scale
+        if self.jitter_iod > 0:
+            iod = (shapes[:, 36] - shapes[:, 45]).norm(dim=-1).view(b, 1, 1) if shapes.shape[1] == IBUG68 else 0.1
+            out = out + self.jitter_iod * iod * torch.randn(out.shape, generator=gen)
+        return out
+
+
 class FixedViewsDataset(Dataset):
     """Views drawn once (seeded) of a fixed pool of shapes: item i is always the same.
 
@@ -242,12 +271,13 @@ class RandomViewBatches(IterableDataset):
     """
 
     def __init__(self, shapes: Tensor, cfg: ViewConfig, batch_size: int, views_per_shape: int = 1,
-                 drop_last: bool = False) -> None:
+                 drop_last: bool = False, augment: ShapeAugment | None = None) -> None:
         _check_shapes(shapes, "RandomViewBatches")
         if batch_size < 1 or views_per_shape < 1:
             raise ValueError(f"RandomViewBatches: batch_size and views_per_shape must be >= 1, got {batch_size}, {views_per_shape}")
         self.shapes, self.cfg, self.batch_size = shapes, cfg, batch_size
         self.views_per_shape, self.drop_last = views_per_shape, drop_last
+        self.augment = augment or ShapeAugment()
 
     def __len__(self) -> int:
         n = self.shapes.shape[0] * self.views_per_shape
@@ -265,7 +295,7 @@ class RandomViewBatches(IterableDataset):
             idx = order[s : s + self.batch_size]
             if self.drop_last and idx.numel() < self.batch_size:
                 continue
-            out = sample_views(self.shapes[idx], self.cfg, gen)
+            out = sample_views(self.augment(self.shapes[idx], gen), self.cfg, gen)
             out["index"] = idx.to(torch.int64)
             yield out
 
@@ -283,7 +313,8 @@ class Landmarks3DDataModule(LightningDataModule):
     eval_bfm_fraction: the same for the val / test splits (default: bfm_fraction); 0 / 1 against
       1 / 0 gives the cross-source split (train on one face model, test on the other);
     shapes: optional {'train','val','test'} -> (N, 68, 3) model-space shapes used instead;
-    views_per_shape: accesses per identity per epoch (each a new random view in training).
+    views_per_shape: accesses per identity per epoch (each a new random view in training);
+    augment: `ShapeAugment` fields (training only; default off).
     """
 
     def __init__(
@@ -303,6 +334,7 @@ class Landmarks3DDataModule(LightningDataModule):
         flame_kwargs: dict | None = None,
         bfm_kwargs: dict | None = None,
         shapes: dict[str, Tensor] | None = None,
+        augment: ShapeAugment | dict | None = None,
     ) -> None:
         super().__init__()
         if landmark_set != "ibug68":
@@ -314,6 +346,7 @@ class Landmarks3DDataModule(LightningDataModule):
         view = dict(view or {})
         view.setdefault("image_size", image_size)
         self.view = view if isinstance(view, ViewConfig) else ViewConfig(**view)
+        self.augment = augment if isinstance(augment, ShapeAugment) else ShapeAugment(**dict(augment or {}))
         # shapes: optional pre-made {'train', 'val', 'test'} -> (N, 68, 3) model-space shapes
         # (metres) replacing the FLAME / BFM sources (e.g. real 3D annotations, tests)
         self.shapes: dict[str, Tensor] = dict(shapes) if shapes else {}
@@ -346,7 +379,8 @@ class Landmarks3DDataModule(LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams
-        ds = RandomViewBatches(self.shapes["train"], self.view, hp.batch_size, hp.views_per_shape)
+        ds = RandomViewBatches(self.shapes["train"], self.view, hp.batch_size, hp.views_per_shape,
+                               augment=self.augment)
         return DataLoader(ds, batch_size=None, num_workers=hp.num_workers)
 
     def _fixed_loader(self, split: str, offset: int) -> DataLoader:
