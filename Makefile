@@ -20,7 +20,7 @@ HYDRA_ARGS = $(if $(MODEL),model=$(MODEL)) $(if $(DATA),data=$(DATA)) $(if $(TRA
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-fast lint format train eval models sync clean \
-        facemodels pictures mean-landmarks data check-data fit predict lift sweep reproduce bench
+        facemodels pictures mean-landmarks data check-data fit predict lift pretrained sweep reproduce bench
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -99,9 +99,12 @@ predict: $(STAMP) ## images -> landmarks, confidences, FLAME mesh, overlays: mak
 	@test -n "$(CKPT)" -a -n "$(IMAGES)" -a -n "$(OUT)" || { echo "usage: make predict CKPT=... IMAGES=dir_or_file OUT=dir"; exit 2; }
 	$(PY) -m fitting.predict --ckpt $(CKPT) --images $(IMAGES) --out $(OUT)
 
-lift: $(STAMP) ## 2D iBUG-68 px (N,68,2) -> 3D (N,68,3): make lift CKPT=... INPUT=in.npy OUTPUT=out.npy [METHOD=meanshape]
-	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make lift CKPT=... INPUT=in.npy OUTPUT=out.npy [METHOD=meanshape]"; exit 2; }
+lift: $(STAMP) ## 2D iBUG-68 px (N,68,2) -> 3D (N,68,3): make lift INPUT=in.npy OUTPUT=out.npy [CKPT=... | METHOD=meanshape]
+	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make lift INPUT=in.npy OUTPUT=out.npy [CKPT=... | METHOD=meanshape] (no CKPT: the shipped Zhao weights)"; exit 2; }
 	$(PY) -m experiments.lift $(if $(CKPT),--ckpt $(CKPT)) $(if $(METHOD),--method $(METHOD)) --input $(INPUT) --output $(OUTPUT)
+
+pretrained: $(STAMP) ## retrain + export the shipped Zhao weights (experiments/weights/, ~20 min on a CPU)
+	$(PY) -m experiments.pretrained train zhao_depth_ibug68
 
 # --- experiments at scale -----------------------------------------------------------------------
 SWEEP ?=

@@ -1,5 +1,6 @@
 """Lift 2D iBUG-68 landmarks (image px) to 3D with a trained lifting model or the mean face.
 
+    python -m experiments.lift --input in.npy --output out.npy      # the shipped Zhao weights
     python -m experiments.lift --ckpt RUN/checkpoints/best.ckpt --input in.npy --output out.npy
     python -m experiments.lift --method meanshape --input in.npy --output out.npy
 
@@ -8,7 +9,9 @@ pixel scale, positive towards the camera (the nose tip is nearer than the ears),
 mean per face (depth is only defined up to an additive constant).
 
 --method model (default) rebuilds the LightningModule from the run's Hydra config
-(`--config`, default <ckpt dir>/../.hydra/config.yaml) and loads the checkpoint's weights.
+(`--config`, default <ckpt dir>/../.hydra/config.yaml) and loads the checkpoint's weights;
+without --ckpt it loads shipped weights (`--pretrained`, default zhao_depth_ibug68:
+experiments/weights/, its model card beside it).
 --method meanshape fits the procedural (or $FACESUITE_FLAME_DIR) FLAME mean face under
 weak perspective (scaled orthographic Procrustes) and reads its depth off.
 """
@@ -21,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
+
+DEFAULT_PRETRAINED = "zhao_depth_ibug68"
 
 
 def load_input(path: str | Path) -> Tensor:
@@ -74,6 +79,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--input", required=True, help="(N, 68, 2) .npy, px, y down")
     ap.add_argument("--output", required=True, help="(N, 68, 3) .npy, px, z towards the camera")
     ap.add_argument("--method", choices=["model", "meanshape"], default="model")
+    ap.add_argument("--pretrained", default=DEFAULT_PRETRAINED,
+                    help="shipped weights (experiments/weights/<name>.pt) used when --ckpt is not given")
     ap.add_argument("--flame-dir", default=None, help="FLAME folder for --method meanshape")
     ap.add_argument("--batch-size", type=int, default=1024)
     args = ap.parse_args(argv)
@@ -82,9 +89,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.method == "meanshape":
         out = lift_meanshape(xy, mean_face_landmarks(args.flame_dir))
     else:
-        if not args.ckpt:
-            ap.error("--ckpt is required with --method model")
-        module = load_lifter(args.ckpt, args.config)
+        if args.ckpt:
+            module = load_lifter(args.ckpt, args.config)
+        else:
+            from experiments import pretrained
+
+            module = pretrained.load(args.pretrained)
+            print(f"using the shipped weights {args.pretrained} (pass --ckpt for your own run)")
         with torch.no_grad():
             out = torch.cat([module.lift(xy[s : s + args.batch_size].float()).double()
                              for s in range(0, xy.shape[0], args.batch_size)])

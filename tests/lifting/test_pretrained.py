@@ -1,0 +1,114 @@
+"""Shipped weights (experiments/pretrained.py, experiments/weights/): export / load round trip, clear errors,
+and the shipped Zhao MLP itself measured on faces it never saw: fresh procedural faces of both face models
+and AFLW2000-3D-format files (the real dataset's layout and conventions), against the mean-face baseline
+that `make lift METHOD=meanshape` gives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from datamodules.landmarks3d import ViewConfig, bfm_in_flame_frame, flame_landmarks68, sample_views
+from experiments import lift as lift_cli
+from experiments import pretrained
+from experiments.train import instantiate_model
+from lightning_modules.metrics.shape3d import depth_error
+from tests.lifting.synthetic_faces import synthetic_faces
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+SHIPPED = lift_cli.DEFAULT_PRETRAINED
+
+
+def _trained_run(tmp_path: Path) -> tuple[Path, torch.nn.Module]:
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose("train.yaml", overrides=["model=zhao_depth", "data=landmarks3d_tiny"])
+    shapes = {"train": synthetic_faces(32, 1), "val": synthetic_faces(16, 2), "test": synthetic_faces(16, 3)}
+    dm = instantiate(cfg.data, shapes=shapes, _convert_="partial")
+    module = instantiate_model(cfg.model)
+    trainer = pl.Trainer(accelerator="cpu", max_steps=3, limit_val_batches=1, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, default_root_dir=tmp_path)
+    trainer.fit(module, datamodule=dm)
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / "checkpoints").mkdir()
+    OmegaConf.save(cfg, run / ".hydra" / "config.yaml")
+    trainer.save_checkpoint(run / "checkpoints" / "last.ckpt")
+    return run / "checkpoints" / "last.ckpt", module.eval()
+
+
+def test_export_then_load_gives_the_same_lift(tmp_path: Path) -> None:
+    ckpt, module = _trained_run(tmp_path)
+    path = pretrained.export(ckpt, "tiny", metrics={"test/gte": 0.5}, out_dir=tmp_path / "w")
+    blob = torch.load(path, weights_only=True)  # plain tensors and containers only
+    assert set(blob) == set(pretrained.KEYS)
+    assert blob["provenance"]["test_metrics"] == {"test/gte": 0.5} and blob["provenance"]["checkpoint"] == "last.ckpt"
+    assert not any("optimizer" in k for k in blob)
+    loaded = pretrained.load(path)
+    xy = sample_views(synthetic_faces(5, 7), ViewConfig(), torch.Generator().manual_seed(0))["landmarks_px"]
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.lift(xy), module.lift(xy))
+    assert path.stat().st_size < ckpt.stat().st_size  # no optimiser state
+
+
+def test_bad_weights_files_are_named(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=f"nope.pt.*{SHIPPED}"):
+        pretrained.load("nope")
+    bad = tmp_path / "bad.pt"
+    torch.save({"state_dict": {}}, bad)
+    with pytest.raises(KeyError, match=r"bad.pt.*'model'"):
+        pretrained.load(bad)
+    with pytest.raises(FileNotFoundError, match="no Hydra config"):
+        pretrained.export(tmp_path / "x" / "checkpoints" / "a.ckpt", "a", out_dir=tmp_path)
+
+
+def test_lift_cli_uses_the_shipped_weights_without_ckpt(tmp_path: Path) -> None:
+    v = sample_views(flame_landmarks68(4, 11), ViewConfig(), torch.Generator().manual_seed(0))
+    np.save(tmp_path / "in.npy", v["landmarks_px"].numpy())
+    lift_cli.main(["--input", str(tmp_path / "in.npy"), "--output", str(tmp_path / "out.npy")])
+    with torch.no_grad():
+        want = pretrained.load(SHIPPED).lift(v["landmarks_px"]).numpy()
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), want, atol=1e-4)
+
+
+@pytest.mark.parametrize("source", ["flame", "bfm"])
+def test_shipped_zhao_beats_the_mean_face_on_unseen_faces(source: str) -> None:
+    """Fresh identities (seeds no training split used), the data config's realistic faces and views (yaw
+    +-90, open mouths, 2 % 2D noise). Measured at export: ratio 0.5-0.6 (see the model card)."""
+    cfg = OmegaConf.load(CONFIGS / "data" / "landmarks3d.yaml")
+    fk, bk = OmegaConf.to_container(cfg.flame_kwargs), OmegaConf.to_container(cfg.bfm_kwargs)
+    faces = flame_landmarks68(400, 9001, **fk) if source == "flame" else bfm_in_flame_frame(400, 9001, fk, bk)
+    v = sample_views(faces, ViewConfig(**OmegaConf.to_container(cfg.view)), torch.Generator().manual_seed(5))
+    gt = v["landmarks3d"].double()
+    with torch.no_grad():
+        mlp = pretrained.load(SHIPPED).lift(v["landmarks_px"]).double()
+    base = lift_cli.lift_meanshape(v["landmarks_px"].double(), lift_cli.mean_face_landmarks())
+    ratio = depth_error(mlp, gt).mean().item() / depth_error(base, gt).mean().item()
+    print(f"{source}: shipped Zhao / mean face depth error = {ratio:.3f}")
+    assert ratio < 0.7, ratio
+
+
+@pytest.mark.slow
+def test_shipped_zhao_on_aflw2000_format_files(tmp_path: Path) -> None:
+    """AFLW2000-3D layout (image0XXXX.mat with pt3d_68, written by the 3DDFA-convention writer) read by the
+    real loader: the shipped MLP's depth from the exact 2D beats the mean face's. Measured: 0.75 of the
+    mean face's error on these 48 faces and on 200 (the model card); the set's faces are mild (expression
+    std 0.6, mouths closed), where the mean face is a strong baseline."""
+    from datamodules.aflw2000 import Aflw2000DataModule
+
+    dm = Aflw2000DataModule(n=48, image_size=128, batch_size=48, num_workers=0, cache_root=str(tmp_path))
+    dm.setup("test")
+    batch = next(iter(dm.test_dataloader()))
+    xy, gt = batch["landmarks_px"].double(), batch["landmarks3d"].double()
+    with torch.no_grad():
+        mlp = pretrained.load(SHIPPED).lift(xy.float()).double()
+    base = lift_cli.lift_meanshape(xy, lift_cli.mean_face_landmarks())
+    e_mlp, e_base = depth_error(mlp, gt).mean().item(), depth_error(base, gt).mean().item()
+    print(f"AFLW2000-3D format: shipped Zhao {e_mlp:.4f}, mean face {e_base:.4f}")
+    assert e_mlp < 0.85 * e_base, (e_mlp, e_base)
