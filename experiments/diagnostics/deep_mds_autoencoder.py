@@ -49,7 +49,7 @@ def main() -> None:
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.steps)
         g = torch.Generator().manual_seed(0)
         t0 = time.time()
-        for step in range(args.steps):
+        for _ in range(args.steps):
             idx = torch.randint(0, 4000, (10,), generator=g)
             loss = ((ae(x_tr[idx]) - c_tr[idx]) ** 2).sum(-1).mean()
             opt.zero_grad()

@@ -15,10 +15,10 @@ import argparse
 import torch
 
 from experiments.diagnostics.deep_mds_dissim import load
+from experiments.lift import load_lifter
 from fitting.nmds import pairwise_distances, smacof_nmds
 from fitting.weak_perspective import fix_chirality_ibug68, lift_with_shape
 from lightning_modules.components.depth_mlp import standardise_2d
-from experiments.lift import load_lifter
 from lightning_modules.deep_mds import canonical_view, relative_distance_error
 from lightning_modules.lifting_base import centred_depth
 from lightning_modules.metrics.shape3d import mse_procrustes

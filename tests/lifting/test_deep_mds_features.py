@@ -10,7 +10,11 @@ import math
 import pytest
 import torch
 
-from lightning_modules.components.dissimilarity_net import DeepMDSNet, DissimilarityNet, pair_features
+from lightning_modules.components.dissimilarity_net import (
+    DeepMDSNet,
+    DissimilarityNet,
+    pair_features,
+)
 from lightning_modules.components.view_autoencoder import ViewAutoencoder
 from lightning_modules.deep_mds import DeepMDSLifter, relative_distance_error
 

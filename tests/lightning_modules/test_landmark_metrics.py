@@ -109,7 +109,7 @@ def test_sigma_calibration_bins_by_hand(tmp_path):
     assert out["sigma_all"].item() == pytest.approx(1.925)
     assert out["error_all"].item() == pytest.approx(2.5)
     ds, de = [-1.425, -1.225, -0.425, 3.075], [-1.5, 0.5, -0.5, 1.5]
-    r = sum(a * b for a, b in zip(ds, de)) / (sum(a * a for a in ds) * sum(b * b for b in de)) ** 0.5
+    r = sum(a * b for a, b in zip(ds, de, strict=True)) / (sum(a * a for a in ds) * sum(b * b for b in de)) ** 0.5
     assert out["corr"].item() == pytest.approx(r)
     fig = calibration_figure(out)
     fig.savefig(tmp_path / "calib.png")
