@@ -1,5 +1,7 @@
 """Model card of a shipped lifting model (experiments/weights/<name>.md), measured when it is written.
 
+    python -m experiments.reports.pretrained_card --aflw2000 /path/to/AFLW2000   # the shipped model on real data
+
 Measures the shipped lifter against the mean-face baseline of `make lift METHOD=meanshape` on faces no
 training split used: fresh FLAME- and BFM-format identities under the data config's realistic views
 (per |yaw| bin), and the procedural AFLW2000-3D-format set read by the real loader (exact 2D from
@@ -47,16 +49,22 @@ def procedural_rows(lift, mean_face: torch.Tensor) -> list[tuple[str, float, flo
     return rows
 
 
-def aflw2000_row(lift, mean_face: torch.Tensor, n: int = 200) -> tuple[str, float, float]:
-    """The procedural AFLW2000-3D-format set (n images, cached under data/procedural) via its loader."""
+def aflw2000_row(lift, mean_face: torch.Tensor, n: int = 200, data_dir: str | None = None) -> tuple[str, float, float]:
+    """AFLW2000-3D via its loader: the real folder (`data_dir`), or the procedural AFLW2000-3D-format set
+    (n images, cached under data/procedural). Lifts the exact 2D of pt3d_68; (label, model, mean face)."""
     from datamodules.aflw2000 import Aflw2000DataModule
 
-    dm = Aflw2000DataModule(n=n, image_size=128, batch_size=n, num_workers=0)
+    dm = Aflw2000DataModule(data_dir=data_dir, n=n, image_size=128, batch_size=256, num_workers=0)
     dm.setup("test")
-    batch = next(iter(dm.test_dataloader()))
-    e_model, e_base = _errors(lift, batch["landmarks_px"], batch["landmarks3d"], mean_face)
-    return (f"AFLW2000-3D format ({n} images, exact 2D; mild faces: expression std 0.6, mouth closed)",
-            e_model.mean().item(), e_base.mean().item())
+    e_model, e_base = [], []
+    for batch in dm.test_dataloader():
+        a, b = _errors(lift, batch["landmarks_px"], batch["landmarks3d"], mean_face)
+        e_model.append(a)
+        e_base.append(b)
+    e_model, e_base = torch.cat(e_model), torch.cat(e_base)
+    label = (f"AFLW2000-3D ({data_dir}, {e_model.numel()} images, exact 2D)" if data_dir else
+             f"AFLW2000-3D format ({n} images, exact 2D; mild faces: expression std 0.6, mouth closed)")
+    return label, e_model.mean().item(), e_base.mean().item()
 
 
 def card(name: str, recipe: list[str] | None, prov: dict, minutes: float | None = None) -> str:
@@ -96,3 +104,20 @@ def card(name: str, recipe: list[str] | None, prov: dict, minutes: float | None 
         "",
     ]
     return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    from experiments import pretrained
+
+    ap = argparse.ArgumentParser(description="A shipped lifter against the mean face on AFLW2000-3D.")
+    ap.add_argument("--name", default="zhao_depth_ibug68")
+    ap.add_argument("--aflw2000", help="the real AFLW2000 folder (image0XXXX.mat); default: the procedural set")
+    args = ap.parse_args(argv)
+    label, m, b = aflw2000_row(pretrained.load(args.name).lift, mean_face_landmarks(), data_dir=args.aflw2000)
+    print(f"{label}: depth error / outer-eye distance {m:.4f} ({args.name}) vs {b:.4f} (mean face), ratio {m / b:.2f}")
+
+
+if __name__ == "__main__":
+    main()
