@@ -100,7 +100,8 @@ def card(name: str, recipe: list[str] | None, prov: dict, minutes: float | None 
         *[f"| {label} | {m:.4f} | {b:.4f} | {m / b:.2f} |" for label, m, b in rows],
         "",
         "Real faces come from neither face model: the model-to-model rows of docs/reproduce/zhao_t1_quick.md",
-        "(trained on one, tested on the other) are the closest stand-in measured here.",
+        "(trained on one, tested on the other) are the closest stand-in measured here. On the real AFLW2000-3D:",
+        "`python -m experiments.reports.pretrained_card --aflw2000 /path/to/AFLW2000`.",
         "",
     ]
     return "\n".join(lines)
