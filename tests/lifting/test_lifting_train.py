@@ -75,7 +75,9 @@ def test_meanshape_baseline_depth_sign() -> None:
     assert corr > 0.8
 
 
-def test_lift_cli_model_and_meanshape(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def tiny_zhao_run(tmp_path: Path) -> tuple[Path, torch.nn.Module]:
+    """A run directory as experiments.train writes it (<run>/.hydra/config.yaml, <run>/checkpoints/last.ckpt)
+    of Zhao's MLP after 2 steps on synthetic faces; returns (checkpoint, module in eval mode)."""
     cfg = _compose("zhao_depth")
     dm = instantiate(cfg.data, shapes=_shapes(), _convert_="partial")
     module = instantiate_model(cfg.model)
@@ -87,9 +89,14 @@ def test_lift_cli_model_and_meanshape(tmp_path: Path, monkeypatch: pytest.Monkey
     (run / "checkpoints").mkdir()
     OmegaConf.save(cfg, run / ".hydra" / "config.yaml")
     trainer.save_checkpoint(run / "checkpoints" / "last.ckpt")
+    return run / "checkpoints" / "last.ckpt", module.eval()
+
+
+def test_lift_cli_model_and_meanshape(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ckpt, module = tiny_zhao_run(tmp_path)
     v = sample_views(synthetic_faces(5, 7), ViewConfig(), torch.Generator().manual_seed(0))
     np.save(tmp_path / "in.npy", v["landmarks_px"].numpy())
-    lift_cli.main(["--ckpt", str(run / "checkpoints" / "last.ckpt"), "--input", str(tmp_path / "in.npy"),
+    lift_cli.main(["--ckpt", str(ckpt), "--input", str(tmp_path / "in.npy"),
                    "--output", str(tmp_path / "out.npy")])
     out = np.load(tmp_path / "out.npy")
     assert out.shape == (5, 68, 3)

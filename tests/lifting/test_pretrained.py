@@ -9,42 +9,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import pytorch_lightning as pl
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from datamodules.landmarks3d import ViewConfig, bfm_in_flame_frame, flame_landmarks68, sample_views
 from experiments import lift as lift_cli
 from experiments import pretrained
-from experiments.train import instantiate_model
 from lightning_modules.metrics.shape3d import depth_error
 from tests.lifting.synthetic_faces import synthetic_faces
+from tests.lifting.test_lifting_train import tiny_zhao_run
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 SHIPPED = lift_cli.DEFAULT_PRETRAINED
 
 
-def _trained_run(tmp_path: Path) -> tuple[Path, torch.nn.Module]:
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        cfg = compose("train.yaml", overrides=["model=zhao_depth", "data=landmarks3d_tiny"])
-    shapes = {"train": synthetic_faces(32, 1), "val": synthetic_faces(16, 2), "test": synthetic_faces(16, 3)}
-    dm = instantiate(cfg.data, shapes=shapes, _convert_="partial")
-    module = instantiate_model(cfg.model)
-    trainer = pl.Trainer(accelerator="cpu", max_steps=3, limit_val_batches=1, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, default_root_dir=tmp_path)
-    trainer.fit(module, datamodule=dm)
-    run = tmp_path / "run"
-    (run / ".hydra").mkdir(parents=True)
-    (run / "checkpoints").mkdir()
-    OmegaConf.save(cfg, run / ".hydra" / "config.yaml")
-    trainer.save_checkpoint(run / "checkpoints" / "last.ckpt")
-    return run / "checkpoints" / "last.ckpt", module.eval()
-
-
 def test_export_then_load_gives_the_same_lift(tmp_path: Path) -> None:
-    ckpt, module = _trained_run(tmp_path)
+    ckpt, module = tiny_zhao_run(tmp_path)
     path = pretrained.export(ckpt, "tiny", metrics={"test/gte": 0.5}, out_dir=tmp_path / "w")
     blob = torch.load(path, weights_only=True)  # plain tensors and containers only
     assert set(blob) == set(pretrained.KEYS)
