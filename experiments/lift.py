@@ -51,11 +51,10 @@ def lift_meanshape(xy: Tensor, mean_face: Tensor) -> Tensor:
     return lift_with_shape(mean_face.to(xy.dtype).expand(xy.shape[0], -1, -1), xy)
 
 
-def load_lifter(ckpt: str | Path, config: str | Path | None = None) -> torch.nn.Module:
-    """Rebuild a lifting LightningModule from its Hydra run config and load its weights."""
+def read_run(ckpt: str | Path, config: str | Path | None = None) -> tuple:
+    """(Hydra run config, Lightning checkpoint dict) of a training run's checkpoint; the config defaults
+    to <run>/.hydra/config.yaml (the run being the checkpoint folder's parent). Errors name the file."""
     from omegaconf import OmegaConf
-
-    from experiments.train import instantiate_model
 
     ckpt = Path(ckpt)
     cfg_path = Path(config) if config else ckpt.resolve().parent.parent / ".hydra" / "config.yaml"
@@ -64,10 +63,18 @@ def load_lifter(ckpt: str | Path, config: str | Path | None = None) -> torch.nn.
     cfg = OmegaConf.load(cfg_path)
     if "model" not in cfg:
         raise KeyError(f"{cfg_path}: missing key 'model' (a Hydra run config is expected)")
-    module = instantiate_model(cfg.model)
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
     if "state_dict" not in state:
         raise KeyError(f"{ckpt}: missing key 'state_dict' (a Lightning checkpoint is expected)")
+    return cfg, state
+
+
+def load_lifter(ckpt: str | Path, config: str | Path | None = None) -> torch.nn.Module:
+    """Rebuild a lifting LightningModule from its Hydra run config and load its weights."""
+    from experiments.train import instantiate_model
+
+    cfg, state = read_run(ckpt, config)
+    module = instantiate_model(cfg.model)
     module.load_state_dict(state["state_dict"])
     return module.eval()
 

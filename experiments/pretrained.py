@@ -40,13 +40,14 @@ RECIPES: dict[str, list[str]] = {
 
 def _relative(path: Path) -> str:
     try:
-        return str(path.relative_to(WEIGHTS_DIR.parents[1]))
+        return str(path.relative_to(REPO_ROOT))
     except ValueError:
         return str(path)
 
 
-def weights_path(name: str) -> Path:
-    return WEIGHTS_DIR / f"{name}.pt"
+def weights_path(name_or_path: str | Path) -> Path:
+    """A path ending in .pt as given, else the shipped experiments/weights/<name>.pt."""
+    return Path(name_or_path) if str(name_or_path).endswith(".pt") else WEIGHTS_DIR / f"{name_or_path}.pt"
 
 
 def available() -> list[str]:
@@ -57,16 +58,10 @@ def export(ckpt: str | Path, name: str, config: str | Path | None = None, metric
            out_dir: Path | None = None) -> Path:
     """Write <out_dir or WEIGHTS_DIR>/<name>.pt from a Lightning checkpoint and its run's Hydra config
     (default <run>/.hydra/config.yaml, the run being the checkpoint folder's parent)."""
+    from experiments.lift import read_run
+
     ckpt = Path(ckpt).resolve()
-    cfg_path = Path(config) if config else ckpt.parent.parent / ".hydra" / "config.yaml"
-    if not cfg_path.is_file():
-        raise FileNotFoundError(f"{cfg_path}: no Hydra config for checkpoint {ckpt} (pass --config)")
-    cfg = OmegaConf.load(cfg_path)
-    if "model" not in cfg:
-        raise KeyError(f"{cfg_path}: missing key 'model' (a Hydra run config is expected)")
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
-    if "state_dict" not in state:
-        raise KeyError(f"{ckpt}: missing key 'state_dict' (a Lightning checkpoint is expected)")
+    cfg, state = read_run(ckpt, config)
     blob = {
         "model": OmegaConf.to_container(cfg.model, resolve=True),
         "state_dict": {k: v.float() if v.is_floating_point() else v for k, v in state["state_dict"].items()},
@@ -80,27 +75,29 @@ def export(ckpt: str | Path, name: str, config: str | Path | None = None, metric
     return out
 
 
-def load(name_or_path: str | Path) -> torch.nn.Module:
-    """The LightningModule of a weights file (a name in experiments/weights/ or a path), in eval mode."""
-    from experiments.train import instantiate_model
-
-    path = Path(name_or_path)
-    if path.suffix != ".pt":
-        path = weights_path(str(name_or_path))
+def _read(name_or_path: str | Path) -> dict:
+    path = weights_path(name_or_path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such weights file (shipped: {', '.join(available()) or 'none'})")
     blob = torch.load(path, map_location="cpu", weights_only=True)
     missing = [k for k in KEYS if k not in blob]
     if missing:
         raise KeyError(f"{path}: missing key(s) {missing}; a weights file holds {list(KEYS)}")
+    return blob
+
+
+def load(name_or_path: str | Path) -> torch.nn.Module:
+    """The LightningModule of a weights file (a name in experiments/weights/ or a path), in eval mode."""
+    from experiments.train import instantiate_model
+
+    blob = _read(name_or_path)
     module = instantiate_model(OmegaConf.create(blob["model"]))
     module.load_state_dict(blob["state_dict"])
     return module.eval()
 
 
 def provenance(name_or_path: str | Path) -> dict:
-    path = Path(name_or_path) if str(name_or_path).endswith(".pt") else weights_path(str(name_or_path))
-    return torch.load(path, map_location="cpu", weights_only=True)["provenance"]
+    return _read(name_or_path)["provenance"]
 
 
 def train(name: str) -> Path:

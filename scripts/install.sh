@@ -72,10 +72,10 @@ command -v gcc >/dev/null || command -v cc >/dev/null || {
 # machine such as CI it would hold ~3 GB of wheels for nothing (a CI run ran out of disk installing torch).
 free_gb() { df -Pk "$1" 2>/dev/null | awk 'NR==2 {printf "%.1f", $4 / 1048576}'; }
 if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
-  mkdir -p "$(dirname "$VENV")"; venv_parent=$(dirname "$(readlink -f "$VENV")")
-  say "free disk: $(free_gb "$venv_parent") GB for $VENV, $(free_gb "${TMPDIR:-/tmp}") GB for pip's temp folder (needs ~6.5 GB)"
-  if awk -v v="$(free_gb "$venv_parent")" 'BEGIN {exit !(v + 0 < 6.5)}'; then
-    say "ERROR: only $(free_gb "$venv_parent") GB free in $venv_parent, where $VENV goes; the install needs ~6.5 GB"
+  mkdir -p "$(dirname "$VENV")"; venv_parent=$(dirname "$(readlink -f "$VENV")"); free=$(free_gb "$venv_parent")
+  say "free disk: $free GB for $VENV, $(free_gb "${TMPDIR:-/tmp}") GB for pip's temp folder (needs ~6.5 GB)"
+  if awk -v v="$free" 'BEGIN {exit !(v + 0 < 6.5)}'; then
+    say "ERROR: only $free GB free in $venv_parent, where $VENV goes; the install needs ~6.5 GB"
     say "       (torch and its CUDA libraries). Free some space, or set VENV=/a/path/on/a/larger/disk."
     exit 1
   fi

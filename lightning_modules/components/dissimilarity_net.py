@@ -59,9 +59,10 @@ class DissimilarityNet(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         """Checkpoints written before the feature statistics existed load as 'not set' (identity)."""
-        for name, buf in (("feature_mean", self.feature_mean), ("feature_std", self.feature_std),
-                          ("feature_stats_set", self.feature_stats_set)):
-            state_dict.setdefault(prefix + name, torch.zeros_like(buf) if name != "feature_std" else torch.ones_like(buf))
+        unset = {"feature_mean": torch.zeros_like(self.feature_mean), "feature_std": torch.ones_like(self.feature_std),
+                 "feature_stats_set": torch.zeros_like(self.feature_stats_set)}
+        for name, value in unset.items():
+            state_dict.setdefault(prefix + name, value)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _standardise(self, feats: Tensor) -> Tensor:
