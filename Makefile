@@ -103,7 +103,7 @@ lift: $(STAMP) ## 2D iBUG-68 px (N,68,2) -> 3D (N,68,3): make lift INPUT=in.npy 
 	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make lift INPUT=in.npy OUTPUT=out.npy [CKPT=... | METHOD=meanshape] (no CKPT: the shipped Zhao weights)"; exit 2; }
 	$(PY) -m experiments.lift $(if $(CKPT),--ckpt $(CKPT)) $(if $(METHOD),--method $(METHOD)) --input $(INPUT) --output $(OUTPUT)
 
-pretrained: $(STAMP) ## retrain + export the shipped Zhao weights (experiments/weights/, ~20 min on a CPU)
+pretrained: $(STAMP) ## retrain + export the shipped Zhao weights (experiments/weights/; measured 12 min on a 2-core CPU)
 	$(PY) -m experiments.pretrained train zhao_depth_ibug68
 
 # --- experiments at scale -----------------------------------------------------------------------
