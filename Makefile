@@ -68,14 +68,14 @@ DIR ?=
 
 facemodels: $(STAMP) ## write the procedural FLAME-format folder and BFM files: make facemodels OUT=dir
 	@test -n "$(OUT)" || { echo "usage: make facemodels OUT=dir"; exit 2; }
-	$(PY) -m facemodels.cli facemodels --out $(OUT)
+	$(PY) -m experiments.world facemodels --out $(OUT)
 
 pictures: $(STAMP) ## re-draw the README pictures (contact sheet, mean head) into docs/images
-	$(PY) -m facemodels.pictures --out docs/images
+	$(PY) -m experiments.pictures --out docs/images
 
 mean-landmarks: $(STAMP) ## the mean face's iBUG-68 landmarks (68,3) metres: make mean-landmarks OUT=file.npy
 	@test -n "$(OUT)" || { echo "usage: make mean-landmarks OUT=file.npy"; exit 2; }
-	$(PY) -m facemodels.cli mean-landmarks --out $(OUT)
+	$(PY) -m experiments.world mean-landmarks --out $(OUT)
 
 data: $(STAMP) ## write a procedural dataset in a real format: make data DATASET=dad3dheads OUT=dir N=100
 	@test -n "$(DATASET)" -a -n "$(OUT)" || { echo "usage: make data DATASET=dad3dheads|w300lp|aflw2000|coma|bfm OUT=dir [N=...]"; exit 2; }
@@ -93,11 +93,11 @@ METHOD ?=
 
 fit: $(STAMP) ## predict landmarks on a split, fit FLAME, evaluate: make fit CKPT=... [DATA=...]
 	@test -n "$(CKPT)" || { echo "usage: make fit CKPT=path.ckpt [DATA=...]"; exit 2; }
-	$(PY) -m fitting.run ckpt_path=$(abspath $(CKPT)) $(HYDRA_ARGS)
+	$(PY) -m experiments.fit ckpt_path=$(abspath $(CKPT)) $(HYDRA_ARGS)
 
 predict: $(STAMP) ## images -> landmarks, confidences, FLAME mesh, overlays: make predict CKPT=... IMAGES=... OUT=dir
 	@test -n "$(CKPT)" -a -n "$(IMAGES)" -a -n "$(OUT)" || { echo "usage: make predict CKPT=... IMAGES=dir_or_file OUT=dir"; exit 2; }
-	$(PY) -m fitting.predict --ckpt $(CKPT) --images $(IMAGES) --out $(OUT)
+	$(PY) -m experiments.predict --ckpt $(CKPT) --images $(IMAGES) --out $(OUT)
 
 lift: $(STAMP) ## 2D iBUG-68 px (N,68,2) -> 3D (N,68,3): make lift INPUT=in.npy OUTPUT=out.npy [CKPT=... | METHOD=meanshape]
 	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make lift INPUT=in.npy OUTPUT=out.npy [CKPT=... | METHOD=meanshape] (no CKPT: the shipped Zhao weights)"; exit 2; }

@@ -169,7 +169,7 @@ def one_torch_thread() -> Iterator[None]:
     warp split over OpenMP threads gains nothing and, on a loaded machine, waits for
     descheduled threads (measured 45 ms instead of 1.8 ms with 2 threads at load 9);
     DataLoader workers already use 1 thread, this covers the main process (num_workers=0,
-    fitting.predict, the batch step on the CPU)."""
+    experiments.predict, the batch step on the CPU)."""
     n = torch.get_num_threads()
     if n == 1:
         yield

@@ -2,7 +2,7 @@
 
     make eval CKPT=logs/train/runs/<run>/checkpoints/best-epoch010.ckpt [DATA=aflw2000]
 
-The model config is read from the training run (`<run>/.hydra/config.yaml`) unless `model=` is given,
+The model config is the one the checkpoint carries (experiments.checkpoints) unless `model=` is given,
 so the network that is rebuilt is the one that was trained.
 """
 
@@ -16,6 +16,7 @@ import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from experiments.checkpoints import run_config
 from experiments.harness.checkpoint_io import AtomicCheckpointIO
 from experiments.harness.loggers import instantiate_loggers
 from experiments.harness.resolvers import register_resolvers
@@ -26,21 +27,14 @@ log = logging.getLogger("experiments.evaluate")
 register_resolvers()
 
 
-def training_config(ckpt_path: str | Path) -> DictConfig | None:
-    """The resolved config saved by the training run that wrote `ckpt_path`, if it exists."""
-    run_cfg = Path(ckpt_path).resolve().parent.parent / ".hydra" / "config.yaml"
-    return OmegaConf.load(run_cfg) if run_cfg.is_file() else None  # type: ignore[return-value]
-
-
 def evaluate(cfg: DictConfig, model_from_run: bool = True) -> dict[str, float]:
     ckpt = Path(cfg.ckpt_path)
     if not ckpt.is_file():
         raise FileNotFoundError(f"checkpoint not found: {ckpt}")
-    run_cfg = training_config(ckpt) if model_from_run else None
-    if run_cfg is not None:
+    if model_from_run:
         with open_dict(cfg):
-            cfg.model = run_cfg.model
-        log.info("Model config taken from the training run: %s", ckpt.parent.parent / ".hydra/config.yaml")
+            cfg.model = run_config(ckpt).model
+        log.info("Model config taken from the training run of %s", ckpt)
     OmegaConf.resolve(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="partial")

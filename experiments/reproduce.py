@@ -9,11 +9,11 @@ their column names, the paper's numbers, and the overrides of each scale (`quick
 of minutes; `full`: the paper's schedule). Runs go to logs/reproduce/<name>/<scale>/<run>/ and resume
 when the command is repeated; the report goes to docs/reproduce/<name>_<scale>.md with a bar chart.
 
-A recipe may add a fitting stage (thesis Tables 4.4 / 4.6): after a run trained, `python -m fitting.run`
+A recipe may add a fitting stage (thesis Tables 4.4 / 4.6): after a run trained, `python -m experiments.fit`
 fits FLAME to the landmarks its best checkpoint predicts on the test split of the run's own data::
 
     fit:
-      overrides: [split=test, write_meshes=4]        # every fit (fitting.run / configs/fit.yaml keys)
+      overrides: [split=test, write_meshes=4]        # every fit (experiments.fit / configs/fit.yaml keys)
       scales: {quick: [fitting.config.nonrigid_iterations=20], full: []}
       variants:                                      # optional; default: one fit named "fit"
         - {name: face805, label: "805", overrides: [fitting.landmark_set=face805], paper: {MVE face (mm): 7.5}}
@@ -37,6 +37,7 @@ from pathlib import Path
 
 import yaml
 
+from experiments.checkpoints import read_checkpoint
 from experiments.harness.resolvers import REPO_ROOT
 
 RECIPES = Path(__file__).resolve().parent / "recipes"
@@ -105,13 +106,13 @@ def best_checkpoint(directory: Path) -> Path | None:
 
 
 def fit_command(name: str, scale: str, recipe: dict, run: dict, variant: dict, ckpt: Path | str) -> list[str]:
-    """``python -m fitting.run`` on the test split of the run's own data with the given checkpoint."""
+    """``python -m experiments.fit`` on the test split of the run's own data with the given checkpoint."""
     fit = recipe.get("fit") or {}
     overrides = [f"ckpt_path={ckpt}", "data_from_run=true", "split=test", *fit.get("overrides", []),
                  *(fit.get("scales") or {}).get(scale, []), *run.get("fit_overrides", []),
                  *variant.get("overrides", []), f"task_name=reproduce_{name}_fit",
                  f"hydra.run.dir={fit_dir(name, scale, run, variant)}"]
-    return [sys.executable, "-m", "fitting.run", *overrides]
+    return [sys.executable, "-m", "experiments.fit", *overrides]
 
 
 def fit_metrics(directory: Path) -> dict[str, float]:
@@ -194,7 +195,7 @@ def write_report(name: str, scale: str, recipe: dict, timings: dict[str, float],
     if recipe.get("fit"):
         fit = recipe["fit"]
         fit_args = [*fit.get("overrides", []), *(fit.get("scales") or {}).get(scale, [])]
-        lines += [f"- fitting (`python -m fitting.run` with each run's best checkpoint, test split): "
+        lines += [f"- fitting (`python -m experiments.fit` with each run's best checkpoint, test split): "
                   f"`{' '.join(fit_args) or '(defaults)'}`"]
     lines += [""]
     if scale != "full":
@@ -243,10 +244,7 @@ def trained_steps(ckpt: Path) -> int | None:
     """``global_step`` stored in a Lightning checkpoint; None when the file is missing or has none."""
     if not ckpt.is_file():
         return None
-    import torch
-
-    state = torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True)
-    step = state.get("global_step") if isinstance(state, dict) else None
+    step = read_checkpoint(ckpt, mmap=True).get("global_step")
     return None if step is None else int(step)
 
 

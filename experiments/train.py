@@ -20,7 +20,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.harness.checkpoint_io import AtomicCheckpointIO
+from experiments.harness.checkpoint_io import AtomicCheckpointIO, StoreRunConfig
 from experiments.harness.loggers import instantiate_callbacks, instantiate_loggers
 from experiments.harness.resolvers import register_resolvers
 from experiments.harness.run_config import check_same_run, record
@@ -64,7 +64,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     datamodule: pl.LightningDataModule = hydra.utils.instantiate(cfg.data, _convert_="partial")
     model = instantiate_model(cfg.model)
-    callbacks = instantiate_callbacks(cfg.get("callbacks"))
+    callbacks = [*instantiate_callbacks(cfg.get("callbacks")), StoreRunConfig(cfg)]
     loggers = instantiate_loggers(cfg.get("logger"))
     trainer: pl.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]

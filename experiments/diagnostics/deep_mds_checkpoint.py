@@ -15,7 +15,7 @@ import argparse
 import torch
 
 from experiments.diagnostics.deep_mds_dissim import load
-from experiments.lift import load_lifter
+from experiments.lifting import load_lifter
 from fitting.nmds import pairwise_distances, smacof_nmds
 from fitting.weak_perspective import fix_chirality_ibug68, lift_with_shape
 from lightning_modules.components.depth_mlp import standardise_2d

@@ -1,4 +1,5 @@
-"""Atomic checkpoint writes: a kill during a save never leaves a corrupt checkpoint behind."""
+"""Checkpoint files: atomic writes (a kill during a save never leaves a corrupt checkpoint behind) and the
+run config stored inside each checkpoint."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning import Callback
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 
@@ -34,3 +37,17 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return super().load_checkpoint(path, map_location=map_location, weights_only=bool(weights_only))
         except TypeError:  # Lightning < 2.4: no weights_only argument
             return super().load_checkpoint(path, map_location=map_location)
+
+
+RUN_CONFIG_KEY = "suite_config"  # the resolved run config inside every checkpoint (experiments.checkpoints)
+
+
+class StoreRunConfig(Callback):
+    """Stores the run's resolved Hydra config (plain containers) in every checkpoint under
+    :data:`RUN_CONFIG_KEY`, so that a checkpoint alone rebuilds its system (experiments.checkpoints)."""
+
+    def __init__(self, cfg: DictConfig | dict[str, Any]) -> None:
+        self.config = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+
+    def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+        checkpoint[RUN_CONFIG_KEY] = self.config

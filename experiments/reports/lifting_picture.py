@@ -113,7 +113,7 @@ def draw(batch: dict[str, Tensor], lifted: dict[str, Tensor], faces: list[int], 
 
 
 def main(argv: list[str] | None = None) -> Path:
-    from experiments.lift import load_lifter
+    from experiments.lifting import load_lifter
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--ckpt", required=True, help="lifting model checkpoint (its run's data config is used)")

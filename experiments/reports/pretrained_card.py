@@ -11,13 +11,15 @@ face's mean depth, / the 3D outer-eye distance).
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
 
 from datamodules.landmarks3d import ViewConfig, bfm_in_flame_frame, flame_landmarks68, sample_views
-from experiments.lift import lift_meanshape, mean_face_landmarks
+from experiments import shipped_weights
+from experiments.lifting import lift_meanshape, mean_face_landmarks
 from lightning_modules.metrics.shape3d import depth_error
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -68,9 +70,7 @@ def aflw2000_row(lift, mean_face: torch.Tensor, n: int = 200, data_dir: str | No
 
 
 def card(name: str, recipe: list[str] | None, prov: dict, minutes: float | None = None) -> str:
-    from experiments import pretrained
-
-    module = pretrained.load(name)
+    module = shipped_weights.load(name)
     mean_face = mean_face_landmarks()
     rows = [*procedural_rows(module.lift, mean_face), aflw2000_row(module.lift, mean_face)]
     n_params = sum(p.numel() for p in module.parameters())
@@ -79,7 +79,7 @@ def card(name: str, recipe: list[str] | None, prov: dict, minutes: float | None 
         "",
         f"`{type(module).__name__}` ({n_params:,} parameters), weights in `experiments/weights/{name}.pt`. Used by",
         "`make lift INPUT=in.npy OUTPUT=out.npy` when no `CKPT` is given; in Python:",
-        f"`experiments.pretrained.load({name!r}).lift(xy_px)` ((N, 68, 2) px -> (N, 68, 3) px).",
+        f"`experiments.shipped_weights.load({name!r}).lift(xy_px)` ((N, 68, 2) px -> (N, 68, 3) px).",
         "",
         "## Training",
         "",
@@ -108,15 +108,11 @@ def card(name: str, recipe: list[str] | None, prov: dict, minutes: float | None 
 
 
 def main(argv: list[str] | None = None) -> None:
-    import argparse
-
-    from experiments import pretrained
-
     ap = argparse.ArgumentParser(description="A shipped lifter against the mean face on AFLW2000-3D.")
     ap.add_argument("--name", default="zhao_depth_ibug68")
     ap.add_argument("--aflw2000", help="the real AFLW2000 folder (image0XXXX.mat); default: the procedural set")
     args = ap.parse_args(argv)
-    label, m, b = aflw2000_row(pretrained.load(args.name).lift, mean_face_landmarks(), data_dir=args.aflw2000)
+    label, m, b = aflw2000_row(shipped_weights.load(args.name).lift, mean_face_landmarks(), data_dir=args.aflw2000)
     print(f"{label}: depth error / outer-eye distance {m:.4f} ({args.name}) vs {b:.4f} (mean face), ratio {m / b:.2f}")
 
 

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from datamodules.landmarks3d import ViewConfig, bfm_in_flame_frame, flame_landmarks68, sample_views
-from experiments.lift import lift_meanshape
+from experiments.lifting import lift_meanshape
 from lightning_modules.metrics.shape3d import depth_error
 
 FACTORS = ("identity", "expression", "mouth open", "all")

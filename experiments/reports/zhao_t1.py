@@ -40,7 +40,7 @@ def factor_rows(run_dir: Path) -> list[str]:
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from experiments.lift import load_lifter
+    from experiments.lifting import load_lifter
     from experiments.reports.zhao_factors import factor_table
     from experiments.reproduce import best_checkpoint
 

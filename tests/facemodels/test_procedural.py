@@ -230,7 +230,7 @@ def test_vertex_regions_partition(flame_dir):
 
 
 def test_cli_mean_landmarks(world, tmp_path):
-    from facemodels.cli import main
+    from experiments.world import main
 
     assert main(["mean-landmarks", "--out", str(tmp_path / "m.npy")]) == 0
     lm = np.load(tmp_path / "m.npy")

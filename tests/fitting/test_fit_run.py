@@ -1,4 +1,4 @@
-"""fitting.run's fit-evaluate-write loop on batches in the batch contract, with the exact
+"""experiments.fit's fit-evaluate-write loop on batches in the batch contract, with the exact
 projected landmarks (+ noise) standing in for a network's predictions."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import torch
 from facemodels.flame import face_region_indices, head_without_neck_indices, load_flame_arrays
 from facemodels.world import default_flame_dir
 from fitting.builder import build_flame_fitter
+from fitting.fit_loop import embed68, fit_batches
 from fitting.flame_fit import FitterConfig
 from fitting.mesh_io import write_mesh
 from fitting.reprojection import camera_rotation, project
-from fitting.run import _embed68, fit_batches
 from fitting.synthetic import make_problems
 
 
@@ -30,7 +30,7 @@ def _batches(fitter, flame, flame_dir, n_batches=2, B=3):
             "landmarks_px": p.clean.float(),
             "noisy": p.landmarks.float(),
             "vertices": p.vertices.float(),
-            "landmarks68_px": project(_embed68(cam_v, flame, flame_dir), p.K).float(),
+            "landmarks68_px": project(embed68(cam_v, flame, flame_dir), p.K).float(),
             "camera": {"K": p.K.float(), "R": R.float(), "t": p.transl.float()},
         }
 
@@ -76,7 +76,7 @@ def test_write_mesh_obj_and_ply(tmp_path):
 
 @pytest.mark.slow
 def test_fit_cli_on_an_untrained_tiny_checkpoint(tmp_path):
-    """`python -m fitting.run` end to end: checkpoint + training-run config -> meshes, CSV, JSON."""
+    """`python -m experiments.fit` end to end: checkpoint + training-run config -> meshes, CSV, JSON."""
     import subprocess
     import sys
 
@@ -105,7 +105,7 @@ def test_fit_cli_on_an_untrained_tiny_checkpoint(tmp_path):
         [
             sys.executable,
             "-m",
-            "fitting.run",
+            "experiments.fit",
             f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
             "data=synthetic",
             "limit_batches=1",
@@ -129,7 +129,7 @@ def test_fit_cli_on_an_untrained_tiny_checkpoint(tmp_path):
 # ------------------------------------------------------------------ landmark subsets, confidences, metrics
 def test_subset_columns_pick_the_subset_vertices_in_its_order():
     from facemodels.landmarks import landmark_vertex_indices
-    from fitting.run import subset_columns
+    from fitting.fit_loop import subset_columns
 
     flame_dir = default_flame_dir()
     full = landmark_vertex_indices("face1609", flame_dir)
@@ -145,7 +145,7 @@ def test_subset_columns_pick_the_subset_vertices_in_its_order():
 
 
 def test_report_metrics_and_atomic_fit_metrics_file(tmp_path):
-    from fitting.run import report_metrics, write_fit_metrics
+    from fitting.fit_loop import report_metrics, write_fit_metrics
 
     m = report_metrics({"n_images": 3, "mve_face_mm": 7.5, "note": "x", "flag": True}, "test")
     assert m == {"test/n_images": 3.0, "test/mve_face_mm": 7.5}
@@ -157,7 +157,7 @@ def test_report_metrics_and_atomic_fit_metrics_file(tmp_path):
 def test_fit_batches_on_a_subset_with_and_without_confidences(tmp_path):
     """A network predicting 1609 landmarks, fitted on the 805 subset: the fitter sees the subset's
     columns; zero confidences make an image invalid only when the confidences are used."""
-    from fitting.run import subset_columns
+    from fitting.fit_loop import subset_columns
 
     flame_dir = default_flame_dir()
     flame = load_flame_arrays(flame_dir)

@@ -66,7 +66,7 @@ def test_recipe_fit_commands_compose(name, tmp_path):
     """Every (scale, run, variant) fit command composes configs/fit.yaml, and the fitted landmark set
     is the network's own set or a subset of it."""
     from facemodels.world import default_flame_dir
-    from fitting.run import subset_columns
+    from fitting.fit_loop import subset_columns
 
     recipe = reproduce.load_recipe(name)
     variants = reproduce.fit_variants(recipe)
@@ -75,7 +75,7 @@ def test_recipe_fit_commands_compose(name, tmp_path):
         for variant in variants:  # the runs differ only in the checkpoint and the run dir: compose once
             run = recipe["runs"][0]
             cmd = reproduce.fit_command(name, scale, recipe, run, variant, tmp_path / "best.ckpt")
-            assert cmd[1:3] == ["-m", "fitting.run"]
+            assert cmd[1:3] == ["-m", "experiments.fit"]
             assert cmd[-1] == f"hydra.run.dir={reproduce.fit_dir(name, scale, run, variant)}"
             cfg = compose_config("fit", [a for a in cmd[3:] if not a.startswith("hydra.")], tmp_path)
             assert cfg.ckpt_path == str(tmp_path / "best.ckpt") and cfg.split == "test" and cfg.data_from_run

@@ -1,4 +1,4 @@
-"""Shipped weights (experiments/pretrained.py, experiments/weights/): export / load round trip, clear errors,
+"""Shipped weights (experiments/shipped_weights.py, experiments/weights/): export / load round trip, clear errors,
 and the shipped Zhao MLP itself measured on faces it never saw: fresh procedural faces of both face models
 and AFLW2000-3D-format files (the real dataset's layout and conventions), against the mean-face baseline
 that `make lift METHOD=meanshape` gives."""
@@ -14,7 +14,8 @@ from omegaconf import OmegaConf
 
 from datamodules.landmarks3d import ViewConfig, bfm_in_flame_frame, flame_landmarks68, sample_views
 from experiments import lift as lift_cli
-from experiments import pretrained
+from experiments import lifting, shipped_weights
+from experiments.checkpoints import WEIGHTS_KEYS
 from lightning_modules.metrics.shape3d import depth_error
 from tests.lifting.synthetic_faces import synthetic_faces
 from tests.lifting.test_lifting_train import tiny_zhao_run
@@ -25,12 +26,12 @@ SHIPPED = lift_cli.DEFAULT_PRETRAINED
 
 def test_export_then_load_gives_the_same_lift(tmp_path: Path) -> None:
     ckpt, module = tiny_zhao_run(tmp_path)
-    path = pretrained.export(ckpt, "tiny", metrics={"test/gte": 0.5}, out_dir=tmp_path / "w")
+    path = shipped_weights.export(ckpt, "tiny", metrics={"test/gte": 0.5}, out_dir=tmp_path / "w")
     blob = torch.load(path, weights_only=True)  # plain tensors and containers only
-    assert set(blob) == set(pretrained.KEYS)
+    assert set(blob) == set(WEIGHTS_KEYS)
     assert blob["provenance"]["test_metrics"] == {"test/gte": 0.5} and blob["provenance"]["checkpoint"] == "last.ckpt"
     assert not any("optimizer" in k for k in blob)
-    loaded = pretrained.load(path)
+    loaded = shipped_weights.load(path)
     xy = sample_views(synthetic_faces(5, 7), ViewConfig(), torch.Generator().manual_seed(0))["landmarks_px"]
     with torch.no_grad():
         torch.testing.assert_close(loaded.lift(xy), module.lift(xy))
@@ -39,13 +40,18 @@ def test_export_then_load_gives_the_same_lift(tmp_path: Path) -> None:
 
 def test_bad_weights_files_are_named(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=f"nope.pt.*{SHIPPED}"):
-        pretrained.load("nope")
+        shipped_weights.load("nope")
     bad = tmp_path / "bad.pt"
     torch.save({"state_dict": {}}, bad)
     with pytest.raises(KeyError, match=r"bad.pt.*'model'"):
-        pretrained.load(bad)
-    with pytest.raises(FileNotFoundError, match="no Hydra config"):
-        pretrained.export(tmp_path / "x" / "checkpoints" / "a.ckpt", "a", out_dir=tmp_path)
+        shipped_weights.load(bad)
+    with pytest.raises(FileNotFoundError, match=r"a.ckpt: checkpoint not found"):
+        shipped_weights.export(tmp_path / "x" / "checkpoints" / "a.ckpt", "a", out_dir=tmp_path)
+    bare = tmp_path / "x" / "checkpoints" / "b.ckpt"  # a checkpoint without run config, no run folder
+    bare.parent.mkdir(parents=True)
+    torch.save({"state_dict": {}}, bare)
+    with pytest.raises(FileNotFoundError, match=r"b.ckpt: the checkpoint holds no run config \(key 'suite_config'\)"):
+        shipped_weights.export(bare, "b", out_dir=tmp_path)
 
 
 def test_lift_cli_uses_the_shipped_weights_without_ckpt(tmp_path: Path) -> None:
@@ -53,7 +59,7 @@ def test_lift_cli_uses_the_shipped_weights_without_ckpt(tmp_path: Path) -> None:
     np.save(tmp_path / "in.npy", v["landmarks_px"].numpy())
     lift_cli.main(["--input", str(tmp_path / "in.npy"), "--output", str(tmp_path / "out.npy")])
     with torch.no_grad():
-        want = pretrained.load(SHIPPED).lift(v["landmarks_px"]).numpy()
+        want = shipped_weights.load(SHIPPED).lift(v["landmarks_px"]).numpy()
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), want, atol=1e-4)
 
 
@@ -67,8 +73,8 @@ def test_shipped_zhao_beats_the_mean_face_on_unseen_faces(source: str) -> None:
     v = sample_views(faces, ViewConfig(**OmegaConf.to_container(cfg.view)), torch.Generator().manual_seed(5))
     gt = v["landmarks3d"].double()
     with torch.no_grad():
-        mlp = pretrained.load(SHIPPED).lift(v["landmarks_px"]).double()
-    base = lift_cli.lift_meanshape(v["landmarks_px"].double(), lift_cli.mean_face_landmarks())
+        mlp = shipped_weights.load(SHIPPED).lift(v["landmarks_px"]).double()
+    base = lifting.lift_meanshape(v["landmarks_px"].double(), lifting.mean_face_landmarks())
     ratio = depth_error(mlp, gt).mean().item() / depth_error(base, gt).mean().item()
     print(f"{source}: shipped Zhao / mean face depth error = {ratio:.3f}")
     assert ratio < 0.7, ratio
@@ -85,7 +91,7 @@ def test_shipped_zhao_on_aflw2000_format_files(tmp_path: Path, capsys: pytest.Ca
     from experiments.reports import pretrained_card
 
     folder = write_aflw2000(tmp_path / "AFLW2000", n=48)
-    label, e_mlp, e_base = pretrained_card.aflw2000_row(pretrained.load(SHIPPED).lift, lift_cli.mean_face_landmarks(),
+    label, e_mlp, e_base = pretrained_card.aflw2000_row(shipped_weights.load(SHIPPED).lift, lifting.mean_face_landmarks(),
                                                         data_dir=str(folder))
     assert "48 images" in label
     assert e_mlp < 0.85 * e_base, (e_mlp, e_base)

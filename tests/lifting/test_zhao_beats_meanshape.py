@@ -37,7 +37,7 @@ def test_zhao_depth_beats_meanshape_per_factor(tmp_path: Path, one_thread: None)
     res = compare(module.lift, mean_shape, dm.shapes["test"], dm.view, seed=2)
     assert res["model"].mean() < res["meanshape"].mean()
     from datamodules.landmarks3d import sample_views
-    from experiments.lift import lift_meanshape
+    from experiments.lifting import lift_meanshape
 
     v = sample_views(dm.shapes["test"], dm.view, torch.Generator().manual_seed(2))
     gt = v["landmarks3d"].double()

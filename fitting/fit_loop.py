@@ -1,8 +1,8 @@
 """Predict landmarks with a trained checkpoint, fit FLAME, evaluate, write meshes.
 
     make fit CKPT=logs/train/runs/<run>/checkpoints/best.ckpt [DATA=dad3dheads]
-    == python -m fitting.run ckpt_path=... [data=...] [split=test] [fitting.config.w_shape=0.5]
-    python -m fitting.run ckpt_path=... data_from_run=true fitting.landmark_set=face805  # thesis Table 4.6
+    == python -m experiments.fit ckpt_path=... [data=...] [split=test] [fitting.config.w_shape=0.5]
+    python -m experiments.fit ckpt_path=... data_from_run=true fitting.landmark_set=face805  # thesis Table 4.6
 
 The checkpoint is a ``lightning_modules.dense_landmarks.DenseLandmarkModule`` (any
 LandmarkSystem whose ``predict_step`` returns ``landmarks_px`` (B, L, 2) and optionally
@@ -55,12 +55,12 @@ from .flame_fit import LandmarkFitter
 from .mesh_io import write_mesh
 from .reprojection import project
 
-log = logging.getLogger("fitting.run")
+log = logging.getLogger("fitting.fit_loop")
 
-__all__ = ["fit_batches", "subset_columns", "report_metrics", "write_fit_metrics", "main"]
+__all__ = ["fit_batches", "subset_columns", "report_metrics", "write_fit_metrics", "embed68"]
 
 
-def _embed68(verts: Tensor, flame: FlameArrays, folder) -> Tensor:
+def embed68(verts: Tensor, flame: FlameArrays, folder) -> Tensor:
     """(B, V, 3) -> (B, 68, 3) iBUG-68 points by the FLAME barycentric embeddings."""
     sel = flame_selection("ibug68", flame, folder)
     tri = torch.as_tensor(np.asarray(flame.faces)[sel.face_idx], device=verts.device)  # (68, 3)
@@ -78,7 +78,7 @@ def subset_columns(model_set: str, fit_set: str, flame_dir: str | os.PathLike) -
         return None
     if "ibug68" in (model_set, fit_set):
         raise ValueError(
-            f"fitting.run: cannot fit landmark set {fit_set!r} with a network predicting {model_set!r} "
+            f"fitting.fit_loop: cannot fit landmark set {fit_set!r} with a network predicting {model_set!r} "
             "(ibug68 is not a vertex subset); use the network's own set or a face* subset of it"
         )
     from facemodels.landmarks import landmark_vertex_indices
@@ -89,7 +89,7 @@ def subset_columns(model_set: str, fit_set: str, flame_dir: str | os.PathLike) -
     missing = [int(v) for v in want if int(v) not in pos]
     if missing:
         raise ValueError(
-            f"fitting.run: {len(missing)} of the {len(want)} vertices of {fit_set!r} are not in the "
+            f"fitting.fit_loop: {len(missing)} of the {len(want)} vertices of {fit_set!r} are not in the "
             f"network's landmark set {model_set!r} (e.g. vertex {missing[0]}); expected a subset"
         )
     return np.asarray([pos[int(v)] for v in want], dtype=np.int64)
@@ -194,8 +194,8 @@ def fit_batches(
                 chamfer_dad(
                     res.vertices,
                     gt,
-                    _embed68(res.vertices, flame, flame_dir),
-                    _embed68(gt, flame, flame_dir),
+                    embed68(res.vertices, flame, flame_dir),
+                    embed68(gt, flame, flame_dir),
                     face_idx,
                 ),
             )
@@ -206,7 +206,7 @@ def fit_batches(
                 add("z5", z_n_accuracy(res.vertices_camera[:, hi], gt_cam[:, hi]))
                 add("pose_error", pose_error(res.R, R))
                 if "landmarks68_px" in batch and K is not None:
-                    pred68 = project(_embed68(res.vertices_camera, flame, flame_dir), res.K)
+                    pred68 = project(embed68(res.vertices_camera, flame, flame_dir), res.K)
                     head_px = project(gt_cam[:, hi], K)
                     lo, hi_ = head_px.min(1).values, head_px.max(1).values
                     box = torch.cat([lo, hi_ - lo], -1)  # (B, 4) x, y, w, h
@@ -233,126 +233,3 @@ def fit_batches(
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def main() -> None:  # pragma: no cover - exercised through `make fit`
-    import hydra
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import DictConfig, OmegaConf, open_dict
-
-    from experiments.harness.resolvers import register_resolvers
-
-    register_resolvers()
-
-    @hydra.main(version_base="1.3", config_path="../configs", config_name="fit")
-    def _run(cfg: DictConfig) -> None:
-        from dataclasses import fields
-
-        from experiments.evaluate import training_config
-        from experiments.train import instantiate_model
-        from facemodels.flame import (
-            face_region_indices,
-            head_without_neck_indices,
-            load_flame_arrays,
-        )
-
-        from .builder import build_flame_fitter
-        from .flame_fit import FitterConfig
-        from .sanitize import SanitizeConfig
-
-        ckpt = Path(cfg.ckpt_path)
-        if not ckpt.is_file():
-            raise FileNotFoundError(f"fitting.run: checkpoint not found: {ckpt}")
-        if cfg.get("model") is None:
-            run_cfg = training_config(ckpt)
-            if run_cfg is None:
-                raise ValueError(
-                    f"fitting.run: {ckpt}: no <run>/.hydra/config.yaml next to the checkpoint; "
-                    "pass model=<name> to say which network it holds"
-                )
-            with open_dict(cfg):
-                cfg.model = run_cfg.model
-        if cfg.get("data_from_run", False):
-            run_cfg = training_config(ckpt)
-            if run_cfg is None or "data" not in run_cfg:
-                raise ValueError(
-                    f"fitting.run: data_from_run=true but {ckpt.parent.parent / '.hydra' / 'config.yaml'} "
-                    "is missing or has no 'data' key"
-                )
-            with open_dict(cfg):
-                cfg.data = run_cfg.data
-        OmegaConf.resolve(cfg)
-        dev = _device(cfg.device)
-        model = instantiate_model(cfg.model)
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["state_dict"])
-        model.eval().to(dev)
-        dm = hydra.utils.instantiate(cfg.data, _convert_="partial")
-        dm.prepare_data()
-        dm.setup("validate" if cfg.split == "val" else "test")
-        loader = dm.val_dataloader() if cfg.split == "val" else dm.test_dataloader()
-
-        fc = OmegaConf.to_container(cfg.fitting.config, resolve=True)
-        size = fc.get("image_size") or [cfg.model.image_size, cfg.model.image_size]
-        fc["image_size"] = tuple(size)
-        fc["sanitize"] = SanitizeConfig(**fc.get("sanitize", {}))
-        known = {f.name for f in fields(FitterConfig)}
-        unknown = set(fc) - known
-        if unknown:
-            raise ValueError(
-                f"configs/fitting: unknown keys under config: {sorted(unknown)}; expected {sorted(known)}"
-            )
-        flame_dir = cfg.fitting.flame_dir
-        if flame_dir is None:
-            from facemodels.world import default_flame_dir
-
-            flame_dir = default_flame_dir()
-        lset = cfg.fitting.landmark_set or cfg.model.landmark_set
-        columns = subset_columns(cfg.model.landmark_set, lset, flame_dir)
-        fitter = build_flame_fitter(
-            flame_dir, lset, FitterConfig(**fc), cfg.fitting.n_shape, cfg.fitting.n_expr
-        ).to(dev)
-        flame = load_flame_arrays(flame_dir)
-
-        def batches():
-            for i, b in enumerate(loader):
-                if cfg.limit_batches is not None and i >= cfg.limit_batches:
-                    return
-                yield dm.on_before_batch_transfer(b, 0)
-
-        def predict(batch):
-            moved = {k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in batch.items()}
-            moved = dm.on_after_batch_transfer(moved, 0)  # uint8 images (normalize_on_device) -> the contract
-            return model.predict_step(moved, 0)
-
-        out_dir = HydraConfig.get().runtime.output_dir
-        summary = fit_batches(
-            fitter,
-            batches(),
-            predict,
-            flame,
-            flame_dir,
-            face_region_indices(flame_dir),
-            head_without_neck_indices(flame_dir),
-            out_dir,
-            cfg.write_meshes,
-            cfg.mesh_format,
-            cfg.fitting.use_camera_from_batch,
-            dev,
-            columns=columns,
-            use_confidences=cfg.fitting.get("use_confidences", True),
-        )
-        write_fit_metrics(Path(out_dir) / "fit_metrics.json", report_metrics(summary, cfg.split))
-        print({k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()})
-
-    _run()
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,4 @@
-"""fitting.predict end to end on checkpoints trained in the test (model=tiny, data=synthetic):
+"""experiments.predict end to end on checkpoints trained in the test (model=tiny, data=synthetic):
 crop + back-mapping against the network run directly on the same pixels, FLAME outputs, meshes,
 overlays, corrupt inputs skipped with exit code 1."""
 
@@ -14,7 +14,7 @@ from PIL import Image
 
 from datamodules.synthetic import SyntheticLandmarkDataset
 from datamodules.transforms import apply_affine, normalise_image
-from fitting.predict import (
+from experiments.predict import (
     full_image_matrix,
     load_model,
     main,

@@ -1,6 +1,6 @@
 """README pictures: a contact sheet of rendered samples and the mean head with its landmarks.
 
-Usage: ``python -m facemodels.pictures --out docs/images [--flame-dir DIR] [--seed 0]``
+Usage: ``python -m experiments.pictures --out docs/images [--flame-dir DIR] [--seed 0]``
 writes ``contact_sheet.png`` (24 samples across poses and expressions) and
 ``mean_head.png`` (the mean head, frontal and profile, iBUG-68 landmarks drawn: filled dots
 visible, hollow dots self-occluded).

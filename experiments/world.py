@@ -1,8 +1,8 @@
 """Command line for the procedural face models.
 
-python -m facemodels.cli facemodels --out DIR [--seed S]
+python -m experiments.world facemodels --out DIR [--seed S]
     writes DIR/flame (FLAME folder) and DIR/bfm (BFM files) of the procedural head.
-python -m facemodels.cli mean-landmarks --out file.npy [--seed S]
+python -m experiments.world mean-landmarks --out file.npy [--seed S]
     writes the mean face's iBUG-68 landmarks, (68, 3) float64, metres, frontal model space
     (y up, z towards the camera, x to the subject's left).
 """
@@ -17,7 +17,7 @@ import numpy as np
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m facemodels.cli",
+        prog="python -m experiments.world",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

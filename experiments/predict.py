@@ -1,7 +1,7 @@
 """Images -> landmarks, confidences, FLAME fit, meshes and overlays with a trained checkpoint.
 
     make predict CKPT=logs/train/runs/<run>/checkpoints/best.ckpt IMAGES=dir_or_file OUT=dir
-    == python -m fitting.predict --ckpt C --images DIR_OR_FILE --out DIR
+    == python -m experiments.predict --ckpt C --images DIR_OR_FILE --out DIR
            [--bbox x,y,w,h] [--batch-size 16] [--device auto|cpu|cuda] [--iterations N]
 
 Input: png / jpg files (a folder is read non-recursively, sorted by name). Each image is either
@@ -11,8 +11,7 @@ or a full image with the face box given by a sidecar ``<name>.json`` ``{"bbox": 
 cropped exactly as the datamodules do at test time (``datamodules.transforms.crop_matrix`` with
 the training run's ``data.augment.crop_scale``, default 1.2, then ``warp_image``).
 
-The network (rebuilt from ``<run>/.hydra/config.yaml`` next to the checkpoint's folder) runs
-batched; its landmarks are mapped from crop px back to original-image px with the inverse crop
+The network (rebuilt from the checkpoint alone, ``experiments.checkpoints``) runs batched; its landmarks are mapped from crop px back to original-image px with the inverse crop
 matrix. FLAME is fitted in the crop frame (``build_flame_fitter`` with the model's landmark set,
 confidences as weights, the crop's default intrinsics ``f = sqrt(2) S, c = (S/2, S/2)``); the
 camera of the original image is ``K_image = M^-1 K_crop`` (M the similarity source->crop).
@@ -44,11 +43,20 @@ from typing import Any
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 from PIL import Image, ImageDraw, ImageOps
 
 from datamodules.transforms import apply_affine, crop_matrix, normalise_image, warp_image
+from experiments.checkpoints import load_system
+from facemodels.flame import load_flame_arrays
+from facemodels.world import default_flame_dir
+from fitting.builder import build_flame_fitter
+from fitting.flame_fit import FitterConfig
+from fitting.mesh_io import write_mesh
+from fitting.sanitize import SanitizeConfig
+from lightning_modules.overlays import confidence_colour
 
-log = logging.getLogger("fitting.predict")
+log = logging.getLogger("experiments.predict")
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -103,10 +111,10 @@ def list_images(path: str | Path) -> list[Path]:
     if path.is_file():
         return [path]
     if not path.is_dir():
-        raise FileNotFoundError(f"fitting.predict: --images {path} is neither a file nor a folder")
+        raise FileNotFoundError(f"experiments.predict: --images {path} is neither a file nor a folder")
     files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise FileNotFoundError(f"fitting.predict: no {'/'.join(IMAGE_SUFFIXES)} files in {path}")
+        raise FileNotFoundError(f"experiments.predict: no {'/'.join(IMAGE_SUFFIXES)} files in {path}")
     return files
 
 
@@ -196,48 +204,19 @@ def _device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("fitting.predict: --device cuda but torch sees no CUDA device")
+        raise RuntimeError("experiments.predict: --device cuda but torch sees no CUDA device")
     return dev
 
 
 def load_model(ckpt: str | Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, float]:
-    """Rebuild the checkpoint's LightningModule from its run config; -> (model in eval mode,
-    crop_scale of the run's data config (default 1.2)).
-
-    The run config is ``<run>/.hydra/config.yaml`` for a checkpoint ``<run>/checkpoints/x.ckpt``.
-    """
-    from omegaconf import OmegaConf
-
-    from experiments.evaluate import training_config
-    from experiments.harness.resolvers import register_resolvers
-    from experiments.train import instantiate_model
-
-    register_resolvers()
-    ckpt = Path(ckpt)
-    if not ckpt.is_file():
-        raise FileNotFoundError(f"fitting.predict: checkpoint not found: {ckpt}")
-    run_cfg = training_config(ckpt)
-    if run_cfg is None:
-        raise FileNotFoundError(
-            f"fitting.predict: {ckpt}: no run config {ckpt.resolve().parent.parent / '.hydra' / 'config.yaml'}"
-            " (the checkpoint must sit in <run>/checkpoints/ of a training run)"
-        )
-    if "model" not in run_cfg:
-        raise KeyError(f"fitting.predict: the run config of {ckpt} has no 'model' key")
-    model_cfg = OmegaConf.create(OmegaConf.to_container(run_cfg.model, resolve=True))
-    model = instantiate_model(model_cfg)
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
-    if "state_dict" not in state:
-        raise KeyError(f"fitting.predict: {ckpt} has no 'state_dict' (keys: {sorted(state)})")
-    model.load_state_dict(state["state_dict"])
-    model.eval().to(device)
-    if hasattr(model, "apply_gpu_path"):  # channels_last on CUDA (the models' default), no-op on CPU
-        model.apply_gpu_path(device)
+    """Rebuild the checkpoint's LightningModule (experiments.checkpoints); -> (model in eval mode,
+    crop_scale of the run's data config (default 1.2))."""
+    system = load_system(ckpt, device)
     crop_scale = DEFAULT_CROP_SCALE
-    data = run_cfg.get("data")
+    data = system.config.get("data")
     if data is not None and data.get("augment") is not None:
         crop_scale = float(data.augment.get("crop_scale", DEFAULT_CROP_SCALE))
-    return model, crop_scale
+    return system.module, crop_scale
 
 
 def build_fitter(
@@ -251,15 +230,9 @@ def build_fitter(
 
     iterations: overrides both rigid and non-rigid LM step counts.
     """
-    from omegaconf import OmegaConf
-
-    from .builder import build_flame_fitter
-    from .flame_fit import FitterConfig
-    from .sanitize import SanitizeConfig
-
     if landmark_set not in FLAME_SETS:
         raise ValueError(
-            f"fitting.predict: landmark_set={landmark_set!r} has no FLAME fitter; expected one of {FLAME_SETS}"
+            f"experiments.predict: landmark_set={landmark_set!r} has no FLAME fitter; expected one of {FLAME_SETS}"
         )
     root = Path(__file__).resolve().parents[1]
     path = Path(config_path) if config_path else root / "configs" / "fitting" / "default.yaml"
@@ -275,22 +248,16 @@ def build_fitter(
         raise ValueError(f"{path}: unknown keys under config: {sorted(unknown)}; expected {sorted(known)}")
     flame_dir = flame_dir or fit_cfg.get("flame_dir")
     if flame_dir is None:
-        from facemodels.world import default_flame_dir
-
         flame_dir = default_flame_dir()
     fitter = build_flame_fitter(
         flame_dir, landmark_set, FitterConfig(**fc), int(fit_cfg["n_shape"]), int(fit_cfg["n_expr"])
     )
-    from facemodels.flame import load_flame_arrays
-
     return fitter, np.asarray(load_flame_arrays(flame_dir).faces)
 
 
 # ----------------------------------------------------------------------------------- outputs
 def _overlay(image: np.ndarray, landmarks_px: np.ndarray, confidences: np.ndarray) -> np.ndarray:
     """(H, W, 3) uint8 with the (L, 2) landmarks drawn as dots coloured by confidence."""
-    from lightning_modules.overlays import confidence_colour
-
     pil = Image.fromarray(image)
     draw = ImageDraw.Draw(pil)
     r = max(1.0, min(image.shape[:2]) / 200.0) * (1.0 if len(landmarks_px) > 200 else 2.0)
@@ -315,8 +282,6 @@ def _write_one(
     fit: dict[str, Any] | None,
     faces: np.ndarray | None,
 ) -> None:
-    from .mesh_io import write_mesh
-
     inv = np.linalg.inv(item.matrix)
     lm = apply_affine(inv, lm_crop)  # (L, 2) original px
     scale = float(np.sqrt(abs(np.linalg.det(item.matrix[:2, :2]))))  # crop px per original px
@@ -403,7 +368,7 @@ def _batches(
             batch.append(prepare_image(p, size, crop_scale, bbox))
         except (OSError, ValueError) as e:
             report.failed.append((p.name, str(e)))
-            print(f"fitting.predict: skipped {p.name}: {e}", file=sys.stderr, flush=True)
+            print(f"experiments.predict: skipped {p.name}: {e}", file=sys.stderr, flush=True)
             continue
         if len(batch) == batch_size:
             yield batch
@@ -430,7 +395,7 @@ def predict_images(
     ``model.image_size`` crops on ``device`` (faces: (F, 3) mesh triangles for the meshes).
     """
     if batch_size < 1:
-        raise ValueError(f"fitting.predict: batch_size must be >= 1, got {batch_size}")
+        raise ValueError(f"experiments.predict: batch_size must be >= 1, got {batch_size}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     size = int(model.image_size)
@@ -469,7 +434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         fitter, faces = build_fitter(model.landmark_set, model.image_size, a.flame_dir, a.iterations, a.fit_config)
         fitter = fitter.to(device)
     report = predict_images(model, paths, a.out, fitter, faces, crop_scale, bbox, a.batch_size, device)
-    print(f"fitting.predict: {len(report.written)} images written to {a.out}, {len(report.failed)} failed")
+    print(f"experiments.predict: {len(report.written)} images written to {a.out}, {len(report.failed)} failed")
     for name, why in report.failed:
         print(f"  failed: {name}: {why}")
     return 1 if report.failed else 0
