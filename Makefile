@@ -31,14 +31,16 @@ $(STAMP): pyproject.toml scripts/install.sh
 install: ## create .venv and install everything (idempotent; seconds when nothing changed)
 	@bash scripts/install.sh
 
-test: $(STAMP) ## run the whole test suite (what CI runs)
+test: $(STAMP) ## the layer contracts, then the whole test suite (what CI runs)
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP) ## the tests without the slow ones
 	$(PY) -m pytest -q -m "not slow"
 
-lint: $(STAMP) ## ruff check
+lint: $(STAMP) ## ruff check + the layer contracts (lint-imports, pyproject.toml [tool.importlinter])
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 
 format: $(STAMP) ## ruff format + autofix
 	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .

@@ -1,0 +1,61 @@
+"""The layer contracts of pyproject.toml ([tool.importlinter]) hold for the tree, and they catch an
+upward import, also one hidden inside a function, and an import cycle between sibling modules."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PACKAGES = ("facemodels", "fitting", "datamodules", "lightning_modules", "experiments", "benchmarks")
+
+
+def _lint(root: Path) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("lint-imports")
+    return subprocess.run([str(exe), "--no-cache", "--config", str(root / "pyproject.toml")], cwd=root,
+                          capture_output=True, text=True, timeout=120, env={"PYTHONPATH": str(root)})
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> Path:
+    """The packages' Python files and pyproject.toml copied to a folder of their own."""
+    root = tmp_path_factory.mktemp("tree")
+    shutil.copy(REPO / "pyproject.toml", root)
+    for pkg in PACKAGES:
+        for f in (REPO / pkg).rglob("*.py"):
+            dst = root / f.relative_to(REPO)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(f, dst)
+    return root
+
+
+def test_the_tree_keeps_every_contract() -> None:
+    proc = _lint(REPO)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert "0 broken" in proc.stdout or " broken" not in proc.stdout.split("Contracts:")[-1]
+
+
+def test_an_import_inside_a_function_that_goes_up_is_caught(tree: Path) -> None:
+    bad = tree / "facemodels" / "zz_upward.py"
+    bad.write_text("def f():\n    from experiments import train\n    return train\n")
+    try:
+        proc = _lint(tree)
+    finally:
+        bad.unlink()
+    assert proc.returncode != 0
+    assert "facemodels.zz_upward -> experiments.train" in proc.stdout
+
+
+def test_datamodules_and_lightning_modules_stay_independent(tree: Path) -> None:
+    bad = tree / "lightning_modules" / "zz_sideways.py"
+    bad.write_text("import datamodules.base\n")
+    try:
+        proc = _lint(tree)
+    finally:
+        bad.unlink()
+    assert proc.returncode != 0
+    assert "lightning_modules.zz_sideways -> datamodules.base" in proc.stdout
