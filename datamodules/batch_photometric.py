@@ -24,11 +24,17 @@ from __future__ import annotations
 
 import torch
 
-from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD, one_torch_thread
+from datamodules.transforms import (
+    GRAY_WEIGHTS,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    jitter_matrix,
+    one_torch_thread,
+)
 
 __all__ = ["apply_photometric", "normalise_batch", "host_params"]
 
-_GRAY = (0.299, 0.587, 0.114)
+_GRAY = GRAY_WEIGHTS
 
 
 _SCALE = (1.0 / (IMAGENET_STD.astype(float) * 255.0)).tolist()  # per channel: 1 / (255 std)
@@ -45,7 +51,7 @@ def _consts(device: torch.device) -> dict[str, torch.Tensor]:
         shift = torch.tensor(_SHIFT, dtype=torch.float32)
         _CONSTS[key] = {k: v.to(device) for k, v in {
             "scale": scale, "shift": shift, "lo": -shift, "hi": 255.0 * scale - shift,
-            "gray": torch.tensor(_GRAY, dtype=torch.float32), "eye": torch.eye(3)}.items()}
+            "gray": torch.tensor(_GRAY, dtype=torch.float32)}.items()}
     return _CONSTS[key]
 
 
@@ -79,14 +85,14 @@ def _jitter_affine(means: torch.Tensor, jitter: torch.Tensor) -> tuple[torch.Ten
 
         normalise(A f + (1 - ct) m) = S A f + S (1 - ct) m - shift,  S = diag(1 / (255 std)),
 
-    A = ct b (sat I + (1 - sat) 1 w^T), m = b w . means (``color_jitter``). Clipping to
+    A = ct b (sat I + (1 - sat) 1 w^T) (``transforms.jitter_matrix``), m = b w . means. Clipping to
     0..255 before the normalisation equals clipping to [normalise(0), normalise(255)] after it
     (an increasing affine map per channel)."""
     dev = means.device
     b, ct, sat = jitter.to(device=dev, dtype=torch.float32).unbind(1)
-    w, eye = _consts(dev)["gray"], _consts(dev)["eye"]
+    w = _consts(dev)["gray"]
     m = b * (means.float() @ w)  # (B,) mean grey after the brightness factor
-    A = (ct * b)[:, None, None] * (sat[:, None, None] * eye + (1.0 - sat)[:, None, None] * w.expand(3, 3))
+    A = jitter_matrix(b, ct, sat, gray=w)  # (B, 3, 3)
     scale, shift = _norm_consts(dev)
     A = scale[None, :, None] * A
     off = (scale[None, :] * ((1.0 - ct) * m)[:, None] - shift[None, :])[:, :, None]

@@ -21,8 +21,8 @@ from datamodules.base import FaceDataModule, FaceDataset
 from datamodules.cache import cached_dataset
 from datamodules.flame_info import LandmarkSet
 from datamodules.formats.coma import LAYOUT, ComaItem, list_coma
-from datamodules.formats.ply import read_ply
 from datamodules.views import view_points
+from fitting.mesh_io import read_ply
 
 __all__ = ["ComaDataset", "ComaDataModule", "coma_split"]
 

@@ -31,6 +31,7 @@ from pytorch_lightning import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
+from facemodels.procrustes import rigid_align
 from facemodels.rotations import euler_to_matrix
 
 IBUG68 = 68
@@ -407,8 +408,5 @@ def bfm_in_flame_frame(n: int, seed: int, flame_kwargs: dict | None = None, bfm_
 def rigid_from_mean(src_mean: Tensor, ref: Tensor, shapes: Tensor) -> Tensor:
     """Apply to `shapes` (N, L, 3) the rigid map (proper rotation + translation) that best
     takes `src_mean` (L, 3) onto `ref` (L, 3)."""
-    mu_s, mu_r = src_mean.mean(0), ref.mean(0)
-    u, _, vh = torch.linalg.svd((ref - mu_r).T @ (src_mean - mu_s))
-    d = torch.sign(torch.linalg.det(u @ vh))
-    rot = u @ torch.diag(torch.tensor([1.0, 1.0, float(d)])) @ vh
-    return (shapes - mu_s) @ rot.T + mu_r
+    fit = rigid_align(src_mean, ref)
+    return shapes @ fit.R.T + fit.t

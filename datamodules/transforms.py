@@ -48,6 +48,8 @@ __all__ = [
     "transform_camera",
     "mirror_vertices",
     "normalise_image",
+    "GRAY_WEIGHTS",
+    "jitter_matrix",
     "color_jitter",
     "color_jitter_planar",
     "paint_occluders",
@@ -346,17 +348,41 @@ def normalise_image(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(img.transpose(2, 0, 1)).astype(np.float32)
 
 
+GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma, PIL's "L" conversion
+
+
+def jitter_matrix(
+    brightness: torch.Tensor, contrast: torch.Tensor, saturation: torch.Tensor, gray: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The colour-jitter matrix ``A = ct b (sat I + (1 - sat) 1 w^T)`` (w = :data:`GRAY_WEIGHTS`),
+    the one formula every path uses (:func:`color_jitter`, :func:`color_jitter_planar`,
+    ``datamodules.batch_photometric``). brightness, contrast, saturation: (...) tensors of one
+    dtype and device -> (..., 3, 3) in that dtype; ``gray``: the (3,) weights already on that
+    device (a CUDA caller passes its cached copy: building it here would be a host->device copy).
+
+    Brightness, then saturation, then contrast on an image f are all linear:
+    ``f1 = b f;  f2 = sat f1 + (1 - sat) gray(f1);  out = ct (f2 - m) + m = A f + (1 - ct) m``
+    with ``m = b w . mean(f)``, the mean grey level of the brightened image.
+    """
+    b, ct, sat = brightness, contrast, saturation
+    w = torch.tensor(GRAY_WEIGHTS, dtype=b.dtype, device=b.device) if gray is None else gray
+    eye = torch.eye(3, dtype=b.dtype, device=b.device)
+    return (ct * b)[..., None, None] * (sat[..., None, None] * eye + (1.0 - sat)[..., None, None] * w.expand(3, 3))
+
+
+def _jitter_matrix64(brightness: float, contrast: float, saturation: float) -> torch.Tensor:
+    """(3, 3) float64 :func:`jitter_matrix` of Python floats."""
+    b, ct, sat = (torch.tensor(float(v), dtype=torch.float64) for v in (brightness, contrast, saturation))
+    return jitter_matrix(b, ct, sat)
+
+
 def color_jitter(image: np.ndarray, brightness: float, contrast: float, saturation: float) -> np.ndarray:
     """Brightness, then saturation, then contrast on an (H, W, 3) uint8 image, as one affine
-    colour map applied by PIL (rounded, clipped to 0..255):
-
-        f1 = b f;  f2 = sat f1 + (1 - sat) gray(f1);  out = ct (f2 - m) + m,
-
-    gray = 0.299 R + 0.587 G + 0.114 B and m = mean of gray(f1) over the image. All three
-    steps are linear in f, so out = A f + (1 - ct) m with A = ct b (sat I + (1 - sat) 1 w^T).
+    colour map (:func:`jitter_matrix`) applied by PIL (rounded, clipped to 0..255); the
+    reference of :func:`color_jitter_planar`. m = mean grey level of the brightened image.
     """
-    w = np.array([0.299, 0.587, 0.114])
-    A = contrast * brightness * (saturation * np.eye(3) + (1.0 - saturation) * np.outer(np.ones(3), w))
+    w = np.array(GRAY_WEIGHTS)
+    A = _jitter_matrix64(brightness, contrast, saturation).numpy()
     pil = Image.fromarray(image)
     hist = np.asarray(pil.histogram(), np.float64).reshape(3, 256)  # channel means from C
     m = brightness * float((hist @ np.arange(256.0)) / hist[0].sum() @ w)
@@ -374,9 +400,9 @@ def color_jitter_planar(image: np.ndarray, brightness: float, contrast: float, s
     H, W = image.shape[:2]
     with one_torch_thread():
         x = torch.from_numpy(np.ascontiguousarray(np.transpose(image, (2, 0, 1)))).reshape(3, H * W).float()
-        w = torch.tensor([0.299, 0.587, 0.114])
+        w = torch.tensor(GRAY_WEIGHTS)
         m = brightness * float(torch.dot(x.mean(1), w))  # channel means: exact (integer sums < 2^24)
-        A = contrast * brightness * (saturation * torch.eye(3) + (1.0 - saturation) * w.expand(3, 3))
+        A = _jitter_matrix64(brightness, contrast, saturation).float()
         off = torch.full((3, 1), (1.0 - contrast) * m + 0.5)
         y = torch.addmm(off, A, x).floor_().clamp_(0.0, 255.0).to(torch.uint8)
     return y.numpy().reshape(3, H, W).transpose(1, 2, 0)
@@ -462,38 +488,43 @@ class FaceCropTransform:
                 "photometric": photometric}
 
     # ----------------------------------------------------------------- photometric
-    def _photometric(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def _draw_photometric(self, rng: np.random.Generator) -> tuple[float | None, np.ndarray | None, bool]:
+        """The photometric decisions of one sample, in the one order both paths use: blur sigma
+        (None: no blur), jitter (3,) float64 [brightness, contrast, saturation] each
+        U(1 - j, 1 + j) (None when ``color_jitter`` is 0), and whether noise is added."""
         c = self.cfg
-        if c.blur_prob > 0 and rng.random() < c.blur_prob:
-            sigma = float(rng.uniform(*c.blur_sigma))
-            img = np.asarray(Image.fromarray(img).filter(ImageFilter.GaussianBlur(sigma)))
+        sigma = float(rng.uniform(*c.blur_sigma)) if c.blur_prob > 0 and rng.random() < c.blur_prob else None
+        jitter = None
         if c.color_jitter > 0:
             j = c.color_jitter
-            b, ct, sat = (float(rng.uniform(1 - j, 1 + j)) for _ in range(3))
-            img = self.jitter_fn(img, b, ct, sat)
-        if c.noise_prob > 0 and rng.random() < c.noise_prob:
-            f = img.astype(np.float32) + rng.normal(0.0, c.noise_std, size=img.shape).astype(np.float32)
+            jitter = np.array([float(rng.uniform(1 - j, 1 + j)) for _ in range(3)])
+        noise = bool(c.noise_prob > 0 and rng.random() < c.noise_prob)
+        return sigma, jitter, noise
+
+    def _photometric(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Per-sample photometric step on the (S, S, 3) uint8 crop: blur, colour jitter, noise."""
+        sigma, jitter, noise = self._draw_photometric(rng)
+        if sigma is not None:
+            img = np.asarray(Image.fromarray(img).filter(ImageFilter.GaussianBlur(sigma)))
+        if jitter is not None:
+            img = self.jitter_fn(img, *(float(v) for v in jitter))
+        if noise:
+            f = img.astype(np.float32) + rng.normal(0.0, self.cfg.noise_std, size=img.shape).astype(np.float32)
             img = np.clip(f + 0.5, 0, 255).astype(np.uint8)
         return img
 
     def _photometric_params(self, img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
         """Deferred photometric step: blur now (rare, before the jitter as in :meth:`_photometric`),
         draw the jitter / noise parameters for :func:`datamodules.batch_photometric.apply_photometric`
-        (same draws and order as :meth:`_photometric`, except that noise draws one seed instead of
-        the noise image). Returns (image, {"jitter": (3,) float32 [brightness, contrast,
-        saturation], "noise_std": () float32 (0: none), "noise_seed": int64})."""
-        c = self.cfg
-        if c.blur_prob > 0 and rng.random() < c.blur_prob:
-            sigma = float(rng.uniform(*c.blur_sigma))
+        (the draws of :meth:`_photometric`, except that noise draws one seed instead of the noise
+        image). Returns (image, {"jitter": (3,) float32 [brightness, contrast, saturation],
+        "noise_std": () float32 (0: none), "noise_seed": int64})."""
+        sigma, jitter, noise = self._draw_photometric(rng)
+        if sigma is not None:
             img = np.asarray(Image.fromarray(np.ascontiguousarray(img)).filter(ImageFilter.GaussianBlur(sigma)))
-        jitter = np.ones(3, np.float32)
-        if c.color_jitter > 0:
-            j = c.color_jitter
-            jitter[:] = [float(rng.uniform(1 - j, 1 + j)) for _ in range(3)]
-        noise_std, seed = 0.0, 0
-        if c.noise_prob > 0 and rng.random() < c.noise_prob:
-            noise_std, seed = float(c.noise_std), int(rng.integers(0, 2**62))
-        return img, {"jitter": jitter, "noise_std": np.array(noise_std, np.float32), "noise_seed": np.int64(seed)}
+        noise_std, seed = (float(self.cfg.noise_std), int(rng.integers(0, 2**62))) if noise else (0.0, 0)
+        jit = np.ones(3, np.float32) if jitter is None else jitter.astype(np.float32)
+        return img, {"jitter": jit, "noise_std": np.array(noise_std, np.float32), "noise_seed": np.int64(seed)}
 
     def _occluders(
         self,

@@ -1,10 +1,18 @@
-"""Batched weighted Procrustes / Umeyama alignment in torch.
+"""Alignment in torch: batched weighted Procrustes / Umeyama, and the affine-camera fit.
 
-Finds ``(s, R, t)`` minimising ``sum_i w_i || s R x_i + t - y_i ||^2`` (similarity) or the
-same with ``s = 1`` (rigid). ``R`` is always a proper rotation (det +1): when the best
-orthogonal map would be a reflection the smallest singular direction is flipped
-(Umeyama 1991). Works in any dimension D (2 for image landmarks, 3 for meshes); the
-units of ``t`` and of the aligned points are those of ``dst``.
+:func:`umeyama` finds ``(s, R, t)`` minimising ``sum_i w_i || s R x_i + t - y_i ||^2``
+(similarity) or the same with ``s = 1`` (rigid). By default ``R`` is a proper rotation
+(det +1): when the best orthogonal map would be a reflection the smallest singular
+direction is flipped (Umeyama 1991). ``reflection=True`` returns the best orthogonal map
+instead (det +-1), as ``scipy.linalg.orthogonal_procrustes`` / ``scipy.spatial.procrustes``
+and MATLAB's ``procrustes(..., 'reflection', 'best')``. Works in any dimension D (2 for
+image landmarks, 3 for meshes); the units of ``t`` and of the aligned points are those of
+``dst``.
+
+:func:`affine_camera` is the closed-form weak-perspective (scaled orthographic) camera of
+3D points seen as 2D points: a weighted least-squares affine map ``P`` (2, 3), its rows
+projected onto the nearest orthonormal pair (the orthogonal Procrustes step), completed to
+a rotation.
 
 Degenerate inputs do not produce NaN: when the source points coincide (zero spread) the
 result is the pure translation between the centroids (``s = 1``, ``R = I``) and
@@ -19,7 +27,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["AlignResult", "umeyama", "similarity_align", "rigid_align", "apply_similarity"]
+__all__ = [
+    "AlignResult",
+    "AffineCamera",
+    "umeyama",
+    "similarity_align",
+    "rigid_align",
+    "apply_similarity",
+    "affine_camera",
+]
 
 
 @dataclass
@@ -28,7 +44,7 @@ class AlignResult:
 
     Attributes:
         scale: (B,) similarity scale (ones for rigid alignment).
-        R: (B, D, D) proper rotation.
+        R: (B, D, D) proper rotation (orthogonal, det +-1, with ``reflection=True``).
         t: (B, D) translation, units of ``dst``.
         aligned: (B, N, D) ``s * src @ R^T + t``.
         degenerate: (B,) bool, True where the alignment is not unique (see module doc).
@@ -61,6 +77,7 @@ def umeyama(
     weights: Tensor | None = None,
     with_scale: bool = True,
     eps: float = 1e-9,
+    reflection: bool = False,
 ) -> AlignResult:
     """Weighted similarity (or rigid) alignment of ``src`` onto ``dst``.
 
@@ -69,6 +86,8 @@ def umeyama(
         dst: same shape, target points.
         weights: (B, N), (N,) or None; non-negative per-point weights (normalised here).
         with_scale: False gives the rigid fit (s = 1).
+        reflection: True allows ``R`` with det -1 when it fits better (the unconstrained
+            orthogonal Procrustes solution, scipy's convention); False keeps det +1.
         eps: relative length tolerance for degeneracy (raised to 100 machine epsilons of
             the dtype): a spread below ``tol * (1 + |centroid|)`` counts as zero.
     Returns:
@@ -109,10 +128,10 @@ def umeyama(
     var_y = (w * (yc * yc).sum(-1)).sum(-1)
     sigma = (w[..., None] * yc).transpose(1, 2) @ xc  # (B, D, D) = sum w y x^T
     U, S, Vh = torch.linalg.svd(sigma)
-    d = torch.sign(torch.linalg.det(U) * torch.linalg.det(Vh))  # (B,)
-    d = torch.where(d == 0, torch.ones_like(d), d)
     fix = torch.ones(B, D, dtype=dtype, device=src.device)
-    fix[:, -1] = d
+    if not reflection:
+        d = torch.sign(torch.linalg.det(U) * torch.linalg.det(Vh))  # (B,)
+        fix[:, -1] = torch.where(d == 0, torch.ones_like(d), d)
     R = U @ torch.diag_embed(fix) @ Vh  # (B, D, D)
 
     # degeneracy tests, on lengths relative to the cloud size / centroid magnitude
@@ -148,11 +167,74 @@ def umeyama(
     return out
 
 
-def similarity_align(src: Tensor, dst: Tensor, weights: Tensor | None = None) -> AlignResult:
+def similarity_align(
+    src: Tensor, dst: Tensor, weights: Tensor | None = None, reflection: bool = False
+) -> AlignResult:
     """Similarity (7-DoF in 3D) alignment; see :func:`umeyama`."""
-    return umeyama(src, dst, weights, with_scale=True)
+    return umeyama(src, dst, weights, with_scale=True, reflection=reflection)
 
 
-def rigid_align(src: Tensor, dst: Tensor, weights: Tensor | None = None) -> AlignResult:
+def rigid_align(
+    src: Tensor, dst: Tensor, weights: Tensor | None = None, reflection: bool = False
+) -> AlignResult:
     """Rigid (6-DoF in 3D) alignment, scale fixed to 1; see :func:`umeyama`."""
-    return umeyama(src, dst, weights, with_scale=False)
+    return umeyama(src, dst, weights, with_scale=False, reflection=reflection)
+
+
+@dataclass
+class AffineCamera:
+    """Output of :func:`affine_camera`: ``image - image_mean ~ scale * R[:2] (points - points_mean)``.
+
+    Attributes:
+        scale: (B,) image units per point unit, the mean of the two singular values of ``P``.
+        R: (B, 3, 3) proper rotation; its first two rows are the orthonormalised rows of ``P``.
+        points_mean: (B, 3) weighted centroid of the points.
+        image_mean: (B, 2) weighted centroid of the image points.
+    """
+
+    scale: Tensor
+    R: Tensor
+    points_mean: Tensor
+    image_mean: Tensor
+
+
+def affine_camera(
+    points: Tensor, image: Tensor, weights: Tensor | None = None, ridge: float = 1e-9
+) -> AffineCamera:
+    """Closed-form weak-perspective camera of 3D ``points`` onto 2D ``image`` points.
+
+    Solves ``min_P sum_l w_l || (y_l - ybar) - P (X_l - Xbar) ||^2`` (weighted normal
+    equations with a ridge of ``ridge * trace`` of the weighted scatter, so coplanar points
+    stay finite), then ``P = U S V^T -> rows = U V^T`` (nearest orthonormal rows),
+    ``R = [r1; r2; r1 x r2]`` (det +1) and ``scale = mean(S)``. No sign convention of the
+    image axes is applied: flip them before the call when the image y axis points down.
+
+    Args:
+        points: (B, L, 3) any unit.
+        image: (B, L, 2) any unit (px).
+        weights: (B, L) >= 0 or None (uniform); normalised here.
+        ridge: relative Tikhonov term of the 3 x 3 normal equations.
+    Returns:
+        :class:`AffineCamera`, in the dtype of ``points``.
+    """
+    if points.dim() != 3 or points.shape[-1] != 3 or image.shape != points.shape[:2] + (2,):
+        raise ValueError(
+            f"affine_camera: need points (B, L, 3) and image (B, L, 2), "
+            f"got {tuple(points.shape)}, {tuple(image.shape)}"
+        )
+    B, L, _ = points.shape
+    w = points.new_ones(B, L) if weights is None else weights.to(points.dtype)
+    wn = w / w.sum(-1, keepdim=True).clamp_min(1e-12)  # (B, L)
+    Xbar = (wn[..., None] * points).sum(1)  # (B, 3)
+    ybar = (wn[..., None] * image).sum(1)  # (B, 2)
+    Xc, yc = points - Xbar[:, None], image - ybar[:, None]
+    A = torch.einsum("bl,bli,blj->bij", wn, Xc, Xc)  # (B, 3, 3)
+    rhs = torch.einsum("bl,bli,blj->bij", wn, Xc, yc)  # (B, 3, 2)
+    lam = ridge * A.diagonal(dim1=1, dim2=2).sum(-1).clamp_min(1e-12)  # (B,)
+    A = A + lam[:, None, None] * torch.eye(3, dtype=A.dtype, device=A.device)
+    P = torch.linalg.solve(A, rhs).transpose(1, 2)  # (B, 2, 3)
+    U, S, Vh = torch.linalg.svd(P, full_matrices=False)  # (B, 2, 2), (B, 2), (B, 2, 3)
+    rows = U @ Vh  # (B, 2, 3) orthonormal rows
+    r3 = torch.linalg.cross(rows[:, 0], rows[:, 1], dim=-1)
+    R = torch.cat([rows, r3[:, None]], 1)  # (B, 3, 3), det +1
+    return AffineCamera(scale=S.mean(-1), R=R, points_mean=Xbar, image_mean=ybar)

@@ -32,7 +32,7 @@ from facemodels.rotations import axis_angle_to_matrix, hat
 
 from .so3 import so3_right_jacobian
 
-__all__ = ["LBSArrays", "LandmarkSelection", "LandmarkLBS", "lbs_full"]
+__all__ = ["LBSArrays", "LandmarkSelection", "LandmarkLBS"]
 
 
 @dataclass
@@ -494,13 +494,3 @@ class LandmarkLBS(nn.Module):
             ws = pool[name] = torch.empty(n, dtype=like.dtype, device=like.device)
         return ws[:n].view(shape)
 
-
-def lbs_full(
-    arrays: LBSArrays, coeffs: Tensor, pose: Tensor, free_joints: tuple[int, ...] = (1, 2)
-) -> Tensor:
-    """The full mesh (B, V, 3) for the same parameters (one evaluation, not in the LM loop)."""
-    V = np.asarray(arrays.v_template).shape[0]
-    full = LandmarkLBS(
-        arrays, LandmarkSelection(vertex_idx=np.arange(V)), free_joints, coeffs.dtype
-    )
-    return full.to(coeffs.device)(coeffs, pose)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from facemodels.procrustes import similarity_align
+from facemodels.procrustes import affine_camera, similarity_align
 
 
 def fit_weak_perspective(model: Tensor, xy_img: Tensor, n_iter: int = 30) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -31,17 +31,11 @@ def fit_weak_perspective(model: Tensor, xy_img: Tensor, n_iter: int = 30) -> tup
             f"fit_weak_perspective: need model (B, L, 3) and xy_img (B, L, 2), got {tuple(model.shape)}, {tuple(xy_img.shape)}"
         )
     u = torch.stack([xy_img[..., 0], -xy_img[..., 1]], -1)  # (B, L, 2) y up
-    mu_u = u.mean(1, keepdim=True)
-    xc = model - model.mean(1, keepdim=True)
+    cam = affine_camera(model, u)  # affine init: u - mu_u ~ s R[:2] (model - mean)
+    s, rot = cam.scale, cam.R
+    mu_u = cam.image_mean[:, None]  # (B, 1, 2)
+    xc = model - cam.points_mean[:, None]
     uc = u - mu_u
-    # affine init A (B, 2, 3): uc ~ xc A^T
-    gram = xc.transpose(1, 2) @ xc + 1e-12 * torch.eye(3, dtype=xc.dtype, device=xc.device)
-    a = torch.linalg.solve(gram, xc.transpose(1, 2) @ uc).transpose(1, 2)  # (B, 2, 3)
-    uu, sv, vh = torch.linalg.svd(a, full_matrices=False)  # (B,2,2), (B,2), (B,2,3)
-    rows = uu @ vh  # (B, 2, 3) orthonormal rows
-    r3 = torch.linalg.cross(rows[:, 0], rows[:, 1], dim=-1)
-    rot = torch.cat([rows, r3.unsqueeze(1)], 1)
-    s = sv.mean(1)
     for _ in range(n_iter):
         z = s.view(-1, 1) * (xc @ rot[:, 2].unsqueeze(-1)).squeeze(-1)  # (B, L)
         res = similarity_align(xc, torch.cat([uc, z.unsqueeze(-1)], -1))

@@ -7,7 +7,7 @@ it is normalised by.
 - `gte`: Zhao et al. ground-truth error, mean_k ||s_k - s~_k|| / d_eyes, d_eyes the
   distance of the outer eye corners (iBUG-68 indices 36, 45) of the ground truth.
 - `cvgtce`: the same after the best similarity (c, R, t) of the prediction onto the
-  ground truth (least squares, Umeyama; the paper's objective is written with
+  ground truth (least squares, Umeyama: facemodels.procrustes; the paper's objective is written with
   unsquared norms, least squares is the standard closed form).
 - `ape`: mean point error (in the input unit).
 - `mse_procrustes`: Deep-MDS' "MSE after Procrustes"; with `standardize=True` it is
@@ -43,6 +43,8 @@ from scipy import stats
 from torch import Tensor
 from torchmetrics import Metric
 
+from facemodels.procrustes import similarity_align, umeyama
+
 IBUG_OUTER_EYE_CORNERS = (36, 45)
 
 
@@ -52,34 +54,6 @@ def _check_pair(pred: Tensor, gt: Tensor, name: str) -> None:
             f"lightning_modules.metrics.shape3d.{name}: pred and gt must both be (B, L, D), "
             f"got {tuple(pred.shape)} and {tuple(gt.shape)}"
         )
-
-
-def similarity_procrustes(
-    src: Tensor, dst: Tensor, allow_reflection: bool = False, with_scale: bool = True
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Least-squares similarity s R src + t ~ dst (Umeyama 1991), batched.
-
-    src, dst: (B, L, D). Returns (aligned (B, L, D), s (B,), R (B, D, D), t (B, D)) with
-    aligned = s * src @ R^T + t. det(R) = +1 unless `allow_reflection`.
-    """
-    _check_pair(src, dst, "similarity_procrustes")
-    mu_s, mu_d = src.mean(1, keepdim=True), dst.mean(1, keepdim=True)
-    xs, xd = src - mu_s, dst - mu_d
-    cov = xd.transpose(1, 2) @ xs / src.shape[1]  # (B, D, D)
-    u, sig, vh = torch.linalg.svd(cov)
-    sign = torch.ones_like(sig)
-    if not allow_reflection:
-        sign[:, -1] = torch.sign(torch.linalg.det(u @ vh))
-        sign[sign == 0] = 1.0
-    rot = u @ torch.diag_embed(sign) @ vh  # (B, D, D)
-    var_s = (xs**2).sum((1, 2)) / src.shape[1]
-    if with_scale:
-        s = (sig * sign).sum(1) / var_s.clamp_min(1e-30)
-    else:
-        s = torch.ones_like(var_s)
-    t = mu_d.squeeze(1) - s.unsqueeze(1) * (rot @ mu_s.transpose(1, 2)).squeeze(2)  # (B, D)
-    aligned = s.view(-1, 1, 1) * (src @ rot.transpose(1, 2)) + t.unsqueeze(1)
-    return aligned, s, rot, t
 
 
 def interocular_outer(gt: Tensor, eye_idx: tuple[int, int] = IBUG_OUTER_EYE_CORNERS) -> Tensor:
@@ -103,8 +77,8 @@ def gte(pred: Tensor, gt: Tensor, eye_idx: tuple[int, int] = IBUG_OUTER_EYE_CORN
 
 def cvgtce(pred: Tensor, gt: Tensor, eye_idx: tuple[int, int] = IBUG_OUTER_EYE_CORNERS) -> Tensor:
     """Cross-view GT consistency error: GTE after the best similarity of pred onto gt. -> (B,)."""
-    aligned, *_ = similarity_procrustes(pred, gt)
-    return gte(aligned, gt, eye_idx)
+    _check_pair(pred, gt, "cvgtce")
+    return gte(similarity_align(pred, gt).aligned, gt, eye_idx)
 
 
 def mse_procrustes(
@@ -122,7 +96,7 @@ def mse_procrustes(
         gt = gt - gt.mean(1, keepdim=True)
         pred = pred / pred.flatten(1).norm(dim=1).view(-1, 1, 1).clamp_min(1e-30)
         gt = gt / gt.flatten(1).norm(dim=1).view(-1, 1, 1).clamp_min(1e-30)
-    aligned, *_ = similarity_procrustes(pred, gt, allow_reflection=allow_reflection)
+    aligned = similarity_align(pred, gt, reflection=allow_reflection).aligned
     sq = ((aligned - gt) ** 2).sum(-1)  # (B, L)
     return sq.sum(1) if standardize else sq.mean(1)
 
@@ -250,15 +224,13 @@ def icp_procrustes_distance(
             f"shape3d.icp_procrustes_distance: need (N, 3) and (M, 3), got {tuple(recon.shape)}, {tuple(scan.shape)}"
         )
     if init_correspondence is not None:
-        _, s, rot, t = similarity_procrustes(recon[None], scan[init_correspondence][None], with_scale=with_scale)
-        cur = s.view(1, 1) * recon @ rot[0].T + t
+        cur = umeyama(recon, scan[init_correspondence], with_scale=with_scale).aligned
     else:
         cur = recon - recon.mean(0) + scan.mean(0)
     for _ in range(n_iter):
         nn_idx = torch.cdist(cur, scan).argmin(1)
         target = scan[nn_idx]
-        cur, *_ = similarity_procrustes(recon[None], target[None], with_scale=with_scale)
-        cur = cur[0]
+        cur = umeyama(recon, target, with_scale=with_scale).aligned
     nn_idx = torch.cdist(cur, scan).argmin(1)
     num = ((cur - scan[nn_idx]) ** 2).sum()
     den = ((scan - scan.mean(0)) ** 2).sum()

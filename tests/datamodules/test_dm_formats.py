@@ -11,47 +11,7 @@ import pytest
 from datamodules.cache import cached_dataset
 from datamodules.formats import dad, matfiles
 from datamodules.formats.coma import coma_path, list_coma
-from datamodules.formats.ply import PlyError, read_ply, write_ply
-
-
-@pytest.mark.parametrize("ascii", [False, True])
-def test_ply_round_trip(tmp_path, ascii):
-    rng = np.random.default_rng(0)
-    v = rng.normal(0, 0.1, (50, 3)) + [0, 1.5, 0]
-    f = rng.integers(0, 50, (40, 3))
-    write_ply(tmp_path / "m.ply", v, f, ascii=ascii)
-    v2, f2 = read_ply(tmp_path / "m.ply")
-    np.testing.assert_allclose(v2, v.astype(np.float32), rtol=0, atol=1e-7)
-    np.testing.assert_array_equal(f2, f)
-    head = (tmp_path / "m.ply").read_bytes()[:40]
-    assert head.startswith(b"ply\nformat " + (b"ascii" if ascii else b"binary_little_endian"))
-
-
-def test_ply_big_endian_double_with_extra_props(tmp_path):
-    v = np.array([[0.0, 1.0, 2.0], [3.0, 4.0, 5.0], [6.0, 7.0, 8.5]])
-    head = (b"ply\nformat binary_big_endian 1.0\ncomment x\nelement vertex 3\n"
-            b"property double x\nproperty double y\nproperty double z\nproperty uchar red\n"
-            b"element face 1\nproperty list uchar uint vertex_indices\nend_header\n")
-    dt = np.dtype([("x", ">f8"), ("y", ">f8"), ("z", ">f8"), ("r", "u1")])
-    rec = np.zeros(3, dt)
-    rec["x"], rec["y"], rec["z"], rec["r"] = v[:, 0], v[:, 1], v[:, 2], 7
-    face = np.zeros(1, [("n", "u1"), ("i", ">u4", (3,))])
-    face["n"], face["i"] = 3, [2, 1, 0]
-    (tmp_path / "b.ply").write_bytes(head + rec.tobytes() + face.tobytes())
-    v2, f2 = read_ply(tmp_path / "b.ply")
-    np.testing.assert_array_equal(v2, v)
-    np.testing.assert_array_equal(f2, [[2, 1, 0]])
-
-
-def test_ply_truncated_and_garbage_name_the_file(tmp_path):
-    write_ply(tmp_path / "t.ply", np.zeros((10, 3)), np.zeros((4, 3), int))
-    raw = (tmp_path / "t.ply").read_bytes()
-    (tmp_path / "t.ply").write_bytes(raw[:-20])
-    with pytest.raises(PlyError, match="t.ply.*truncated"):
-        read_ply(tmp_path / "t.ply")
-    (tmp_path / "g.ply").write_bytes(b"\x00garbage")
-    with pytest.raises(PlyError, match="g.ply"):
-        read_ply(tmp_path / "g.ply")
+from fitting.mesh_io import write_ply
 
 
 def test_coma_listing(tmp_path):

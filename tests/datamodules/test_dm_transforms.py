@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from datamodules.transforms import (
     AugmentConfig,
     FaceCropTransform,
     apply_affine,
+    color_jitter_planar,
     crop_matrix,
     flip_matrix,
+    jitter_matrix,
     mirror_vertices,
     normalise_image,
     transform_camera,
@@ -162,3 +165,34 @@ def test_color_jitter_matches_the_float_formula():
     assert out.dtype == np.uint8 and out.shape == img.shape
     assert np.abs(out.astype(float) - ref).max() <= 1.0
     np.testing.assert_array_equal(color_jitter(img, 1.0, 1.0, 1.0), img)
+
+
+def test_jitter_on_a_grey_image_is_brightness_only_and_uniform():
+    """Hand-checked case: on a uniform grey image g the jitter gives round(b g) whatever the
+    contrast and saturation (gray(f1) = b g = m, so f2 = f1 and ct (f2 - m) + m = b g), so
+    out / g samples b ~ U(1 - j, 1 + j): mean 1, variance j^2 / 3, range [1 - j, 1 + j]. Both
+    paths draw the same (b, ct, sat) from the same stream."""
+    j, g = 0.3, 100
+    cfg = AugmentConfig(color_jitter=j, blur_prob=0.0, noise_prob=0.0, occlusion="none")
+    tf = FaceCropTransform(8, train=True, config=cfg)
+    img = np.full((8, 8, 3), g, np.uint8)
+    assert np.array_equal(color_jitter_planar(img, 1.2, 0.5, 0.1), np.full_like(img, 120))
+    ratios = []
+    for seed in range(2000):
+        out = tf._photometric(img, np.random.default_rng(seed))
+        _, params = tf._photometric_params(img, np.random.default_rng(seed))
+        b = float(params["jitter"][0])
+        # the per-sample path used the same b (float32 in the params: a rounding tie may flip a level)
+        assert np.all(np.abs(out.astype(int) - int(np.floor(b * g + 0.5))) <= 1)
+        ratios.append(out[0, 0, 0] / g)
+    r = np.asarray(ratios)
+    assert 1 - j - 0.01 <= r.min() and r.max() <= 1 + j + 0.01
+    assert abs(r.mean() - 1.0) < 0.01  # standard error 0.3 / sqrt(3 * 2000) = 0.004
+    assert abs(r.var() - j * j / 3) < 0.004  # 0.03 expected; sd of the estimate ~0.0009
+
+
+def test_jitter_matrix_hand_values():
+    b, ct, sat = (torch.tensor(v, dtype=torch.float64) for v in (2.0, 0.5, 0.0))
+    # sat = 0: every channel becomes ct b gray(f) = 1.0 * (0.299, 0.587, 0.114) . f
+    np.testing.assert_allclose(jitter_matrix(b, ct, sat).numpy(), np.tile([0.299, 0.587, 0.114], (3, 1)))
+    np.testing.assert_allclose(jitter_matrix(b, ct, torch.tensor(1.0, dtype=torch.float64)).numpy(), np.eye(3))

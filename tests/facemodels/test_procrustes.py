@@ -1,11 +1,18 @@
-"""Tests for facemodels.procrustes against hand-made transforms."""
+"""Tests for facemodels.procrustes against hand-made transforms and scipy."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from facemodels.procrustes import apply_similarity, rigid_align, similarity_align, umeyama
+from facemodels.procrustes import (
+    affine_camera,
+    apply_similarity,
+    rigid_align,
+    similarity_align,
+    umeyama,
+)
 from facemodels.rotations import axis_angle_to_matrix, rotation_z
 
 
@@ -166,3 +173,79 @@ def test_gradient_flows_to_points():
     out = similarity_align(src, dst)
     ((out.aligned - dst) ** 2).sum().backward()
     assert torch.isfinite(src.grad).all()
+
+
+def test_reflection_flag_hand_case_mirror_in_2d():
+    # four points mirrored in the y axis (x -> -x), scaled by 2, shifted by (3, 0); by hand:
+    # the best orthogonal map is R = diag(-1, 1) (det -1), s = 2, t = (3, 0), zero residual
+    src = torch.tensor([[1.0, 0], [0, 1], [-2, 0], [0, -3]], dtype=torch.float64)
+    R = torch.tensor([[-1.0, 0], [0, 1]], dtype=torch.float64)
+    dst = 2.0 * src @ R.T + torch.tensor([3.0, 0.0], dtype=torch.float64)
+    assert dst[0].tolist() == [1.0, 0.0] and dst[2].tolist() == [7.0, 0.0]
+    free = similarity_align(src, dst, reflection=True)
+    torch.testing.assert_close(free.R, R, atol=1e-12, rtol=0)
+    assert free.scale.item() == pytest.approx(2.0, abs=1e-12)
+    torch.testing.assert_close(free.aligned, dst, atol=1e-12, rtol=0)
+    # without the flag the rotation stays proper and the mirror image cannot be matched
+    proper = similarity_align(src, dst)
+    assert torch.linalg.det(proper.R).item() == pytest.approx(1.0, abs=1e-12)
+    assert (proper.aligned - dst).norm() > 1.0
+    # on data that a rotation fits best the flag changes nothing
+    rot = torch.tensor([[0.0, -1], [1, 0]], dtype=torch.float64)
+    a, b = similarity_align(src, src @ rot.T), similarity_align(src, src @ rot.T, reflection=True)
+    torch.testing.assert_close(a.R, b.R, atol=1e-12, rtol=0)
+
+
+def test_reflection_flag_matches_scipy():
+    from scipy.linalg import orthogonal_procrustes
+    from scipy.spatial import procrustes as scipy_procrustes
+
+    src = _cloud(3, 20, seed=11)
+    g = torch.Generator().manual_seed(12)
+    dst = src * torch.tensor([1.0, -1.0, 1.0], dtype=torch.float64) + 0.3 * torch.randn(
+        src.shape, generator=g, dtype=torch.float64
+    )  # mirror images plus noise: the best orthogonal map has det -1
+    for b in range(3):
+        # orthogonal_procrustes(A, B) minimises ||A Omega - B|| over orthogonal Omega (centred data,
+        # row vectors): Omega = R^T of ours
+        xs, xd = src[b] - src[b].mean(0), dst[b] - dst[b].mean(0)
+        omega, _ = orthogonal_procrustes(xs.numpy(), xd.numpy())
+        ours = rigid_align(src[b], dst[b], reflection=True)
+        np.testing.assert_allclose(ours.R.numpy(), omega.T, atol=1e-10)
+        assert np.linalg.det(omega) == pytest.approx(-1.0)
+        # scipy.spatial.procrustes standardises both (centred, unit Frobenius norm), aligns the
+        # second onto the first with reflections allowed; disparity = sum of squared residuals
+        m1, m2, disparity = scipy_procrustes(xd.numpy(), xs.numpy())
+        unit = xs / xs.norm()  # the standardised second shape, before scipy's alignment
+        fit = similarity_align(unit, torch.from_numpy(m1), reflection=True)
+        np.testing.assert_allclose(fit.aligned.numpy(), m2, atol=1e-10)
+        assert ((fit.aligned - torch.from_numpy(m1)) ** 2).sum().item() == pytest.approx(disparity, rel=1e-10)
+        proper = similarity_align(unit, torch.from_numpy(m1))
+        assert ((proper.aligned - torch.from_numpy(m1)) ** 2).sum().item() > disparity + 1e-3
+
+
+def test_affine_camera_recovers_a_weak_perspective_view():
+    # by hand: a 90 deg turn about z maps (x, y, z) -> (-y, x, z); seen at scale 4 with the
+    # image offset (10, 20), the point (1, 0, 0) lands at 4 * (0, 1) + (10, 20) = (10, 24)
+    X = _cloud(2, 12, seed=13)
+    R = torch.stack([rotation_z(torch.tensor(math.pi / 2, dtype=torch.float64)),
+                     axis_angle_to_matrix(torch.tensor([0.2, -0.4, 0.1], dtype=torch.float64))])
+    s = torch.tensor([4.0, 0.5], dtype=torch.float64)
+    off = torch.tensor([[10.0, 20.0], [-1.0, 2.0]], dtype=torch.float64)
+    y = s[:, None, None] * (X @ R.transpose(1, 2))[..., :2] + off[:, None]
+    unit = torch.tensor([[[1.0, 0.0, 0.0]]], dtype=torch.float64)
+    assert (4.0 * (unit @ R[:1].transpose(1, 2))[..., :2] + off[:1, None]).flatten().tolist() == pytest.approx([10.0, 24.0])
+    cam = affine_camera(X, y, ridge=0.0)
+    torch.testing.assert_close(cam.R, R, atol=1e-10, rtol=0)
+    torch.testing.assert_close(cam.scale, s, atol=1e-10, rtol=0)
+    torch.testing.assert_close(cam.points_mean, X.mean(1), atol=1e-12, rtol=0)
+    # zero-weight outliers do not count
+    w = torch.ones(2, 12, dtype=torch.float64)
+    w[:, :3] = 0
+    y_bad = y.clone()
+    y_bad[:, :3] += 50.0
+    cam_w = affine_camera(X, y_bad, w, ridge=0.0)
+    torch.testing.assert_close(cam_w.R, R, atol=1e-10, rtol=0)
+    torch.testing.assert_close(cam_w.scale, s, atol=1e-10, rtol=0)
+    with pytest.raises(ValueError, match="affine_camera"):
+        affine_camera(X, y[..., :1])

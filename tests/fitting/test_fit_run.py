@@ -15,7 +15,6 @@ from facemodels.world import default_flame_dir
 from fitting.builder import build_flame_fitter
 from fitting.fit_loop import embed68, fit_batches
 from fitting.flame_fit import FitterConfig
-from fitting.mesh_io import write_mesh
 from fitting.reprojection import camera_rotation, project
 from fitting.synthetic import make_problems
 
@@ -63,15 +62,6 @@ def test_fit_batches_writes_meshes_csv_and_summary(tmp_path):
     assert summary["mlme_px"] > 0.5  # predicted (noisy) vs GT landmarks
     assert summary["z5"] > 0.9 and summary["pose_error"] < 0.05 and summary["nme"] < 1.0
     assert summary["chamfer"] < 1.0  # normalised units^2 (inner eye corners 20 apart): ~1 mm rms
-
-
-def test_write_mesh_obj_and_ply(tmp_path):
-    v = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-    f = np.array([[0, 1, 2]])
-    obj = write_mesh(tmp_path / "t.obj", v, f).read_text().splitlines()
-    assert obj[1] == "v 1.000000 0.000000 0.000000" and obj[-1] == "f 1 2 3"
-    ply = write_mesh(tmp_path / "t.ply", v, f).read_text().splitlines()
-    assert ply[2] == "element vertex 3" and ply[-1] == "3 0 1 2"
 
 
 @pytest.mark.slow

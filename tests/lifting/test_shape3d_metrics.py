@@ -7,6 +7,7 @@ import pytest
 import torch
 from scipy.spatial import procrustes as scipy_procrustes
 
+from facemodels.procrustes import similarity_align
 from facemodels.rotations import euler_to_matrix
 from lightning_modules.metrics.shape3d import (
     APE,
@@ -23,7 +24,6 @@ from lightning_modules.metrics.shape3d import (
     gte,
     icp_procrustes_distance,
     mse_procrustes,
-    similarity_procrustes,
     wilcoxon_over_subsets,
 )
 
@@ -60,15 +60,14 @@ def test_cvgtce_removes_similarity_but_gte_does_not() -> None:
     assert float(m.compute()) < 1e-6
 
 
-def test_similarity_procrustes_hand_case_and_no_reflection() -> None:
+def test_similarity_align_hand_case_and_no_reflection() -> None:
     src = torch.tensor([[[0.0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]]], dtype=torch.float64)
     dst = 3.0 * src[..., [1, 0, 2]] * torch.tensor([-1.0, 1, 1], dtype=torch.float64) + 2.0  # rotation 90 about z
-    aligned, s, rot, t = similarity_procrustes(src, dst)
-    assert float(s) == pytest.approx(3.0)
-    assert torch.allclose(aligned, dst, atol=1e-12)
+    fit = similarity_align(src, dst)
+    assert float(fit.scale) == pytest.approx(3.0)
+    assert torch.allclose(fit.aligned, dst, atol=1e-12)
     mirrored = src * torch.tensor([1.0, 1, -1], dtype=torch.float64)
-    _, _, rot_m, _ = similarity_procrustes(src, mirrored)
-    assert float(torch.linalg.det(rot_m[0])) == pytest.approx(1.0)
+    assert float(torch.linalg.det(similarity_align(src, mirrored).R[0])) == pytest.approx(1.0)
 
 
 def test_mse_procrustes_is_scipy_disparity() -> None:
