@@ -27,7 +27,6 @@ head vertices), Z5 (camera-frame head vertices), Chamfer (normalised units^2), p
 from __future__ import annotations
 
 import logging
-from dataclasses import fields
 from pathlib import Path
 
 import hydra
@@ -38,11 +37,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from experiments.checkpoints import build_system, read_checkpoint, run_config
 from experiments.harness.resolvers import register_resolvers
 from facemodels.flame import face_region_indices, head_without_neck_indices, load_flame_arrays
-from facemodels.world import default_flame_dir
-from fitting.builder import build_flame_fitter
+from fitting.builder import fitter_from_config
 from fitting.fit_loop import fit_batches, report_metrics, subset_columns, write_fit_metrics
-from fitting.flame_fit import FitterConfig
-from fitting.sanitize import SanitizeConfig
 
 log = logging.getLogger("experiments.fit")
 register_resolvers()
@@ -52,22 +48,6 @@ def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def fitter_from_config(cfg: DictConfig, image_size: int, landmark_set: str, device: torch.device):
-    """The FLAME fitter of ``cfg.fitting`` (configs/fitting/default.yaml) for an S x S crop; -> (fitter,
-    flame folder). Unknown keys under ``fitting.config`` raise a ValueError naming them."""
-    fc = OmegaConf.to_container(cfg.fitting.config, resolve=True)
-    size = fc.get("image_size") or [image_size, image_size]
-    fc["image_size"] = tuple(size)
-    fc["sanitize"] = SanitizeConfig(**fc.get("sanitize", {}))
-    known = {f.name for f in fields(FitterConfig)}
-    unknown = set(fc) - known
-    if unknown:
-        raise ValueError(f"configs/fitting: unknown keys under config: {sorted(unknown)}; expected {sorted(known)}")
-    flame_dir = cfg.fitting.flame_dir or default_flame_dir()
-    fitter = build_flame_fitter(flame_dir, landmark_set, FitterConfig(**fc), cfg.fitting.n_shape, cfg.fitting.n_expr)
-    return fitter.to(device), flame_dir
 
 
 def fit(cfg: DictConfig, out_dir: str | Path) -> dict[str, float]:
@@ -91,9 +71,10 @@ def fit(cfg: DictConfig, out_dir: str | Path) -> dict[str, float]:
     dm.setup("validate" if cfg.split == "val" else "test")
     loader = dm.val_dataloader() if cfg.split == "val" else dm.test_dataloader()
 
-    lset = cfg.fitting.landmark_set or cfg.model.landmark_set
-    fitter, flame_dir = fitter_from_config(cfg, cfg.model.image_size, lset, dev)
-    columns = subset_columns(cfg.model.landmark_set, lset, flame_dir)
+    block = OmegaConf.to_container(cfg.fitting, resolve=True)
+    fitter, flame_dir = fitter_from_config(block, int(cfg.model.image_size), cfg.model.landmark_set)
+    fitter = fitter.to(dev)
+    columns = subset_columns(cfg.model.landmark_set, cfg.fitting.landmark_set or cfg.model.landmark_set, flame_dir)
 
     def batches():
         for i, b in enumerate(loader):

@@ -11,16 +11,20 @@ Landmark sets (docs/ARCHITECTURE.md): face1609 / face805 / face403 / face202 / f
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from facemodels.flame import FlameArrays, load_flame_arrays
+from facemodels.world import default_flame_dir
 
+from .config import fitter_config
 from .flame_fit import FitterConfig, LandmarkFitter
 from .landmark_model import LandmarkSelection, LBSArrays
 
-__all__ = ["flame_selection", "build_flame_fitter", "flame_lbs_arrays"]
+__all__ = ["flame_selection", "build_flame_fitter", "flame_lbs_arrays", "fitter_from_config"]
 
 
 def flame_selection(name: str, flame: FlameArrays, folder: str | os.PathLike) -> LandmarkSelection:
@@ -57,8 +61,6 @@ def build_flame_fitter(
         n_shape, n_expr: coefficients fitted (thesis: 100 + 100).
     """
     if flame_dir is None:
-        from facemodels.world import default_flame_dir
-
         flame_dir = default_flame_dir()
     flame = load_flame_arrays(flame_dir)
     if isinstance(landmark_set, str):
@@ -66,3 +68,32 @@ def build_flame_fitter(
     else:
         sel = LandmarkSelection(vertex_idx=np.asarray(landmark_set, dtype=np.int64))
     return LandmarkFitter(flame_lbs_arrays(flame, n_shape, n_expr), sel, config, free_joints=(1, 2))
+
+
+def fitter_from_config(
+    block: Mapping[str, Any],
+    image_size: int | tuple[int, int],
+    landmark_set: str | None = None,
+    iterations: int | None = None,
+    origin: str = "configs/fitting",
+) -> tuple[LandmarkFitter, Path]:
+    """The fitter of a ``configs/fitting`` block (keys landmark_set, flame_dir, n_shape, n_expr, config)
+    for crops of ``image_size`` px; -> (fitter, the FLAME folder it uses).
+
+    landmark_set: the network's set, used when the block's ``landmark_set`` is null; iterations:
+    overrides both LM stages; ``config.image_size`` null -> ``image_size``. Unknown or ill-typed
+    ``config`` keys raise a ValueError naming ``origin`` and the key (:func:`fitting.config.fitter_config`).
+    """
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    config = dict(block.get("config") or {})
+    if config.get("image_size") is None:
+        config["image_size"] = tuple(int(v) for v in size)
+    if iterations is not None:
+        config["rigid_iterations"] = config["nonrigid_iterations"] = int(iterations)
+    lset = block.get("landmark_set") or landmark_set
+    if lset is None:
+        raise ValueError(f"{origin}: no landmark_set (neither the fitting config nor the network gives one)")
+    flame_dir = Path(block.get("flame_dir") or default_flame_dir())
+    fitter = build_flame_fitter(flame_dir, lset, fitter_config(config, origin=origin),
+                                int(block.get("n_shape", 100)), int(block.get("n_expr", 100)))
+    return fitter, flame_dir
