@@ -213,7 +213,7 @@ def run_step(st: Step, out: Path) -> dict:
     """Run one step under ``timeout``; its log and JSON go to ``out/<name>.log|json``."""
     entry: dict = {"command": " ".join(st.command), "timeout_s": st.timeout}
     if st.skip:
-        entry.update(status=st.skip, seconds=0.0)
+        entry.update(status=st.skip, seconds=0.0, figures={})
         (out / f"{st.name}.json").write_text(json.dumps(entry) + "\n")
         return entry
     env = dict(os.environ, PYTHONUNBUFFERED="1", **st.env)
