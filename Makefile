@@ -20,7 +20,7 @@ HYDRA_ARGS = $(if $(MODEL),model=$(MODEL)) $(if $(DATA),data=$(DATA)) $(if $(TRA
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-fast lint format train eval models sync clean \
-        facemodels pictures mean-landmarks data check-data fit predict lift pretrained sweep reproduce bench
+        facemodels pictures mean-landmarks data check-data fit predict lift pretrained sweep reproduce bench gpu-check
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -124,3 +124,7 @@ reproduce: $(STAMP) ## run a paper's table and write its report: make reproduce 
 
 bench: $(STAMP) ## run the benchmarks and write BENCHMARKS.md (BENCH=name runs one; THREADS=1 on a shared machine)
 	$(PY) -m benchmarks.run $(if $(BENCH),--only $(BENCH)) $(if $(THREADS),--threads $(THREADS))
+
+gpu-check: ## the prepared device check (issue 19; < 8 min on one H200): make gpu-check OUT=dir [SMOKE=1 PACK=1]
+	@test -n "$(OUT)" || { echo "usage: make gpu-check OUT=dir [SMOKE=1] [PACK=1] (PY=python3 on the device)"; exit 2; }
+	PY=$(PY) bash scripts/gpu_check.sh $(OUT) $(if $(SMOKE),--smoke) $(if $(PACK),--pack)

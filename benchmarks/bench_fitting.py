@@ -34,9 +34,11 @@ import time
 import torch
 
 from benchmarks.common import load_avg, replace_section
+from benchmarks.host_syncs import HostSyncCounter
 from fitting.builder import build_flame_fitter
 from fitting.flame_fit import FitterConfig
 from fitting.scipy_reference import scipy_fit
+from fitting.solver import BlockDenseLinearization, RobustCholeskyDenseSolver
 from fitting.synthetic import make_problems
 
 
@@ -84,6 +86,26 @@ def _phase_times(fitter, lm, sync) -> tuple[dict[str, float], float]:
         for cls, name, orig in saved:
             setattr(cls, name, orig)
     return acc, total
+
+
+def fit_host_syncs(fitter, lm, device_path: bool = False) -> dict:
+    """Host synchronisations of one fit of ``lm`` (benchmarks.host_syncs), per LM iteration
+    (one normal-equation assembly each) and by owner (suite / theseus) and site.
+
+    On CUDA they are counted by ``torch.cuda.set_sync_debug_mode``; elsewhere by the
+    operations that would wait on a GPU. ``device_path``: take the branches the fit takes on
+    a GPU (the robust solve's retry without asking), so a CPU run counts the GPU path."""
+    fitter.fit(lm)  # warm-up at this batch: first-call work is not per-iteration work
+    saved = RobustCholeskyDenseSolver.ALWAYS_RETRY
+    if device_path:
+        RobustCholeskyDenseSolver.ALWAYS_RETRY = True
+    try:
+        hook = (BlockDenseLinearization, "_linearize_hessian_impl")
+        with HostSyncCounter("auto", iteration_hook=hook) as counter:
+            fitter.fit(lm)
+    finally:
+        RobustCholeskyDenseSolver.ALWAYS_RETRY = saved
+    return counter.summary()
 
 
 def profile_fit(fitter, lm, sync) -> dict:
@@ -146,6 +168,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--profile-batch", type=int, default=64, help="0: no profile")
+    ap.add_argument("--sync-batch", type=int, default=4, help="host syncs of a fit at this batch (0: none)")
+    ap.add_argument(
+        "--cpu-ref-n",
+        type=int,
+        default=0,
+        help="on a GPU: also fit the first N problems on the CPU and report the cost ratio",
+    )
     ap.add_argument(
         "--write-md",
         default=None,
@@ -168,9 +197,13 @@ def main(argv: list[str] | None = None) -> dict:
 
     fitter.fit(lm[:2])  # warm-up (allocations, kernels)
     sync()
-    rates, cpu_rates = {}, {}
+    rates, cpu_rates, peak_mib = {}, {}, {}
     for b in batches:
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(dev)
         fitter.fit(lm[:b])  # warm-up at this batch (reused buffers)
+        if dev.type == "cuda":
+            peak_mib[b] = round(torch.cuda.max_memory_allocated(dev) / 2**20, 1)
         walls, cpus = [], []
         for _ in range(a.repeats):
             (_, wall, cpu) = _timed(lambda b=b: (fitter.fit(lm[:b]), sync()))
@@ -185,6 +218,19 @@ def main(argv: list[str] | None = None) -> dict:
     if a.profile_batch > 0:
         prof = profile_fit(fitter, lm[: a.profile_batch], sync)
         print(f"profile at batch {a.profile_batch}: {json.dumps(prof['phases'])}", flush=True)
+    syncs = None
+    if a.sync_batch > 0:
+        syncs = fit_host_syncs(fitter, lm[: a.sync_batch], device_path=dev.type != "cpu")
+        print(f"host syncs at batch {a.sync_batch}: {json.dumps(syncs)}", flush=True)
+    cpu_ref = None
+    if a.cpu_ref_n > 0 and dev.type != "cpu":
+        n = min(a.cpu_ref_n, lm.shape[0])
+        dev_cost = fitter.fit(lm[:n]).cost.double().cpu()
+        cpu_fitter = build_flame_fitter(landmark_set=a.landmark_set, config=FitterConfig())
+        cpu_cost = cpu_fitter.fit(lm[:n].cpu()).cost.double()
+        r = (dev_cost / cpu_cost).tolist()
+        cpu_ref = {"n": n, "cost_ratio_min": round(min(r), 6), "cost_ratio_max": round(max(r), 6)}
+        print(f"cost ratio {dev.type} / cpu over {n} images: {cpu_ref}", flush=True)
     ours = fitter.fit(lm[: a.scipy_n]).cost.double().cpu()
     ref, wall, cpu = _timed(lambda: scipy_fit(fitter.cpu(), prob.landmarks[: a.scipy_n]))
     scipy_rate, scipy_cpu_rate = a.scipy_n / wall, a.scipy_n / max(cpu, 1e-9)
@@ -214,6 +260,15 @@ def main(argv: list[str] | None = None) -> dict:
         "cost_ratio_min": round(min(ratio), 6),
         "scipy_n": a.scipy_n,
     }
+    if peak_mib:
+        result["peak_memory_mib"] = {str(k): v for k, v in peak_mib.items()}
+    if syncs is not None:
+        result["host_syncs_batch"] = a.sync_batch
+        result["host_syncs_per_lm_iteration"] = syncs["per_iteration"]
+        result["host_syncs_per_lm_iteration_by_owner"] = syncs["per_iteration_by_owner"]
+        result["host_syncs"] = syncs
+    if cpu_ref is not None:
+        result["cost_ratio_vs_cpu"] = cpu_ref
     if prof is not None:
         result["profile"] = prof
     result["verdict"] = verdict(result, dev)
@@ -288,7 +343,7 @@ def markdown_section(r: dict, command: str) -> list[str]:
     """The fitting section of BENCHMARKS.md: figures, profile tables, verdict."""
     out = ["## fitting", "", f"`{command}`", "", "| figure | value |", "| --- | --- |"]
     for k, v in r.items():
-        if k not in ("bench", "profile", "verdict"):
+        if k not in ("bench", "profile", "verdict", "host_syncs"):
             out.append(f"| {k} | {json.dumps(v) if not isinstance(v, str) else v} |")
     prof = r.get("profile")
     if prof:

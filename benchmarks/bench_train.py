@@ -18,7 +18,7 @@ The last printed line is JSON:
  "images_per_s": {model: {"median": m, "p10_p90": [a, b]}}, "profile_top_ops": [...], ...}
 
 Usage: python -m benchmarks.bench_train [--device cuda] [--models tiny resll_convnext]
-       [--image-size 256] [--batch-size 32] [--steps 10] [--threads 1] [--smoke]
+       [--image-size 256] [--batch-size 32] [--steps 10] [--threads 1] [--compile] [--smoke]
 """
 
 from __future__ import annotations
@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--no-profile", action="store_true")
     ap.add_argument("--profile-steps", type=int, default=2)
+    ap.add_argument("--compile", action="store_true", help="torch.compile the net (inductor; warm-up compiles)")
     ap.add_argument("--smoke", action="store_true", help="tiny settings for the test suite")
     a = ap.parse_args(argv)
     dev = torch.device(a.device)
@@ -139,6 +140,8 @@ def main(argv: list[str] | None = None) -> dict:
         model = build_model(name, size, ("model.optimizer.lr=1e-5",)).to(dev)
         if cuda:
             model.channels_last = None  # the default: on for CUDA
+        if a.compile:
+            model.compile_backend = "inductor"
         model.apply_gpu_path(dev)
         batch = random_batch(model, bs, dev)
         step = make_step(model, batch, dev)
@@ -155,6 +158,7 @@ def main(argv: list[str] | None = None) -> dict:
         "batch_size": bs,
         "precision": "bf16 autocast" if cuda else "fp32",
         "memory_format": "channels_last" if cuda else "contiguous",
+        "compiled": bool(a.compile),
         "images_per_s": rates,
         "steps": a.steps,
         "warmup": a.warmup,

@@ -292,10 +292,12 @@ class LandmarkFitter(nn.Module):
         p = {n: v.detach().clone() for n, v in init.items()}
         damping = torch.full((B,), self.config.damping, dtype=self.dtype, device=target.device)
         active = torch.ones(B, dtype=torch.bool, device=target.device)
+        idx = torch.arange(B, device=target.device)  # the first chunk: every image
         left = iterations
         with torch.no_grad():
             while left > 0:
-                idx = active.nonzero().squeeze(1)
+                if left < iterations:  # compaction: the one host sync per chunk
+                    idx = active.nonzero().squeeze(1)
                 if idx.numel() == 0:
                     break
                 n = min(chunk, left)
@@ -308,7 +310,7 @@ class LandmarkFitter(nn.Module):
                     p[k][idx] = sub[k]
                 if torch.is_tensor(d_out):
                     damping[idx] = d_out.to(damping.dtype)
-                active[idx[done]] = False
+                active[idx] = active[idx] & ~done  # index_put, no boolean mask: no sync
                 left -= n
         return p
 

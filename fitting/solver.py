@@ -101,6 +101,9 @@ class RobustCholeskyDenseSolver(th.CholeskyDenseSolver):
 
     #: relative jitter (times mean diagonal) added to items whose factorisation fails
     JITTER = 1e-5
+    #: run the jitter retry without asking whether an item failed (no host read); None:
+    #: on every device but the CPU (True on the CPU reproduces the GPU path's host syncs)
+    ALWAYS_RETRY: bool | None = None
 
     def _solve_sytem(self, Atb: Tensor, AtA: Tensor) -> Tensor:
         with record_function("fit/linear_solve"):
@@ -114,6 +117,8 @@ class RobustCholeskyDenseSolver(th.CholeskyDenseSolver):
         waits for the device (no host sync inside the LM iteration from here)."""
         lower, info = torch.linalg.cholesky_ex(AtA)
         bad = info > 0  # (B,)
+        if always_retry is None:
+            always_retry = self.ALWAYS_RETRY
         if always_retry is None:
             always_retry = AtA.device.type != "cpu"
         if always_retry or bool(bad.any()):
@@ -194,20 +199,31 @@ class LevenbergMarquardtStop(th.LevenbergMarquardt):
         delta_forced_to_gn: bool,
         **kwargs,
     ) -> tuple[Tensor, bool]:
-        """Theseus' step, minus its second residual evaluation: after a partly rejected step
-        Theseus recomputes the whole batch's error; the rejected (and frozen) items kept their
-        variables, so their error is ``previous_err`` exactly, the others' is the trial one."""
-        tensor_dict, err = self._compute_retracted_tensors_and_error(
-            delta, converged_indices, force_update
-        )
+        """Theseus' step, minus its second residual evaluation and its per-variable host syncs.
+
+        After a partly rejected step Theseus recomputes the whole batch's error; the rejected
+        (and frozen) items kept their variables, so their error is ``previous_err`` exactly,
+        the others' is the trial one. Theseus' masked updates (``Variable.update`` with a
+        batch mask) ask ``mask.any()`` on the host for every variable; here the frozen and the
+        rejected items are selected with ``where`` on the device (the same values). The one
+        host read left is ``reject.all()``: Theseus' loop needs it as a Python bool (an
+        all-rejected iteration is not counted)."""
+        self._update_tmp_optim_vars()
+        current = {v.name: v.tensor for v in self.ordering}
+        self.objective.retract_vars_sequence(delta, self._tmp_optim_vars)
+        tensor_dict = {v.name: v.tensor for v in self._tmp_optim_vars}
+        if not force_update:  # converged items stay frozen
+            tensor_dict = _keep_where(converged_indices, current, tensor_dict)
+        err = self.objective.error_metric(tensor_dict, also_update=False)
         reject = (
             None if delta_forced_to_gn else self._complete_step(delta, err, previous_err, **kwargs)
         )
         if reject is not None and reject.all():
             return previous_err, True
-        self.objective.update(tensor_dict, batch_ignore_mask=reject)
         if reject is not None:
+            tensor_dict = _keep_where(reject, current, tensor_dict)
             err = torch.where(reject, previous_err, err)
+        self.objective.update(tensor_dict)
         return err, False
 
     def _complete_step(self, delta, new_err, previous_err, **kwargs):
@@ -231,3 +247,12 @@ class LevenbergMarquardtStop(th.LevenbergMarquardt):
             done = done | self._done  # sticky: a converged item stays frozen
         self._done = done
         return done
+
+
+def _keep_where(mask: Tensor, old: dict[str, Tensor], new: dict[str, Tensor]) -> dict[str, Tensor]:
+    """``new`` with the batch items where ``mask`` (B,) is True taken from ``old``, on the
+    device (what Theseus' ``Variable.update(tensor, batch_ignore_mask=mask)`` computes)."""
+    out = {}
+    for name, t in new.items():
+        out[name] = torch.where(mask.view((-1,) + (1,) * (t.dim() - 1)), old[name], t)
+    return out

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The prepared device check (issue 19): `make gpu-check OUT=dir [SMOKE=1]` runs this.
+# Steps, timeouts and outputs: benchmarks/gpu_check.py. Under 8 minutes on one H200; every step is
+# time-boxed; a failing step never stops the rest; DIR/summary.json is printed last.
+#
+# Wheels first, here: `bash scripts/gpu_wheels.sh` (fills .whl/, git-ignored). The device tool call:
+#   run(carry=[".whl"], timeout_s=560, command=
+#     "python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade
+#      --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit;
+#      export PYTHONUNBUFFERED=1; make gpu-check OUT=$OUT PY=python3 PACK=1 2>&1 | tail -c 6000")
+# (PACK=1 tars the per-step logs into $OUT/steps.tar.gz: the tool brings back at most 8 files.)
+# FIT_MODULE: the fit entry point; default experiments.fit when it imports, else fitting.run.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:?usage: scripts/gpu_check.sh OUT_DIR [--smoke] [--pack]}
+shift
+PY=${PY:-python3}
+if [ -z "${FIT_MODULE:-}" ]; then
+  if "$PY" -c "import experiments.fit" 2>/dev/null; then FIT_MODULE=experiments.fit; else FIT_MODULE=fitting.run; fi
+fi
+export FIT_MODULE
+mkdir -p "$OUT"
+# the whole check is boxed too (8 min), each step inside it by its own timeout
+timeout -k 15 480 "$PY" -m benchmarks.gpu_check --out "$OUT" "$@"
+rc=$?
+[ $rc -eq 124 ] && echo "gpu_check: the whole check hit its 8-minute box; $OUT/summary.json has the steps done" >&2
+[ -f "$OUT/summary.json" ] && cat "$OUT/summary.json"
+exit $rc
