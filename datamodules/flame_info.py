@@ -11,43 +11,22 @@
 
 from __future__ import annotations
 
-import pickle
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from facemodels.flame_files import ibug68_embedding, read_flame_template
+
 __all__ = ["FlameTopology", "flame_topology", "LandmarkSet"]
-
-# Row of the dynamic (79 x 17) contour embedding for yaw 0. smplx's lookup maps a rounded
-# yaw angle a (deg, clamped to +-39) to row a for a >= 0... rows 0..39, and 39 - a for a < 0
-# (rows 40..78), so zero pose is row 0.
-_DYNAMIC_ZERO_ROW = 0
-
-
-def _load_pickle(path: Path) -> dict:
-    with open(path, "rb") as f:
-        return pickle.load(f, encoding="latin1")
 
 
 class FlameTopology:
     """Faces, template and the iBUG-68 embedding of a FLAME folder (numpy)."""
 
     def __init__(self, flame_dir: str | Path):
-        d = Path(flame_dir)
-        model_file = next((d / n for n in ("FLAME_NEUTRAL.pkl", "generic_model.pkl", "FLAME_MALE.pkl")
-                           if (d / n).is_file()), None)
-        if model_file is None:
-            raise FileNotFoundError(f"no FLAME_NEUTRAL.pkl in {d} (expected a FLAME model folder)")
-        m = _load_pickle(model_file)
-        self.faces = np.asarray(m["f"], dtype=np.int64)  # (9976, 3)
-        self.template = np.asarray(m["v_template"], dtype=np.float64)  # (5023, 3) metres
-        st = _load_pickle(d / "flame_static_embedding.pkl")
-        dyn = np.load(d / "flame_dynamic_embedding.npy", allow_pickle=True, encoding="latin1")[()]
-        dyn_face = np.asarray(dyn["lmk_face_idx"])[_DYNAMIC_ZERO_ROW]  # (17,)
-        dyn_bary = np.asarray(dyn["lmk_b_coords"])[_DYNAMIC_ZERO_ROW]  # (17, 3)
-        self.lmk_faces = np.concatenate([dyn_face, np.asarray(st["lmk_face_idx"])]).astype(np.int64)
-        self.lmk_bary = np.concatenate([dyn_bary, np.asarray(st["lmk_b_coords"])]).astype(np.float64)
+        self.template, self.faces = read_flame_template(flame_dir)  # (5023, 3) m, (9976, 3)
+        self.lmk_faces, self.lmk_bary = ibug68_embedding(flame_dir)  # (68,), (68, 3)
         self._mesh_perm: np.ndarray | None = None
 
     def landmarks68(self, vertices: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facemodels.flame import FlameArrays, load_flame_arrays
+from facemodels.flame_files import FlameArrays, load_flame_arrays
 
 from .flame_fit import FitterConfig, LandmarkFitter
 from .landmark_model import LandmarkSelection, LBSArrays

@@ -281,7 +281,7 @@ def build_fitter(
     fitter = build_flame_fitter(
         flame_dir, landmark_set, FitterConfig(**fc), int(fit_cfg["n_shape"]), int(fit_cfg["n_expr"])
     )
-    from facemodels.flame import load_flame_arrays
+    from facemodels.flame_files import load_flame_arrays
 
     return fitter, np.asarray(load_flame_arrays(flame_dir).faces)
 

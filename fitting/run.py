@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from facemodels.flame import FlameArrays
+from facemodels.flame_files import FlameArrays
 
 from .builder import flame_selection
 from .evaluate import (
@@ -256,7 +256,7 @@ def main() -> None:  # pragma: no cover - exercised through `make fit`
 
         from experiments.evaluate import training_config
         from experiments.train import instantiate_model
-        from facemodels.flame import (
+        from facemodels.flame_files import (
             face_region_indices,
             head_without_neck_indices,
             load_flame_arrays,

@@ -27,7 +27,7 @@ def coma_dir(tmp_path_factory, flame_dir):
 
 
 def test_coma_layout_and_ply(coma_dir, flame_dir):
-    from facemodels.flame import load_flame_arrays
+    from facemodels.flame_files import load_flame_arrays
 
     items = list_coma(coma_dir)
     assert len(items) == 2 * 3 * 4

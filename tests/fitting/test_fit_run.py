@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from facemodels.flame import face_region_indices, head_without_neck_indices, load_flame_arrays
+from facemodels.flame_files import face_region_indices, head_without_neck_indices, load_flame_arrays
 from facemodels.world import default_flame_dir
 from fitting.builder import build_flame_fitter
 from fitting.flame_fit import FitterConfig
