@@ -2,7 +2,7 @@
 
 - ``LandmarkSet(name, flame_dir)``: how to get the configured landmark set from FLAME
   vertices (vertex indices for the face-region sets, barycentric embedding for iBUG-68),
-  and its horizontal-flip permutation (``facemodels.landmarks.flip_permutation``).
+  and its horizontal-flip permutation (``facemodels.landmark_sets.flip_permutation``).
 - ``landmarks68(vertices)``: iBUG-68 = cat(17 dynamic contour at zero pose, 51 static),
   barycentric in the FLAME triangles (FORMATS.md, DAD-3DHeads' definition).
 - ``mesh_flip_permutation``: the 5023-vertex mirror correspondence (nearest mirrored
@@ -17,6 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from facemodels.flame_files import ibug68_embedding, read_flame_template
+from facemodels.landmark_sets import (
+    flip_permutation,
+    landmark_embedding,
+    landmark_set,
+    landmark_vertex_indices,
+)
 
 __all__ = ["FlameTopology", "flame_topology", "LandmarkSet"]
 
@@ -65,22 +71,22 @@ class LandmarkSet:
     """
 
     def __init__(self, name: str, flame_dir: str | Path):
-        from facemodels import landmarks as fl
-
         self.name = name
         self.topo = flame_topology(str(flame_dir))
-        if name == "ibug68":
+        if "flame" in landmark_set(name).embedding:  # barycentric (iBUG-68)
             self.indices = None
-            self.vertex_ids = self.topo.landmark_vertices()
+            self.lmk_faces, self.lmk_bary = landmark_embedding(name, flame_dir, model="flame")
+            self.vertex_ids = self.topo.faces[self.lmk_faces]  # (L, 3)
         else:
-            self.indices = np.asarray(fl.landmark_vertex_indices(name, flame_dir), dtype=np.int64)
+            self.indices = landmark_vertex_indices(name, flame_dir, model="flame")
             self.vertex_ids = self.indices[:, None]
-        self.flip = np.asarray(fl.flip_permutation(name, flame_dir), dtype=np.int64)
-        self.flip68 = np.asarray(fl.flip_permutation("ibug68", flame_dir), dtype=np.int64)
+        self.flip = flip_permutation(name, flame_dir)
+        self.flip68 = flip_permutation("ibug68", flame_dir)
 
     def points(self, vertices: np.ndarray) -> np.ndarray:
         if self.indices is None:
-            return self.topo.landmarks68(vertices)
+            tri = vertices[self.vertex_ids]  # (L, 3 corners, 3)
+            return np.einsum("lc,lcd->ld", self.lmk_bary, tri)
         return vertices[self.indices]
 
     def visibility(self, vertex_visibility: np.ndarray) -> np.ndarray:

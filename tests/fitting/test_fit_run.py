@@ -128,7 +128,7 @@ def test_fit_cli_on_an_untrained_tiny_checkpoint(tmp_path):
 
 # ------------------------------------------------------------------ landmark subsets, confidences, metrics
 def test_subset_columns_pick_the_subset_vertices_in_its_order():
-    from facemodels.landmarks import landmark_vertex_indices
+    from facemodels.landmark_sets import landmark_vertex_indices
     from fitting.run import subset_columns
 
     flame_dir = default_flame_dir()
