@@ -2,7 +2,7 @@
 
 - ``LandmarkSet(name, flame_dir)``: how to get the configured landmark set from FLAME
   vertices (vertex indices for the face-region sets, barycentric embedding for iBUG-68),
-  and its horizontal-flip permutation (``facemodels.landmarks.flip_permutation``).
+  and its horizontal-flip permutation (``facemodels.landmark_sets.flip_permutation``).
 - ``landmarks68(vertices)``: iBUG-68 = cat(17 dynamic contour at zero pose, 51 static),
   barycentric in the FLAME triangles (FORMATS.md, DAD-3DHeads' definition).
 - ``mesh_flip_permutation``: the 5023-vertex mirror correspondence (nearest mirrored
@@ -11,43 +11,28 @@
 
 from __future__ import annotations
 
-import pickle
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from facemodels.flame_files import ibug68_embedding, read_flame_template
+from facemodels.landmark_sets import (
+    flip_permutation,
+    landmark_embedding,
+    landmark_set,
+    landmark_vertex_indices,
+)
+
 __all__ = ["FlameTopology", "flame_topology", "LandmarkSet"]
-
-# Row of the dynamic (79 x 17) contour embedding for yaw 0. smplx's lookup maps a rounded
-# yaw angle a (deg, clamped to +-39) to row a for a >= 0... rows 0..39, and 39 - a for a < 0
-# (rows 40..78), so zero pose is row 0.
-_DYNAMIC_ZERO_ROW = 0
-
-
-def _load_pickle(path: Path) -> dict:
-    with open(path, "rb") as f:
-        return pickle.load(f, encoding="latin1")
 
 
 class FlameTopology:
     """Faces, template and the iBUG-68 embedding of a FLAME folder (numpy)."""
 
     def __init__(self, flame_dir: str | Path):
-        d = Path(flame_dir)
-        model_file = next((d / n for n in ("FLAME_NEUTRAL.pkl", "generic_model.pkl", "FLAME_MALE.pkl")
-                           if (d / n).is_file()), None)
-        if model_file is None:
-            raise FileNotFoundError(f"no FLAME_NEUTRAL.pkl in {d} (expected a FLAME model folder)")
-        m = _load_pickle(model_file)
-        self.faces = np.asarray(m["f"], dtype=np.int64)  # (9976, 3)
-        self.template = np.asarray(m["v_template"], dtype=np.float64)  # (5023, 3) metres
-        st = _load_pickle(d / "flame_static_embedding.pkl")
-        dyn = np.load(d / "flame_dynamic_embedding.npy", allow_pickle=True, encoding="latin1")[()]
-        dyn_face = np.asarray(dyn["lmk_face_idx"])[_DYNAMIC_ZERO_ROW]  # (17,)
-        dyn_bary = np.asarray(dyn["lmk_b_coords"])[_DYNAMIC_ZERO_ROW]  # (17, 3)
-        self.lmk_faces = np.concatenate([dyn_face, np.asarray(st["lmk_face_idx"])]).astype(np.int64)
-        self.lmk_bary = np.concatenate([dyn_bary, np.asarray(st["lmk_b_coords"])]).astype(np.float64)
+        self.template, self.faces = read_flame_template(flame_dir)  # (5023, 3) m, (9976, 3)
+        self.lmk_faces, self.lmk_bary = ibug68_embedding(flame_dir)  # (68,), (68, 3)
         self._mesh_perm: np.ndarray | None = None
 
     def landmarks68(self, vertices: np.ndarray) -> np.ndarray:
@@ -86,22 +71,22 @@ class LandmarkSet:
     """
 
     def __init__(self, name: str, flame_dir: str | Path):
-        from facemodels import landmarks as fl
-
         self.name = name
         self.topo = flame_topology(str(flame_dir))
-        if name == "ibug68":
+        if "flame" in landmark_set(name).embedding:  # barycentric (iBUG-68)
             self.indices = None
-            self.vertex_ids = self.topo.landmark_vertices()
+            self.lmk_faces, self.lmk_bary = landmark_embedding(name, flame_dir, model="flame")
+            self.vertex_ids = self.topo.faces[self.lmk_faces]  # (L, 3)
         else:
-            self.indices = np.asarray(fl.landmark_vertex_indices(name, flame_dir), dtype=np.int64)
+            self.indices = landmark_vertex_indices(name, flame_dir, model="flame")
             self.vertex_ids = self.indices[:, None]
-        self.flip = np.asarray(fl.flip_permutation(name, flame_dir), dtype=np.int64)
-        self.flip68 = np.asarray(fl.flip_permutation("ibug68", flame_dir), dtype=np.int64)
+        self.flip = flip_permutation(name, flame_dir)
+        self.flip68 = flip_permutation("ibug68", flame_dir)
 
     def points(self, vertices: np.ndarray) -> np.ndarray:
         if self.indices is None:
-            return self.topo.landmarks68(vertices)
+            tri = vertices[self.vertex_ids]  # (L, 3 corners, 3)
+            return np.einsum("lc,lcd->ld", self.lmk_bary, tri)
         return vertices[self.indices]
 
     def visibility(self, vertex_visibility: np.ndarray) -> np.ndarray:

@@ -91,7 +91,7 @@ class SyntheticDataModule(pl.LightningDataModule):
         super().__init__()
         self.save_hyperparameters()
         if num_landmarks is None:
-            from facemodels.landmarks import landmark_count
+            from facemodels.landmark_sets import landmark_count
 
             num_landmarks = landmark_count(landmark_set)
         self.num_landmarks = int(num_landmarks)

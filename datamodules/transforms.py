@@ -7,7 +7,7 @@ is folded into ONE 3x3 matrix ``M`` (source px -> crop px). The image is warped 
 with ``M`` (bilinear, :func:`warp_image`: torch grid_sample with PIL's sampling rule;
 :func:`warp_image_pil` is the reference) and every point set is moved with the same ``M``,
 so landmarks move exactly with the pixels. A horizontal flip also re-orders each point set
-with its left/right permutation (``facemodels.landmarks.flip_permutation``).
+with its left/right permutation (``facemodels.landmark_sets.flip_permutation``).
 
 Photometric operations (colour jitter, blur, noise) and occluding boxes (Zhao et al.:
 d x d boxes, d in [0.2, 0.4] x inter-eye distance, on a fraction of images; MobileFace:

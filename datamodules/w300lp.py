@@ -45,6 +45,7 @@ from datamodules.transforms import (
     flip_matrix,
     normalise_image,
 )
+from facemodels.landmark_sets import flip_permutation, landmark_set_names, landmark_vertex_indices
 
 __all__ = ["W300LPDataset", "W300LPDataModule", "list_300wlp", "IBUG68_FLIP", "PARAM_LAYOUT",
            "W300LP_FOLDERS", "LAYOUT"]
@@ -97,9 +98,9 @@ class W300LPDataset(FaceDataset):
         skip_corrupt: bool = False,
     ):
         super().__init__(skip_corrupt)
-        if landmark_set not in ("ibug68", "kp520"):
-            raise ValueError(f"{type(self).__name__}: landmark_set must be 'ibug68' or 'kp520', "
-                             f"got {landmark_set!r}")
+        if landmark_set not in landmark_set_names("bfm"):
+            raise ValueError(f"{type(self).__name__}: landmark_set must be one of "
+                             f"{landmark_set_names('bfm')} (sets on the BFM), got {landmark_set!r}")
         self.mats = list(mats)
         self.size = int(image_size)
         self.transform = FaceCropTransform(image_size, train, augment)
@@ -108,8 +109,6 @@ class W300LPDataset(FaceDataset):
         self._bfm = None
         self._dense = None
         if landmark_set == "kp520":
-            from facemodels.landmarks import flip_permutation, landmark_vertex_indices
-
             self.dense_flip = np.asarray(flip_permutation("kp520", bfm_dir), np.int64)
             self._dense_ids = np.asarray(landmark_vertex_indices("kp520", bfm_dir), np.int64)
 

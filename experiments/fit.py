@@ -36,7 +36,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from experiments.checkpoints import build_system, read_checkpoint, run_config
 from experiments.harness.resolvers import register_resolvers
-from facemodels.flame import face_region_indices, head_without_neck_indices, load_flame_arrays
+from facemodels.flame_files import face_region_indices, head_without_neck_indices, load_flame_arrays
 from fitting.builder import fitter_from_config
 from fitting.fit_loop import fit_batches, report_metrics, subset_columns, write_fit_metrics
 

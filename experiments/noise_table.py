@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from facemodels.flame import face_region_indices, head_without_neck_indices
+from facemodels.flame_files import face_region_indices, head_without_neck_indices
 from fitting.builder import build_flame_fitter
 from fitting.evaluate import mrle, mve
 from fitting.flame_fit import FitterConfig

@@ -48,7 +48,7 @@ from PIL import Image, ImageDraw, ImageOps
 
 from datamodules.transforms import apply_affine, crop_matrix, normalise_image, warp_image
 from experiments.checkpoints import load_system
-from facemodels.flame import load_flame_arrays
+from facemodels.flame_files import load_flame_arrays
 from facemodels.world import default_flame_dir
 from fitting.builder import build_flame_fitter
 from fitting.flame_fit import FitterConfig

@@ -2,7 +2,7 @@
 red lips, white sclera with a coloured iris and a black pupil on the eyeballs, hair colour on
 the scalp. Colours are RGB in [0, 1] (display space; the renderer shades them directly).
 
-Regions come from ``facemodels.flame.vertex_regions(folder)`` (dict name -> vertex indices);
+Regions come from ``facemodels.flame_regions.vertex_regions(folder)`` (dict name -> vertex indices);
 names are matched loosely so real ``FLAME_masks.pkl`` keys work too (see :func:`region_roles`).
 """
 
@@ -13,6 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.sparse import coo_matrix
+
+from facemodels.cache import Memo, content_key
 
 # Skin palette from very light to very dark (approximate reflectance of real skin tones,
 # sRGB [0, 1]); ``AlbedoParams.skin_tone`` interpolates along it.
@@ -138,25 +141,20 @@ def _eyeball_colors(
     return out
 
 
-_ADJ_CACHE: dict[tuple, tuple] = {}
+_ONE_RING: Memo[tuple] = Memo(maxsize=8)
 
 
 def _one_ring(faces: np.ndarray, N: int) -> tuple:
     """(N, N) CSR one-ring adjacency incl. self loops and its row sums; cached by content."""
-    import hashlib
 
-    from scipy.sparse import coo_matrix
-
-    key = (N, faces.shape, hashlib.sha1(np.ascontiguousarray(faces).tobytes()).hexdigest())
-    if key not in _ADJ_CACHE:
+    def build() -> tuple:
         e = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
         e = np.concatenate([e, e[:, ::-1], np.repeat(np.arange(N)[:, None], 2, 1)])
         A = coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(N, N)).tocsr()
         A.data[:] = 1.0  # duplicate edges count once
-        if len(_ADJ_CACHE) > 8:
-            _ADJ_CACHE.clear()
-        _ADJ_CACHE[key] = (A, np.asarray(A.sum(1)).reshape(-1, 1))
-    return _ADJ_CACHE[key]
+        return A, np.asarray(A.sum(1)).reshape(-1, 1)
+
+    return _ONE_RING.get(content_key(faces, extra=str(N)), build)
 
 
 def _smooth(alb: np.ndarray, faces: np.ndarray, iters: int) -> np.ndarray:

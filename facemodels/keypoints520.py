@@ -36,15 +36,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import scipy.io
 from scipy.spatial import Delaunay, cKDTree
 
-from facemodels.landmarks import mirror_match
-from facemodels.mesh_hierarchy import (
-    farthest_point_order,
-    hash_arrays,
-    save_npz_atomic,
-    symmetric_farthest_point_order,
-)
+from facemodels.cache import cached_npz
+from facemodels.mesh.sampling import farthest_point_order, symmetric_farthest_point_order
+from facemodels.mirror import mirror_match
+from facemodels.world import default_bfm_dir
 
 __all__ = [
     "DEFAULT_SEED_LANDMARKS",
@@ -217,7 +215,7 @@ def dense_keypoint_flip(
 
 
 # ----------------------------------------------------------------------------------------
-# BFM folder + cache
+# BFM folder + cache (facemodels.cache)
 # ----------------------------------------------------------------------------------------
 def read_bfm_mean_and_keypoints(bfm_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """Mean shape and 68 keypoints of a 3DDFA-layout BFM folder.
@@ -229,8 +227,6 @@ def read_bfm_mean_and_keypoints(bfm_dir: str | os.PathLike) -> tuple[np.ndarray,
     Returns:
         mean (N, 3) float64 micrometres (trimmed), keypoints (68,) int64 0-based into it.
     """
-    import scipy.io
-
     bfm_dir = Path(bfm_dir)
     mm_path, info_path = bfm_dir / "01_MorphableModel.mat", bfm_dir / "model_info.mat"
     for path in (mm_path, info_path):
@@ -260,45 +256,23 @@ def read_bfm_mean_and_keypoints(bfm_dir: str | os.PathLike) -> tuple[np.ndarray,
     return mean, kp
 
 
-_MEMO: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
+CACHE_FILE = "suite_kp520.npz"
 
 
 def _kp520(
     bfm_dir: str | os.PathLike | None, n: int, rounds: int, seed_landmarks: Sequence[int]
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    if bfm_dir is None:
-        from facemodels.world import default_bfm_dir
-
-        bfm_dir = default_bfm_dir()
-    bfm_dir = Path(bfm_dir)
+    bfm_dir = Path(bfm_dir) if bfm_dir is not None else default_bfm_dir()
     mean, kp68 = read_bfm_mean_and_keypoints(bfm_dir)
     seeds = kp68[list(seed_landmarks)]
-    key = hash_arrays(mean, seeds, extra=f"v{_CACHE_VERSION}|{n}|{rounds}")
-    if key in _MEMO:
-        return _MEMO[key]
-    user = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "facesuite" / key[:16]
-    candidates = [bfm_dir / "suite_kp520.npz", user / "suite_kp520.npz"]
-    for path in candidates:
-        if path.is_file():
-            try:
-                with np.load(path, allow_pickle=False) as z:
-                    if str(z["key"]) == key:
-                        _MEMO[key] = (z["indices"], z["flip"], float(z["flip_mismatch"]))
-                        return _MEMO[key]
-            except (OSError, ValueError, KeyError):
-                pass
-    idx = select_dense_keypoints(mean, seeds, n=n, rounds=rounds)
-    flip, mismatch = dense_keypoint_flip(mean, idx)
-    for path in candidates:
-        try:
-            save_npz_atomic(
-                path, key=np.array(key), indices=idx, flip=flip, flip_mismatch=np.array(mismatch)
-            )
-            break
-        except OSError:
-            continue
-    _MEMO[key] = (idx, flip, mismatch)
-    return _MEMO[key]
+
+    def build() -> dict[str, np.ndarray]:
+        idx = select_dense_keypoints(mean, seeds, n=n, rounds=rounds)
+        flip, mismatch = dense_keypoint_flip(mean, idx)
+        return {"indices": idx, "flip": flip, "flip_mismatch": np.array(mismatch)}
+
+    z = cached_npz(bfm_dir, CACHE_FILE, (mean, seeds), f"{n}|{rounds}", _CACHE_VERSION, build)
+    return z["indices"], z["flip"], float(z["flip_mismatch"])
 
 
 def kp520_indices(

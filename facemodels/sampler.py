@@ -280,7 +280,9 @@ class _Assets:
 
 @functools.lru_cache(maxsize=4)
 def _assets(flame_dir: str) -> _Assets:
-    from facemodels.flame import FlameModel, load_flame_arrays, vertex_regions
+    from facemodels.flame import FlameModel
+    from facemodels.flame_files import load_flame_arrays
+    from facemodels.flame_regions import vertex_regions
 
     arrays = load_flame_arrays(flame_dir)
     faces = np.asarray(arrays.faces, dtype=np.int64)

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from facemodels.bfm import BfmArrays, load_bfm_arrays
+from facemodels.landmark_sets import landmark_vertex_indices
 
 from .flame_fit import FitResult, FitterConfig, LandmarkFitter
 from .landmark_model import LandmarkSelection, LBSArrays
@@ -74,12 +75,7 @@ def build_bfm_fitter(
         bfm_dir = default_bfm_dir()
     bfm = load_bfm_arrays(bfm_dir)
     if isinstance(landmarks, str):
-        if landmarks == "ibug68":
-            idx = bfm.keypoints
-        else:
-            from facemodels.landmarks import landmark_vertex_indices
-
-            idx = landmark_vertex_indices(landmarks, bfm_dir)
+        idx = landmark_vertex_indices(landmarks, bfm_dir, model="bfm")
     else:
         idx = np.asarray(landmarks, dtype=np.int64)
     cfg = config or FitterConfig()

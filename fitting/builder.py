@@ -4,8 +4,9 @@
     result = fitter.fit(landmarks_px, confidences)
 
 Landmark sets (docs/ARCHITECTURE.md): face1609 / face805 / face403 / face202 / face101
-(vertex ids from :mod:`facemodels.landmarks`), ibug68 (FLAME barycentric embeddings:
-17 contour landmarks of the zero-yaw dynamic row, then the 51 static ones).
+(vertex ids), ibug68 (FLAME barycentric embeddings: 17 contour landmarks of the zero-yaw
+dynamic row, then the 51 static ones); any set of :mod:`facemodels.landmark_sets` defined
+on FLAME.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from facemodels.flame import FlameArrays, load_flame_arrays
+from facemodels.flame_files import FlameArrays, load_flame_arrays
+from facemodels.landmark_sets import landmark_embedding, landmark_set, landmark_vertex_indices
 from facemodels.world import default_flame_dir
 
 from .config import fitter_config
@@ -29,15 +31,10 @@ __all__ = ["flame_selection", "build_flame_fitter", "flame_lbs_arrays", "fitter_
 
 def flame_selection(name: str, flame: FlameArrays, folder: str | os.PathLike) -> LandmarkSelection:
     """The :class:`LandmarkSelection` of a named landmark set on a FLAME folder."""
-    if name == "ibug68":
-        # smplx's lookup: row y for yaw y >= 0, row 39 - y for yaw y < 0 (degrees) -> row 0 at zero yaw
-        zero_yaw_row = 0
-        faces = np.concatenate([flame.dynamic_lmk_faces[zero_yaw_row], flame.static_lmk_faces])
-        bary = np.concatenate([flame.dynamic_lmk_bary[zero_yaw_row], flame.static_lmk_bary])
+    if "flame" in landmark_set(name).embedding:
+        faces, bary = landmark_embedding(name, folder, model="flame")
         return LandmarkSelection(face_idx=faces, bary=bary)
-    from facemodels.landmarks import landmark_vertex_indices
-
-    return LandmarkSelection(vertex_idx=landmark_vertex_indices(name, folder))
+    return LandmarkSelection(vertex_idx=landmark_vertex_indices(name, folder, model="flame"))
 
 
 def flame_lbs_arrays(flame: FlameArrays, n_shape: int = 100, n_expr: int = 100) -> LBSArrays:

@@ -20,7 +20,7 @@ from lightning_modules.overlays import draw_landmark_overlay, overlay_grid, save
 
 log = logging.getLogger(__name__)
 
-# Used only when facemodels.landmarks is unavailable; must agree with docs/ARCHITECTURE.md.
+# Used only when facemodels.landmark_sets is unavailable; must agree with docs/ARCHITECTURE.md.
 _FALLBACK_COUNTS = {"ibug68": 68, "face1609": 1609, "face805": 805, "face403": 403, "face202": 202,
                     "face101": 101, "kp520": 520}
 
@@ -28,7 +28,7 @@ _FALLBACK_COUNTS = {"ibug68": 68, "face1609": 1609, "face805": 805, "face403": 4
 def landmark_count(name: str) -> int:
     """Number of landmarks of a set name (ibug68, face1609, ..., kp520)."""
     try:
-        from facemodels.landmarks import landmark_count as _count
+        from facemodels.landmark_sets import landmark_count as _count
     except ImportError:
         if name not in _FALLBACK_COUNTS:
             raise ValueError(f"landmark_set={name!r}, expected one of {sorted(_FALLBACK_COUNTS)}") from None

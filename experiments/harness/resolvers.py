@@ -77,7 +77,7 @@ def auto_precision() -> str:
 
 def lmk_count(name: str) -> int:
     """Number of landmarks of a landmark set (ibug68 -> 68, face1609 -> 1609, kp520 -> 520, ...)."""
-    from facemodels.landmarks import landmark_count
+    from facemodels.landmark_sets import landmark_count
 
     return int(landmark_count(name))
 

@@ -14,17 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-# --- iBUG-68 mirror permutation (landmark i of a mirrored face is landmark IBUG68_FLIP[i]) -----
-IBUG68_FLIP: np.ndarray = np.array(
-    list(range(16, -1, -1))  # jaw
-    + list(range(26, 16, -1))  # brows
-    + [27, 28, 29, 30]  # bridge
-    + [35, 34, 33, 32, 31]  # nose base
-    + [45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40]  # eyes
-    + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55]  # outer lips
-    + [64, 63, 62, 61, 60, 67, 66, 65],  # inner lips
-    dtype=np.int64,
-)
+from facemodels.ibug68 import IBUG68_FLIP  # landmark i of a mirrored face is IBUG68_FLIP[i]
 
 # Right-half (x <= 0) and midline landmarks: index -> (x, y, guide z). Guide z shapes the face
 # height field; None means "take z from the cranium/cheek body at (x, y)".

@@ -9,13 +9,13 @@ without changing the image; on a closed mesh every back face is skipped.
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-_CACHE: dict[tuple, list[np.ndarray]] = {}
+from facemodels.cache import Memo, content_key
+
+_LOOPS: Memo[list[np.ndarray]] = Memo(maxsize=16)
 
 
 def boundary_loops(faces: np.ndarray) -> list[np.ndarray]:
@@ -28,9 +28,10 @@ def boundary_loops(faces: np.ndarray) -> list[np.ndarray]:
         the content of ``faces``.
     """
     faces = np.ascontiguousarray(faces, dtype=np.int64)
-    key = (faces.shape, hashlib.sha1(faces.tobytes()).hexdigest())
-    if key in _CACHE:
-        return _CACHE[key]
+    return _LOOPS.get(content_key(faces), lambda: _boundary_loops(faces))
+
+
+def _boundary_loops(faces: np.ndarray) -> list[np.ndarray]:
     e = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1)
     uniq, counts = np.unique(e, axis=0, return_counts=True)
     b = uniq[counts == 1]  # (E_b, 2) boundary edges
@@ -42,9 +43,6 @@ def boundary_loops(faces: np.ndarray) -> list[np.ndarray]:
         g = coo_matrix((np.ones(len(inv)), (inv[:, 0], inv[:, 1])), shape=(n, n))
         nc, labels = connected_components(g, directed=False)
         loops = [verts[labels == c] for c in range(nc)]
-    if len(_CACHE) > 16:
-        _CACHE.clear()
-    _CACHE[key] = loops
     return loops
 
 

@@ -1,6 +1,6 @@
 """Factories that build mesh-dependent modules from the FLAME face hierarchy (used by configs).
 
-Level order of `facemodels.mesh_hierarchy.face_hierarchy`: finest first (face1609, face805, face403,
+Level order of `facemodels.mesh.face_hierarchy.face_hierarchy`: finest first (face1609, face805, face403,
 face202, face101). The landmark order of a set `faceN` is that level's vertex order.
 """
 
@@ -10,12 +10,11 @@ from collections.abc import Sequence
 
 import torch
 
+from facemodels.mesh.face_hierarchy import face_hierarchy
 from lightning_modules.components.spiral_decoder import SpiralDecoder
 
 
 def _hierarchy(flame_dir: str | None, spiral_length: int):
-    from facemodels.mesh_hierarchy import face_hierarchy
-
     return face_hierarchy(flame_dir, spiral_length=spiral_length)
 
 

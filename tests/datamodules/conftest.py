@@ -18,7 +18,7 @@ import scipy.io as sio
 
 NT, NP = 21, 15  # grid columns (theta, odd: a midline column) x rows (phi)
 
-# iBUG-68 flip pairs (same as facemodels.landmarks) and the midline points
+# iBUG-68 flip pairs (same as facemodels.ibug68) and the midline points
 _PAIRS = ([(i, 16 - i) for i in range(8)] + [(17 + i, 26 - i) for i in range(5)] + [(31, 35), (32, 34)]
           + [(36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46)]
           + [(48, 54), (49, 53), (50, 52), (55, 59), (56, 58)] + [(60, 64), (61, 63), (65, 67)])

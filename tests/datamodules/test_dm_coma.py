@@ -27,7 +27,7 @@ def coma_dir(tmp_path_factory, flame_dir):
 
 
 def test_coma_layout_and_ply(coma_dir, flame_dir):
-    from facemodels.flame import load_flame_arrays
+    from facemodels.flame_files import load_flame_arrays
 
     items = list_coma(coma_dir)
     assert len(items) == 2 * 3 * 4
@@ -71,7 +71,7 @@ def test_coma_datamodule_batch(coma_dir, flame_dir):
     torch.testing.assert_close(b["landmarks"], b["landmarks_px"] / 64 - 0.5)
     assert set(b["yaw"].tolist()) <= {-30.0, 0.0, 30.0}
     # landmarks3d_model = the face1609 vertices of the stored mesh, centred
-    from facemodels.landmarks import landmark_vertex_indices
+    from facemodels.landmark_sets import landmark_vertex_indices
 
     idx = landmark_vertex_indices("face1609", flame_dir)
     v = b["vertices"][0].double()[idx]

@@ -95,7 +95,7 @@ def _project(K, R, t, V):
 
 
 def test_datamodule_batch_contract_face1609(dad_dir, rendered, world, tmp_path):
-    from facemodels.landmarks import landmark_vertex_indices
+    from facemodels.landmark_sets import landmark_vertex_indices
 
     dm = Dad3DHeadsDataModule(data_dir=str(dad_dir), landmark_set="face1609", image_size=64, batch_size=4,
                               num_workers=0, flame_dir=world[0], annotation_cache_root=str(tmp_path),
@@ -157,7 +157,7 @@ def _scene(world, i):
 
 @pytest.mark.parametrize("name,L", [("face101", 101), ("ibug68", 68)])
 def test_datamodule_subsets_and_ibug68(dad_dir, world, tmp_path, name, L):
-    from facemodels.landmarks import flip_permutation
+    from facemodels.landmark_sets import flip_permutation
 
     ds = Dad3DHeadsDataset(dad_dir, "train", landmark_set=name, image_size=48, train=True,
                            flame_dir=world[0], cache_root=str(tmp_path))

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from facemodels.ibug68 import IBUG68_FLIP
 from facemodels.procedural import anatomy as A
 from facemodels.procedural.builder import cached_world
 from facemodels.procedural.masks import mirror_index
@@ -91,7 +92,7 @@ def test_random_identities_within_published_ranges(world, model):
 
 def test_mean_is_mirror_symmetric(world):
     lm = world.landmarks68
-    np.testing.assert_allclose(lm[A.IBUG68_FLIP] * [-1, 1, 1], lm, atol=1e-9)
+    np.testing.assert_allclose(lm[IBUG68_FLIP] * [-1, 1, 1], lm, atol=1e-9)
     mir = mirror_index()
     np.testing.assert_allclose(world.v_template[mir] * [-1, 1, 1], world.v_template, atol=1e-9)
     # landmark sides: 0..7 on the subject's right (x < 0), 36 outer right eye corner

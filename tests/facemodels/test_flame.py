@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from facemodels.flame import FlameFormatError, FlameModel, load_flame_arrays
+from facemodels.flame import FlameModel
+from facemodels.flame_files import FlameFormatError, load_flame_arrays
 
 smplx = pytest.importorskip("smplx")
 scipy_sparse = pytest.importorskip("scipy.sparse")
@@ -242,3 +243,70 @@ def test_flame_model_defaults_and_errors(flame_dir):
         model(shape=torch.zeros(2, 11))
     with pytest.raises(ValueError, match="expression"):
         model(shape=torch.zeros(2, 10), expression=torch.zeros(3, 10))
+
+
+# ------------------------------------------------------------------ the one reader (flame_files)
+def _chumpy_module(monkeypatch):
+    """A stand-in ``chumpy.ch.Ch`` class registered while the test writes its pickle."""
+    ch = types.ModuleType("chumpy.ch")
+
+    class Ch:
+        def __init__(self, x: np.ndarray) -> None:
+            self.x = x
+
+    Ch.__module__, Ch.__qualname__ = "chumpy.ch", "Ch"
+    ch.Ch = Ch
+    pkg = types.ModuleType("chumpy")
+    pkg.ch = ch
+    monkeypatch.setitem(sys.modules, "chumpy", pkg)
+    monkeypatch.setitem(sys.modules, "chumpy.ch", ch)
+    return Ch
+
+
+def test_masks_and_embedding_with_chumpy_objects_read_through_the_same_reader(
+    flame_dir, tmp_path, monkeypatch
+):
+    from facemodels.flame_files import flame_mask, ibug68_embedding, read_pickle
+
+    Ch = _chumpy_module(monkeypatch)
+    d = _copy(flame_dir, tmp_path / "chumpy_masks")
+    masks = read_pickle(flame_dir / "FLAME_masks.pkl")
+    emb = read_pickle(flame_dir / "flame_static_embedding.pkl")
+    with open(_fresh(d / "FLAME_masks.pkl"), "wb") as fh:
+        pickle.dump({**masks, "face": Ch(np.asarray(masks["face"]))}, fh, protocol=2)
+    with open(_fresh(d / "flame_static_embedding.pkl"), "wb") as fh:
+        pickle.dump({**emb, "lmk_b_coords": Ch(np.asarray(emb["lmk_b_coords"]))}, fh, protocol=2)
+    monkeypatch.delitem(sys.modules, "chumpy")
+    monkeypatch.delitem(sys.modules, "chumpy.ch")
+    np.testing.assert_array_equal(flame_mask(d, "face"), masks["face"])
+    faces, bary = ibug68_embedding(d)
+    ref_faces, ref_bary = ibug68_embedding(flame_dir)
+    np.testing.assert_array_equal(faces, ref_faces)
+    np.testing.assert_array_equal(bary, ref_bary)
+    assert faces.shape == (68,) and bary.shape == (68, 3)
+
+
+def test_reader_errors_name_file_key_and_expectation(flame_dir, tmp_path):
+    from facemodels.flame_files import flame_mask, read_flame_template, read_pickle
+
+    d = _copy(flame_dir, tmp_path / "errors")
+    with pytest.raises(FlameFormatError, match=r"FLAME_masks.pkl: missing key 'chin'.*found \["):
+        flame_mask(d, "chin")
+    m = _model_dict(d)
+    del m["v_template"]
+    _write_model(d, m)
+    with pytest.raises(
+        FlameFormatError,
+        match=r"FLAME_NEUTRAL.pkl: missing key 'v_template' \(expected shape \(N, 3\)\)",
+    ):
+        read_flame_template(d)
+    good = (flame_dir / "FLAME_masks.pkl").read_bytes()
+    _fresh(d / "FLAME_masks.pkl").write_bytes(good[: len(good) // 2])  # truncated
+    with pytest.raises(FlameFormatError, match=r"FLAME_masks.pkl: cannot read the pickle"):
+        flame_mask(d, "face")
+    with open(tmp_path / "list.pkl", "wb") as fh:
+        pickle.dump([1, 2], fh)
+    with pytest.raises(FlameFormatError, match=r"list.pkl: expected a pickled dict, got list"):
+        read_pickle(tmp_path / "list.pkl")
+    with pytest.raises(FileNotFoundError, match=r"absent.pkl: not found"):
+        read_pickle(tmp_path / "absent.pkl")

@@ -179,7 +179,7 @@ def test_row_zero_is_the_anatomical_jaw(world):
 
 
 def test_masks(world, flame_dir):
-    from facemodels.flame import face_region_indices, flame_masks, head_without_neck_indices
+    from facemodels.flame_files import face_region_indices, flame_masks, head_without_neck_indices
 
     m = flame_masks(flame_dir)
     for key in (
@@ -216,7 +216,8 @@ def test_masks(world, flame_dir):
 
 
 def test_vertex_regions_partition(flame_dir):
-    from facemodels.flame import flame_masks, vertex_regions
+    from facemodels.flame_files import flame_masks
+    from facemodels.flame_regions import vertex_regions
 
     r = vertex_regions(flame_dir)
     assert set(r) == {"skin", "brows", "lips", "eyes", "scalp"}

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from facemodels import flame, flame_files, flame_regions
 from facemodels.cameras import project_perspective
 from facemodels.render.meshes import uv_ellipsoid
 from facemodels.sampler import SamplerConfig, SceneSampler, scene_camera
@@ -79,7 +80,6 @@ def test_scene_camera_places_head_centre_and_fill():
 
 # ------------------------------------------------------------ rendering with the FLAME world
 
-flame = pytest.importorskip("facemodels.flame", reason="facemodels.flame not merged yet")
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ def world():
     with open(fd / "flame_static_embedding.pkl", "rb") as f:
         static = pickle.load(f, encoding="latin1")
     dynamic = np.load(fd / "flame_dynamic_embedding.npy", allow_pickle=True, encoding="latin1")[()]
-    faces = np.asarray(flame.load_flame_arrays(fd).faces, dtype=np.int64)
+    faces = np.asarray(flame_files.load_flame_arrays(fd).faces, dtype=np.int64)
     return dict(
         fd=fd, model=model, render=render_scene, static=static, dynamic=dynamic, faces=faces
     )
@@ -182,7 +182,7 @@ def test_nose_tip_visible_frontal_far_ear_hidden_at_yaw_90(world):
     assert r.visibility[nose]
     # Positive yaw turns the face towards model +x, so the camera sees the subject's right
     # side (x < 0); the left ear (x > 0) is on the far side.
-    regions = flame.vertex_regions(world["fd"])
+    regions = flame_regions.vertex_regions(world["fd"])
     left_ear = next((np.asarray(v) for k, v in regions.items() if "ear" in k and "left" in k), None)
     if left_ear is None:
         import pickle

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from facemodels.flame import FlameModel, face_region_indices, load_flame_arrays
+from facemodels.flame import FlameModel
+from facemodels.flame_files import face_region_indices, load_flame_arrays
 from facemodels.world import default_flame_dir
 from fitting.builder import build_flame_fitter, flame_lbs_arrays, flame_selection
 from fitting.evaluate import mrle, mve

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from facemodels.flame import face_region_indices, head_without_neck_indices, load_flame_arrays
+from facemodels.flame_files import face_region_indices, head_without_neck_indices, load_flame_arrays
 from facemodels.world import default_flame_dir
 from fitting.builder import build_flame_fitter
 from fitting.fit_loop import embed68, fit_batches
@@ -118,7 +118,7 @@ def test_fit_cli_on_an_untrained_tiny_checkpoint(tmp_path):
 
 # ------------------------------------------------------------------ landmark subsets, confidences, metrics
 def test_subset_columns_pick_the_subset_vertices_in_its_order():
-    from facemodels.landmarks import landmark_vertex_indices
+    from facemodels.landmark_sets import landmark_vertex_indices
     from fitting.fit_loop import subset_columns
 
     flame_dir = default_flame_dir()

@@ -45,8 +45,8 @@ def test_spiral_decoder_upsamples_with_the_given_matrices():
 
 
 def toy_hierarchy():
-    """A real 3-level hierarchy of a frontal grid hemisphere, built by facemodels.mesh_hierarchy."""
-    from facemodels.mesh_hierarchy import build_hierarchy
+    """A real 3-level hierarchy of a frontal grid hemisphere, built by facemodels.mesh.hierarchy."""
+    from facemodels.mesh.hierarchy import build_hierarchy
 
     g = np.linspace(-0.95, 0.95, 15)
     xx, yy = np.meshgrid(g, g)

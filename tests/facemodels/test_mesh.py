@@ -1,22 +1,28 @@
-"""Tests for facemodels.mesh_hierarchy and facemodels.spirals on synthetic meshes."""
+"""Tests for facemodels.mesh (sampling, triangulation, hierarchies) and facemodels.spirals."""
 
 import numpy as np
 import pytest
 import torch
 from scipy.spatial import Delaunay
 
-from facemodels.mesh_hierarchy import (
-    barycentric_2d,
-    build_hierarchy,
-    chart_2d,
+from facemodels import cache
+from facemodels.flame_files import flame_mask, read_flame_template
+from facemodels.mesh.face_hierarchy import face_hierarchy
+from facemodels.mesh.hierarchy import build_hierarchy
+from facemodels.mesh.sampling import (
     farthest_point_order,
-    fold_free,
-    orient_faces,
     symmetric_farthest_point_order,
-    upsample_weights,
     view_direction,
 )
+from facemodels.mesh.triangulation import (
+    barycentric_2d,
+    chart_2d,
+    fold_free,
+    orient_faces,
+    upsample_weights,
+)
 from facemodels.spirals import edge_list, spiral_indices, vertex_adjacency
+from facemodels.world import default_flame_dir
 
 
 def grid_hemisphere(n_side: int = 33, radius: float = 0.1):
@@ -329,16 +335,9 @@ def test_asymmetric_region_falls_back_to_plain_fps():
 # ------------------------------------------------------------------ the procedural FLAME world
 @pytest.fixture(scope="module")
 def world_hierarchy():
-    from facemodels.mesh_hierarchy import (
-        face_hierarchy,
-        read_flame_face_region,
-        read_flame_template,
-    )
-    from facemodels.world import default_flame_dir
-
     d = default_flame_dir()
     v, f = read_flame_template(d)
-    return d, v, f, read_flame_face_region(d), face_hierarchy(d)
+    return d, v, f, flame_mask(d, "face"), face_hierarchy(d)
 
 
 def test_world_hierarchy_counts_nesting_and_symmetry(world_hierarchy):
@@ -392,12 +391,10 @@ def test_world_hierarchy_matrices_and_spirals(world_hierarchy):
 
 
 def test_world_hierarchy_is_cached_next_to_the_model(world_hierarchy):
-    import facemodels.mesh_hierarchy as mh
-
     d, *_, h = world_hierarchy
     assert (d / "suite_mesh_hierarchy.npz").is_file()
-    mh._MEMO.clear()
-    again = mh.face_hierarchy(d)  # from disk
+    cache.clear_memory()
+    again = face_hierarchy(d)  # from disk
     assert again is not h
     for a, b in zip(
         again.spirals + again.faces + again.up_weight,

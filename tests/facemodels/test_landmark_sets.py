@@ -1,18 +1,24 @@
-"""Tests for facemodels.landmarks: registry, iBUG-68 conventions, mirror matching."""
+"""Tests for facemodels.landmark_sets (the registry), facemodels.ibug68 and facemodels.mirror."""
 
 import numpy as np
 import pytest
 
-from facemodels.landmarks import (
-    IBUG68_FLIP,
-    IBUG68_GROUPS,
-    IBUG68_PARTS,
-    LANDMARK_COUNTS,
+from facemodels.flame_files import read_flame_template, read_pickle
+from facemodels.ibug68 import IBUG68_FLIP, IBUG68_GROUPS, IBUG68_PARTS
+from facemodels.keypoints520 import read_bfm_mean_and_keypoints
+from facemodels.landmark_sets import (
+    flip_mismatch,
     flip_permutation,
     landmark_count,
-    mirror_match,
-    mirror_permutation,
+    landmark_embedding,
+    landmark_set,
+    landmark_set_names,
+    landmark_vertex_indices,
+    register_landmark_set,
+    unregister_landmark_set,
 )
+from facemodels.mirror import mirror_match, mirror_permutation
+from facemodels.world import default_bfm_dir, default_flame_dir
 
 
 def test_counts_without_models():
@@ -20,7 +26,7 @@ def test_counts_without_models():
     assert landmark_count("face1609") == 1609
     assert [landmark_count(f"face{n}") for n in (805, 403, 202, 101)] == [805, 403, 202, 101]
     assert landmark_count("kp520") == 520
-    assert set(LANDMARK_COUNTS) == {
+    assert set(landmark_set_names()) == {
         "ibug68",
         "face1609",
         "face805",
@@ -114,19 +120,12 @@ def test_mirror_permutation_on_symmetric_random_subset():
 
 # ------------------------------------------------------------------ the procedural world
 def test_ibug68_flip_matches_the_procedural_models():
-    import pickle
-
-    from facemodels.keypoints520 import read_bfm_mean_and_keypoints
-    from facemodels.mesh_hierarchy import read_flame_template
-    from facemodels.world import default_bfm_dir, default_flame_dir
-
     mean, kp68 = read_bfm_mean_and_keypoints(default_bfm_dir())
     np.testing.assert_array_equal(mirror_permutation(mean[kp68]), IBUG68_FLIP)
     # FLAME: the 51 static landmarks are iBUG 17..67
     d = default_flame_dir()
     v, f = read_flame_template(d)
-    with open(d / "flame_static_embedding.pkl", "rb") as fh:
-        emb = pickle.load(fh, encoding="latin1")
+    emb = read_pickle(d / "flame_static_embedding.pkl")
     tri = f[np.asarray(emb["lmk_face_idx"], dtype=np.int64)]
     pts = (v[tri] * np.asarray(emb["lmk_b_coords"])[..., None]).sum(1)
     np.testing.assert_array_equal(mirror_permutation(pts), IBUG68_FLIP[17:] - 17)
@@ -134,8 +133,6 @@ def test_ibug68_flip_matches_the_procedural_models():
 
 @pytest.mark.parametrize("name", ["face1609", "face805", "face403", "face202", "face101", "kp520"])
 def test_vertex_sets_and_flips_on_the_procedural_world(name):
-    from facemodels.landmarks import flip_mismatch, landmark_vertex_indices
-
     idx = landmark_vertex_indices(name)
     assert idx.shape == (landmark_count(name),)
     assert len(np.unique(idx)) == len(idx)
@@ -146,13 +143,7 @@ def test_vertex_sets_and_flips_on_the_procedural_world(name):
 
 
 def test_face_sets_are_nested_and_face1609_is_the_mask():
-    import pickle
-
-    from facemodels.landmarks import landmark_vertex_indices
-    from facemodels.world import default_flame_dir
-
-    with open(default_flame_dir() / "FLAME_masks.pkl", "rb") as fh:
-        masks = pickle.load(fh, encoding="latin1")
+    masks = read_pickle(default_flame_dir() / "FLAME_masks.pkl")
     np.testing.assert_array_equal(landmark_vertex_indices("face1609"), masks["face"])
     sets = [set(landmark_vertex_indices(f"face{n}").tolist()) for n in (1609, 805, 403, 202, 101)]
     assert all(b <= a for a, b in zip(sets[:-1], sets[1:], strict=True))
@@ -169,3 +160,101 @@ def test_flame_dir_keyword_alias():
     )
     with pytest.raises(TypeError, match="not both"):
         flip_permutation("face101", d, flame_dir=d)
+
+
+# ------------------------------------------------------------------ the registry
+def test_names_per_face_model():
+    assert landmark_set_names("flame") == (
+        "ibug68", "face1609", "face805", "face403", "face202", "face101"
+    )  # fmt: skip
+    assert landmark_set_names("bfm") == ("ibug68", "kp520")
+    assert landmark_set("ibug68").models == ("flame", "bfm")
+    with pytest.raises(ValueError, match="not defined on face model 'flame'"):
+        landmark_vertex_indices("kp520", model="flame")
+    with pytest.raises(ValueError, match="no barycentric embedding on flame"):
+        landmark_embedding("face1609")
+
+
+@pytest.mark.parametrize("name", landmark_set_names())
+def test_every_registered_set_has_its_size_on_the_procedural_models(name):
+    spec = landmark_set(name)
+    dirs = {"flame": default_flame_dir(), "bfm": default_bfm_dir()}
+    n_verts = {"flame": len(read_flame_template(dirs["flame"])[0]),
+               "bfm": len(read_bfm_mean_and_keypoints(dirs["bfm"])[0])}  # fmt: skip
+    for model in spec.models:
+        if model in spec.vertex_ids:
+            idx = landmark_vertex_indices(name, dirs[model], model=model)
+            assert idx.shape == (spec.size,) and idx.dtype == np.int64
+            assert 0 <= idx.min() and idx.max() < n_verts[model]
+        else:
+            faces, bary = landmark_embedding(name, dirs[model], model=model)
+            assert faces.shape == (spec.size,) and bary.shape == (spec.size, 3)
+            np.testing.assert_allclose(bary.sum(1), 1.0, atol=1e-6)
+    folder = dirs[spec.flip_model] if spec.flip_model else None
+    perm = flip_permutation(name, folder)
+    assert perm.shape == (spec.size,)
+    np.testing.assert_array_equal(perm[perm], np.arange(spec.size))
+
+
+def test_bfm_ibug68_are_the_model_keypoints():
+    d = default_bfm_dir()
+    np.testing.assert_array_equal(
+        landmark_vertex_indices("ibug68", d, model="bfm"), read_bfm_mean_and_keypoints(d)[1]
+    )
+
+
+@pytest.fixture
+def nose_set():
+    """A throwaway set: the 5 FLAME template vertices nearest the nose tip (x = 0 line)."""
+
+    def vertex_ids(folder):
+        v, _ = read_flame_template(folder)
+        tip = int(np.argmax(v[:, 2]))
+        return np.argsort(((v - v[tip]) ** 2).sum(1))[:5]
+
+    def flip(folder):
+        v, _ = read_flame_template(folder)
+        pts = v[vertex_ids(folder)]
+        r = mirror_match(pts, float(v[:, 0].mean()))
+        return r.perm, r.max_mismatch
+
+    register_landmark_set(
+        "test_nose5", 5, vertex_ids={"flame": vertex_ids}, flip=flip, flip_model="flame"
+    )
+    yield vertex_ids
+    unregister_landmark_set("test_nose5")
+
+
+def test_a_set_registered_in_a_test_is_usable_by_name(nose_set):
+    from fitting.builder import flame_selection
+
+    d = default_flame_dir()
+    assert "test_nose5" in landmark_set_names("flame")
+    assert "test_nose5" not in landmark_set_names("bfm")
+    assert landmark_count("test_nose5") == 5
+    np.testing.assert_array_equal(landmark_vertex_indices("test_nose5", d), nose_set(d))
+    assert flip_permutation("test_nose5", d).shape == (5,)
+    assert flip_mismatch("test_nose5", d) >= 0.0
+    sel = flame_selection("test_nose5", None, d)
+    np.testing.assert_array_equal(sel.vertex_idx, nose_set(d))
+    with pytest.raises(ValueError, match="already registered"):
+        register_landmark_set("test_nose5", 5, vertex_ids={"flame": nose_set}, flip=None)
+
+
+def test_register_rejects_bad_specs():
+    with pytest.raises(ValueError, match="size must be >= 1"):
+        register_landmark_set("bad", 0, vertex_ids={"flame": lambda d: []}, flip=None)
+    with pytest.raises(ValueError, match="give vertex_ids or embedding"):
+        register_landmark_set("bad", 3, flip=None)
+    assert "bad" not in landmark_set_names()
+
+
+def test_wrong_size_from_a_registered_function_names_the_set(tmp_path):
+    register_landmark_set("test_wrong", 4, vertex_ids={"flame": lambda d: np.arange(3)}, flip=None)
+    try:
+        with pytest.raises(ValueError, match=r"'test_wrong' gave 3 vertex ids, expected 4"):
+            landmark_vertex_indices("test_wrong", tmp_path)
+        with pytest.raises(ValueError, match="no flip permutation"):
+            flip_permutation("test_wrong", tmp_path)
+    finally:
+        unregister_landmark_set("test_wrong")

@@ -1,0 +1,1 @@
+"""Mesh geometry: point sampling, charts and triangulation, nested level hierarchies."""
