@@ -68,6 +68,8 @@ class Aflw2000DataModule(FaceDataModule):
     """AFLW2000-3D (test only; ``train``/``val`` absent). ``data_dir`` null -> procedural
     AFLW2000-3D-format set of ``n`` images."""
 
+    box_convention = "landmarks68"  # crops around the box of the 68 landmarks (experiments.face_detection)
+
     def __init__(self, n: int = 200, bfm_dir: str | None = None, **kwargs):
         super().__init__(**kwargs)
         self.n, self.bfm_dir = int(n), bfm_dir

@@ -124,6 +124,10 @@ class FaceDataModule(pl.LightningDataModule):
             ``dm.on_after_batch_transfer(batch, 0)`` itself.
     """
 
+    # The box the crops are taken around (a key of experiments.face_detection.BOX_CONVENTIONS): "head"
+    # (the projected head vertices, DAD-3DHeads' bbox) or "landmarks68" (the box of the 68 landmarks).
+    box_convention = "head"
+
     def __init__(
         self,
         data_dir: str | None = None,

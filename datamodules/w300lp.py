@@ -217,6 +217,8 @@ class W300LPDataModule(FaceDataModule):
     """300W-LP. ``data_dir`` null -> procedural 300W-LP (``n_per_folder`` source images per
     source set, each with ``n_profiles`` profiling views and the _Flip copies)."""
 
+    box_convention = "landmarks68"  # crops around the box of the 68 landmarks (experiments.face_detection)
+
     def __init__(self, val_fraction: float = 0.05, n_per_folder: int = 40, n_profiles: int = 3,
                  bfm_dir: str | None = None, with_3d: bool = True, **kwargs):
         super().__init__(**kwargs)

@@ -24,7 +24,7 @@ want=$(cat scripts/install.sh pyproject.toml | sha256sum | cut -c1-16)
 say() { printf '[install] %s\n' "$*"; }
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && \
-   "$VENV/bin/python" -c "import torch, theseus, smplx, timm, pytorch_lightning, hydra, facemodels" 2>/dev/null; then
+   "$VENV/bin/python" -c "import torch, theseus, smplx, timm, pytorch_lightning, hydra, facenet_pytorch, facemodels" 2>/dev/null; then
   say "environment up to date ($VENV)"
   exit 0
 fi
@@ -99,6 +99,11 @@ say "theseus-ai (built against the installed torch, no build isolation)"
 say "the suite and its dependencies (editable, with dev extras)"
 "${PIP[@]}" --no-build-isolation -e ".[dev]"
 
-"$VENV/bin/python" -c "import torch, torchvision, timm, theseus, smplx, normflows, pytorch_lightning, hydra, wandb; \
+# facenet-pytorch (the MTCNN face detector of `make predict`; its three networks ship in the wheel) pins
+# torch<2.3 in its metadata, yet runs with ours (tests/harness/test_face_detection.py): no dependencies.
+say "facenet-pytorch 2.6.0 without its dependencies (the face detector)"
+"$VENV/bin/python" -c "import facenet_pytorch" 2>/dev/null || "${PIP[@]}" --no-deps "facenet-pytorch==2.6.0"
+
+"$VENV/bin/python" -c "import torch, torchvision, timm, theseus, smplx, normflows, pytorch_lightning, hydra, wandb, facenet_pytorch, av; \
 print('[install] ok: torch', torch.__version__, '| cuda available:', torch.cuda.is_available())"
 echo "$want" > "$STAMP"

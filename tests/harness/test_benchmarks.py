@@ -26,6 +26,7 @@ SMOKE: dict[str, tuple[list[str], set[str]]] = {
     "render": (["--n", "2", "--rounds", "1", "--size", "32"], {"images_per_s", "spread"}),
     "fitting": (["--batches", "1", "--scipy-n", "1", "--repeats", "1", "--threads", "1"],
                 {"faces_per_s", "scipy_faces_per_s", "speedup_vs_scipy"}),
+    "predict": (["--smoke", "--threads", "1"], {"photos_per_s", "seconds_per_photo", "photos", "device"}),
     "loader": (["--workers", "0", "--batch-size", "2", "--batches", "1", "--repeats", "1"],
                {"samples_per_s", "spread", "workers", "image_size"}),
 }

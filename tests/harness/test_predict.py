@@ -141,11 +141,11 @@ def test_predict_cli_on_a_trained_tiny_checkpoint(tiny_ckpt, tmp_path, capsys):
     (images / "d_badbox.json").write_text("{not json")
 
     out = tmp_path / "out"
-    code = main(["--ckpt", str(tiny_ckpt), "--images", str(images), "--out", str(out),
+    code = main(["--ckpt", str(tiny_ckpt), "--images", str(images), "--out", str(out), "--faces", "whole",
                  "--batch-size", "2", "--device", "cpu", "--iterations", "3"])
-    assert code == 1  # two inputs failed
+    assert code == 1  # two inputs failed (bit 1); every picture had its face (bit 2 clear)
     said = capsys.readouterr()
-    assert "2 images written" in said.out and "2 failed" in said.out
+    assert "2 faces in 3 pictures written" in said.out and "2 failed" in said.out
     assert "skipped c_corrupt.png" in said.err and "cannot read image" in said.err
     assert "d_badbox.json: not readable JSON" in said.err
     names = sorted(p.name for p in out.iterdir())
@@ -220,7 +220,7 @@ def test_predict_with_a_face1609_model(tmp_path):
     (tmp_path / "img").mkdir()
     Image.fromarray(rgb).save(tmp_path / "img" / "f.png")
     out = tmp_path / "out"
-    assert main(["--ckpt", str(ckpt), "--images", str(tmp_path / "img"), "--out", str(out),
+    assert main(["--ckpt", str(ckpt), "--images", str(tmp_path / "img"), "--out", str(out), "--faces", "whole",
                  "--iterations", "3", "--device", "cpu"]) == 0
     arr = np.load(out / "f_landmarks.npy")
     assert arr.shape == (1609, 3)
@@ -234,7 +234,7 @@ def test_predict_on_cuda_matches_cpu(tiny_ckpt, tmp_path):
     Image.fromarray(_synthetic_rgb(64, 68, 4)).save(tmp_path / "g.png")
     for dev in ("cpu", "cuda"):
         assert main(["--ckpt", str(tiny_ckpt), "--images", str(tmp_path / "g.png"), "--out", str(tmp_path / dev),
-                     "--device", dev, "--iterations", "3"]) == 0
+                     "--faces", "whole", "--device", dev, "--iterations", "3"]) == 0
     cpu = json.loads((tmp_path / "cpu" / "g_landmarks.json").read_text())
     gpu = json.loads((tmp_path / "cuda" / "g_landmarks.json").read_text())
     assert np.allclose(gpu["landmarks_px"], cpu["landmarks_px"], atol=0.05)  # TF32 / channels_last kernels
