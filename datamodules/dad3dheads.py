@@ -64,6 +64,7 @@ from datamodules.transforms import (
     normalise_image,
     transform_camera,
 )
+from datamodules.writers.dad3dheads import write_dad3dheads
 
 __all__ = ["Dad3DHeadsDataset", "Dad3DHeadsDataModule", "load_split_annotations"]
 
@@ -448,8 +449,6 @@ class Dad3DHeadsDataModule(FaceDataModule):
         return dad.LAYOUT
 
     def _build_root(self) -> Path:
-        from datamodules.writers.dad3dheads import write_dad3dheads
-
         fd = _flame_dir(self.flame_dir)
         params = {"n_train": self.n_train, "n_val": self.n_val, "n_test": self.n_test,
                   "image_size": self.frame_size, "seed": self.seed, "flame_dir": fd}

@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from datamodules.formats.matfiles import PTS_SPEC, W300LP_SPEC, write_mat
+from datamodules.formats.roi import roi_from_points
 from datamodules.writers.threeddfa import (
     WRITER_VERSION,
     BfmFull,
@@ -47,13 +48,6 @@ IBUG68_FLIP = np.array(
     list(range(16, -1, -1)) + list(range(26, 16, -1)) + [27, 28, 29, 30] + [35, 34, 33, 32, 31]
     + [45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40]
     + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55] + [64, 63, 62, 61, 60, 67, 66, 65])
-
-
-def roi_from_points(pt2d: np.ndarray) -> np.ndarray:
-    """(2, 68) -> (1, 4) int16 [x1, y1, x2, y2], the keypoint box enlarged by 10 %."""
-    lo, hi = pt2d.min(1), pt2d.max(1)
-    pad = 0.1 * (hi - lo)
-    return np.round(np.concatenate([lo - pad, hi + pad]))[None].astype(np.int16)
 
 
 def render_face(

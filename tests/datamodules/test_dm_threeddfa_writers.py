@@ -14,9 +14,10 @@ import scipy.io as sio
 import torch
 from PIL import Image
 
-from datamodules.aflw2000 import Aflw2000DataModule, roi_box_from_landmarks
+from datamodules.aflw2000 import Aflw2000DataModule
 from datamodules.bfm_synthetic import load_keypoint_basis
 from datamodules.formats.matfiles import AFLW2000_SPEC, PTS_SPEC, W300LP_SPEC, read_mat
+from datamodules.formats.roi import roi_box_from_landmarks
 from datamodules.w300lp import IBUG68_FLIP, W300LP_FOLDERS, W300LPDataModule
 from datamodules.writers.aflw2000 import write_aflw2000
 from datamodules.writers.threeddfa import MirrorFitter, camera_normals, load_bfm_full, project_3ddfa
