@@ -28,6 +28,7 @@ from PIL import Image
 
 from datamodules.formats.matfiles import PTS_SPEC, W300LP_SPEC, write_mat
 from datamodules.formats.roi import roi_from_points
+from datamodules.writers.parallel import run_workers
 from datamodules.writers.threeddfa import (
     WRITER_VERSION,
     BfmFull,
@@ -117,9 +118,7 @@ def write_300wlp(
     if n_jobs == 1:
         _write_units({**spec, "units": units})
     else:
-        from datamodules.writers.parallel import run_workers
-
-        run_workers("datamodules.writers.w300lp", [{**spec, "units": units[w::n_jobs]} for w in range(n_jobs)],
+        run_workers(_write_units, [{**spec, "units": units[w::n_jobs]} for w in range(n_jobs)],
                     out / ".jobs")
     return out
 
@@ -163,8 +162,3 @@ def _write_units(spec: dict) -> int:
                       W300LP_SPEC)
     return len(spec["units"])
 
-
-if __name__ == "__main__":
-    from datamodules.writers.parallel import job_main
-
-    job_main(_write_units)
