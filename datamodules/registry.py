@@ -107,8 +107,11 @@ def register_dataset(name: str, datamodule: type[pl.LightningDataModule], *, wri
 
 
 def unregister_dataset(name: str) -> None:
-    """Remove ``name`` from the registry (tests that register a throwaway dataset)."""
-    _REGISTRY.pop(name, None)
+    """Remove ``name`` from the registry, and the ConfigStore node ``register_dataset`` stored
+    for it (tests that register a throwaway dataset)."""
+    entry = _REGISTRY.pop(name, None)
+    if entry is not None:
+        ConfigStore.instance().repo.get("data", {}).pop(f"{entry.config}.yaml", None)
 
 
 def get_dataset(name: str) -> DatasetEntry:
