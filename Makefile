@@ -80,12 +80,12 @@ mean-landmarks: $(STAMP) ## the mean face's iBUG-68 landmarks (68,3) metres: mak
 	$(PY) -m experiments.world mean-landmarks --out $(OUT)
 
 data: $(STAMP) ## write a procedural dataset in a real format: make data DATASET=dad3dheads OUT=dir N=100
-	@test -n "$(DATASET)" -a -n "$(OUT)" || { echo "usage: make data DATASET=dad3dheads|w300lp|aflw2000|coma|bfm OUT=dir [N=...]"; exit 2; }
-	$(PY) -m datamodules.write --dataset $(DATASET) --out $(OUT) $(if $(N),--n $(N))
+	@test -n "$(DATASET)" -a -n "$(OUT)" || { echo "usage: make data DATASET=$$($(PY) -m experiments.data names --can write --sep '|') OUT=dir [N=...]"; exit 2; }
+	$(PY) -m experiments.data write --dataset $(DATASET) --out $(OUT) $(if $(N),--n $(N))
 
 check-data: $(STAMP) ## report every problem in a dataset folder: make check-data DATASET=... DIR=...
-	@test -n "$(DATASET)" -a -n "$(DIR)" || { echo "usage: make check-data DATASET=... DIR=..."; exit 2; }
-	$(PY) -m datamodules.check --dataset $(DATASET) --dir $(DIR)
+	@test -n "$(DATASET)" -a -n "$(DIR)" || { echo "usage: make check-data DATASET=$$($(PY) -m experiments.data names --can check --sep '|') DIR=dir"; exit 2; }
+	$(PY) -m experiments.data check --dataset $(DATASET) --dir $(DIR)
 
 # --- fitting and inference ----------------------------------------------------------------------
 IMAGES ?=

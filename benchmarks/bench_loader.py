@@ -6,7 +6,7 @@ uint8 memory map with ``image_cache``), one affine warp (torch grid_sample), blu
 colour jitter + noise on 10 % + occluders + ImageNet normalisation (with
 ``normalize_on_device``: drawn in the worker, applied to the uint8 batch after the transfer,
 datamodules/batch_photometric.py), face1609 landmarks, visibility, vertices and camera; the
-annotation json is parsed once into a cache (datamodules/dad3dheads.py).
+annotation json is parsed once into a cache (datamodules/dad3dheads_splits.py).
 
 Three configurations in one run:
 - the main figures: ``image_cache=true, normalize_on_device=true`` (the fast configuration);

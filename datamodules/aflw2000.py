@@ -24,8 +24,10 @@ from datamodules.base import FaceDataModule
 from datamodules.cache import cached_dataset
 from datamodules.formats.matfiles import AFLW2000_SPEC
 from datamodules.w300lp import W300LPDataset
+from datamodules.writers.aflw2000 import write_aflw2000
+from datamodules.writers.threeddfa import WRITER_VERSION
 
-__all__ = ["Aflw2000Dataset", "Aflw2000DataModule", "list_aflw2000", "LAYOUT", "roi_box_from_landmarks"]
+__all__ = ["Aflw2000Dataset", "Aflw2000DataModule", "list_aflw2000", "LAYOUT"]
 
 LAYOUT = "expected AFLW2000-3D layout: <root>/image0XXXX.jpg + <root>/image0XXXX.mat"
 
@@ -38,15 +40,6 @@ def list_aflw2000(root: str | Path) -> list[Path]:
     if not mats:
         raise FileNotFoundError(f"no image0XXXX.mat files under {root}; {LAYOUT}")
     return mats
-
-
-def roi_box_from_landmarks(pts: np.ndarray) -> np.ndarray:
-    """3DDFA's ``parse_roi_box_from_landmark``: (2|3, 68) -> [x1, y1, x2, y2]."""
-    x0, y0, x1, y1 = pts[0].min(), pts[1].min(), pts[0].max(), pts[1].max()
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    r = max(x1 - x0, y1 - y0) / 2
-    llength = np.sqrt((2 * r) ** 2 * 2)
-    return np.array([cx - llength / 2, cy - llength / 2, cx + llength / 2, cy + llength / 2])
 
 
 class Aflw2000Dataset(W300LPDataset):
@@ -78,9 +71,6 @@ class Aflw2000DataModule(FaceDataModule):
         return LAYOUT
 
     def _build_root(self) -> Path:
-        from datamodules.writers.aflw2000 import write_aflw2000
-        from datamodules.writers.threeddfa import WRITER_VERSION
-
         params = {"n": self.n, "seed": self.seed, "bfm_dir": self.bfm_dir, "version": WRITER_VERSION}
         return cached_dataset("aflw2000", params, write_aflw2000, self.cache_root)
 

@@ -22,6 +22,7 @@ from datamodules.cache import cached_dataset
 from datamodules.flame_info import LandmarkSet
 from datamodules.formats.coma import LAYOUT, ComaItem, list_coma
 from datamodules.views import view_points
+from datamodules.writers.coma import write_coma
 from fitting.mesh_io import read_ply
 
 __all__ = ["ComaDataset", "ComaDataModule", "coma_split"]
@@ -113,8 +114,6 @@ class ComaDataModule(FaceDataModule):
         return str(default_flame_dir())
 
     def _build_root(self) -> Path:
-        from datamodules.writers.coma import write_coma
-
         params = {"n_frames": self.n_frames, "seed": self.seed, "flame_dir": self._fd()}
         return cached_dataset("coma", params, write_coma, self.cache_root)
 

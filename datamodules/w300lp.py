@@ -36,6 +36,7 @@ import numpy as np
 from PIL import Image
 
 from datamodules.base import FaceDataModule, FaceDataset
+from datamodules.bfm_synthetic import load_keypoint_basis
 from datamodules.cache import cached_dataset
 from datamodules.formats.matfiles import W300LP_SPEC, read_mat
 from datamodules.transforms import (
@@ -45,6 +46,8 @@ from datamodules.transforms import (
     flip_matrix,
     normalise_image,
 )
+from datamodules.writers.threeddfa import WRITER_VERSION
+from datamodules.writers.w300lp import write_300wlp
 from facemodels.landmark_sets import flip_permutation, landmark_set_names, landmark_vertex_indices
 
 __all__ = ["W300LPDataset", "W300LPDataModule", "list_300wlp", "IBUG68_FLIP", "PARAM_LAYOUT",
@@ -114,8 +117,6 @@ class W300LPDataset(FaceDataset):
 
     def _dense3d(self, m: dict, H: int) -> np.ndarray:
         """(520, 3) kp520 reconstruction in image px (y down, z towards the camera)."""
-        from datamodules.bfm_synthetic import load_keypoint_basis
-
         if self._dense is None:
             self._dense = load_keypoint_basis(self.bfm_dir, self._dense_ids)
         return self._dense.project_3ddfa(m["Shape_Para"][:, 0], m["Exp_Para"][:, 0],
@@ -128,8 +129,6 @@ class W300LPDataset(FaceDataset):
         """(68, 3) 3DDFA reconstruction of the keypoints in image px (y down, z to camera)."""
         if not self.with_3d:
             return None
-        from datamodules.bfm_synthetic import load_keypoint_basis
-
         if self._bfm is None:
             self._bfm = load_keypoint_basis(self.bfm_dir)
         return self._bfm.project_3ddfa(m["Shape_Para"][:, 0], m["Exp_Para"][:, 0], m["Pose_Para"][0], H)
@@ -229,9 +228,6 @@ class W300LPDataModule(FaceDataModule):
         return LAYOUT
 
     def _build_root(self) -> Path:
-        from datamodules.writers.threeddfa import WRITER_VERSION
-        from datamodules.writers.w300lp import write_300wlp
-
         params = {"n_per_folder": self.n_per_folder, "n_profiles": self.n_profiles,
                   "seed": self.seed, "bfm_dir": self.bfm_dir, "version": WRITER_VERSION}
         return cached_dataset("w300lp", params, write_300wlp, self.cache_root)

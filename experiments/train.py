@@ -20,6 +20,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+import datamodules.registry  # noqa: F401 - registers the datasets (and any data configs they store in Hydra)
 from experiments.harness.checkpoint_io import AtomicCheckpointIO, StoreRunConfig
 from experiments.harness.loggers import instantiate_callbacks, instantiate_loggers
 from experiments.harness.resolvers import register_resolvers

@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from datamodules.formats.matfiles import AFLW2000_SPEC, write_mat
+from datamodules.formats.roi import roi_box_from_landmarks, roi_from_points
 from datamodules.writers.threeddfa import (
     WRITER_VERSION,
     load_bfm_full,
@@ -34,7 +35,7 @@ from datamodules.writers.threeddfa import (
     sample_appearance,
     smooth_background,
 )
-from datamodules.writers.w300lp import render_face, roi_from_points
+from datamodules.writers.w300lp import render_face
 
 __all__ = ["write_aflw2000", "aflw21_from_ibug68", "YAW_BIN_FRACTIONS"]
 
@@ -54,12 +55,6 @@ def aflw21_from_ibug68(pts68: np.ndarray, visible: np.ndarray) -> np.ndarray:
         if all(bool(visible[i]) for i in ids):
             out[:, j] = pts68[list(ids)].mean(0)
     return out
-
-
-def _roi_box(pts: np.ndarray) -> np.ndarray:
-    from datamodules.aflw2000 import roi_box_from_landmarks
-
-    return roi_box_from_landmarks(pts)
 
 
 def write_aflw2000(
@@ -101,7 +96,7 @@ def write_aflw2000(
         names.append(f"{name}.jpg")
         pts68.append(pt3d)
         yaws.append(math.degrees(pose[1]))
-        rois.append(_roi_box(pt3d))
+        rois.append(roi_box_from_landmarks(pt3d))
     np.save(out / "AFLW2000-3D.pts68.npy", np.stack(pts68).astype(np.float32) if n else np.zeros((0, 3, 68), np.float32))
     np.save(out / "AFLW2000-3D.pose.npy", np.asarray(yaws, np.float32))
     np.save(out / "AFLW2000-3D_crop.roi_box.npy", np.asarray(rois, np.float32).reshape(-1, 4))

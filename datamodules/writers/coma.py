@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from datamodules.formats.coma import COMA_EXPRESSIONS, coma_path
-from datamodules.formats.ply import write_ply
+from fitting.mesh_io import write_ply
 
 __all__ = ["write_coma", "SUBJECTS"]
 

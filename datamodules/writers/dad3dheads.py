@@ -26,6 +26,7 @@ import torch
 from PIL import Image
 
 from datamodules.formats import dad
+from datamodules.writers.parallel import run_workers
 
 __all__ = ["write_dad3dheads", "scene_attributes", "render_scenes"]
 
@@ -138,12 +139,10 @@ def _model(flame_dir: str):
 def _run_workers(out: Path, items: list, image_size: int, seed: int, fd: str, n_jobs: int,
                  chunk: int) -> list:
     """Worker w takes chunks w, w + n_jobs, ... (see datamodules/writers/parallel.py)."""
-    from datamodules.writers.parallel import run_workers
-
     chunks = [items[k : k + chunk] for k in range(0, len(items), chunk)]
     jobs = [{"out": str(out), "items": [it for c in chunks[w::n_jobs] for it in c], "image_size": image_size,
              "seed": seed, "flame_dir": fd, "chunk": chunk} for w in range(n_jobs)]
-    res = run_workers("datamodules.writers.dad3dheads", jobs, out / ".jobs")
+    res = run_workers(_job, jobs, out / ".jobs")
     return [[tuple(x) for x in r] for r in res]
 
 
@@ -202,8 +201,3 @@ def _scene_facts(scene, r) -> tuple[float, float, bool, bool]:
     has_expr = float(np.abs(np.asarray(scene.expression)).max(initial=0.0)) > 0.5 or float(scene.jaw_pose[0]) > 0.05
     return float(scene.yaw), float(scene.pitch), has_expr, bool(scene.occluders)
 
-
-if __name__ == "__main__":
-    from datamodules.writers.parallel import job_main
-
-    job_main(_job)

@@ -27,6 +27,8 @@ import numpy as np
 from PIL import Image
 
 from datamodules.formats.matfiles import PTS_SPEC, W300LP_SPEC, write_mat
+from datamodules.formats.roi import roi_from_points
+from datamodules.writers.parallel import run_workers
 from datamodules.writers.threeddfa import (
     WRITER_VERSION,
     BfmFull,
@@ -47,13 +49,6 @@ IBUG68_FLIP = np.array(
     list(range(16, -1, -1)) + list(range(26, 16, -1)) + [27, 28, 29, 30] + [35, 34, 33, 32, 31]
     + [45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40]
     + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55] + [64, 63, 62, 61, 60, 67, 66, 65])
-
-
-def roi_from_points(pt2d: np.ndarray) -> np.ndarray:
-    """(2, 68) -> (1, 4) int16 [x1, y1, x2, y2], the keypoint box enlarged by 10 %."""
-    lo, hi = pt2d.min(1), pt2d.max(1)
-    pad = 0.1 * (hi - lo)
-    return np.round(np.concatenate([lo - pad, hi + pad]))[None].astype(np.int16)
 
 
 def render_face(
@@ -123,9 +118,7 @@ def write_300wlp(
     if n_jobs == 1:
         _write_units({**spec, "units": units})
     else:
-        from datamodules.writers.parallel import run_workers
-
-        run_workers("datamodules.writers.w300lp", [{**spec, "units": units[w::n_jobs]} for w in range(n_jobs)],
+        run_workers(_write_units, [{**spec, "units": units[w::n_jobs]} for w in range(n_jobs)],
                     out / ".jobs")
     return out
 
@@ -169,8 +162,3 @@ def _write_units(spec: dict) -> int:
                       W300LP_SPEC)
     return len(spec["units"])
 
-
-if __name__ == "__main__":
-    from datamodules.writers.parallel import job_main
-
-    job_main(_write_units)

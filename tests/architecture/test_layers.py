@@ -59,3 +59,16 @@ def test_datamodules_and_lightning_modules_stay_independent(tree: Path) -> None:
         bad.unlink()
     assert proc.returncode != 0
     assert "lightning_modules.zz_sideways -> datamodules.base" in proc.stdout
+
+
+def test_a_cycle_between_sibling_modules_is_caught(tree: Path) -> None:
+    a, b = tree / "fitting" / "zz_a.py", tree / "fitting" / "zz_b.py"
+    a.write_text("from fitting import zz_b\n")
+    b.write_text("def f():\n    from fitting import zz_a\n    return zz_a\n")
+    try:
+        proc = _lint(tree)
+    finally:
+        a.unlink()
+        b.unlink()
+    assert proc.returncode != 0
+    assert "No cycles are allowed in fitting" in proc.stdout

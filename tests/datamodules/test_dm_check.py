@@ -1,14 +1,14 @@
-"""datamodules.check: one line per problem naming the path, exit code 1."""
+"""experiments.data check: one line per problem naming the path, exit code 1."""
 
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image
 
-from datamodules.check import main
 from datamodules.formats import dad
 from datamodules.formats.coma import coma_path
-from datamodules.formats.ply import write_ply
+from experiments.data import main
+from fitting.mesh_io import write_ply
 
 
 def _dad_folder(root, n=3):
@@ -26,7 +26,7 @@ def _dad_folder(root, n=3):
 
 def test_check_clean_dad_folder(tmp_path, capsys):
     _dad_folder(tmp_path)
-    assert main(["--dataset", "dad3dheads", "--dir", str(tmp_path)]) == 0
+    assert main(["check", "--dataset", "dad3dheads", "--dir", str(tmp_path)]) == 0
     assert "checked 6 files, 0 problem(s)" in capsys.readouterr().out
 
 
@@ -35,7 +35,7 @@ def test_check_reports_each_problem(tmp_path, capsys):
     (tmp_path / "val" / "images" / "0.png").write_bytes(b"\x89PNG broken")
     (tmp_path / "val" / "annotations" / "1.json").unlink()
     dad.write_annotation(tmp_path / "val" / "annotations" / "2.json", np.full((5023, 3), np.nan), np.eye(4), np.eye(4))
-    assert main(["--dataset", "dad3dheads", "--dir", str(tmp_path)]) == 1
+    assert main(["check", "--dataset", "dad3dheads", "--dir", str(tmp_path)]) == 1
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 4
     assert "0.png: corrupt image" in lines[0]
@@ -48,5 +48,5 @@ def test_check_coma_vertex_count(tmp_path, capsys):
     p = coma_path(tmp_path, "FaceTalk_170725_00137_TA", "bareteeth", 0)
     p.parent.mkdir(parents=True)
     write_ply(p, np.zeros((5000, 3)))
-    assert main(["--dataset", "coma", "--dir", str(tmp_path)]) == 1
+    assert main(["check", "--dataset", "coma", "--dir", str(tmp_path)]) == 1
     assert "5000 vertices, expected 5023" in capsys.readouterr().out

@@ -8,8 +8,8 @@ import torch
 
 from datamodules.coma import ComaDataModule, coma_split
 from datamodules.formats.coma import list_coma
-from datamodules.formats.ply import read_ply
 from datamodules.writers.coma import SUBJECTS, write_coma
+from fitting.mesh_io import read_ply
 
 
 @pytest.fixture(scope="module")

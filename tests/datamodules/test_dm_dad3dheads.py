@@ -11,7 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from datamodules.dad3dheads import Dad3DHeadsDataModule, Dad3DHeadsDataset
+from datamodules.dad3dheads import Dad3DHeadsDataModule
+from datamodules.dad3dheads_dataset import Dad3DHeadsDataset
 from datamodules.flame_info import flame_topology
 from datamodules.formats import dad
 from datamodules.transforms import apply_affine, crop_matrix

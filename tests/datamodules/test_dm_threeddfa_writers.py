@@ -14,13 +14,15 @@ import scipy.io as sio
 import torch
 from PIL import Image
 
-from datamodules.aflw2000 import Aflw2000DataModule, roi_box_from_landmarks
+from datamodules.aflw2000 import Aflw2000DataModule
 from datamodules.bfm_synthetic import load_keypoint_basis
 from datamodules.formats.matfiles import AFLW2000_SPEC, PTS_SPEC, W300LP_SPEC, read_mat
+from datamodules.formats.roi import roi_box_from_landmarks
 from datamodules.w300lp import IBUG68_FLIP, W300LP_FOLDERS, W300LPDataModule
 from datamodules.writers.aflw2000 import write_aflw2000
 from datamodules.writers.threeddfa import MirrorFitter, camera_normals, load_bfm_full, project_3ddfa
 from datamodules.writers.w300lp import render_face, write_300wlp
+from experiments.data import main as data_main
 
 
 @pytest.fixture(scope="module")
@@ -206,22 +208,17 @@ def test_kp520_from_parameters_on_the_procedural_bfm(tmp_path):
 
 
 def test_check_passes_on_written_300wlp(w300lp_dir, capsys):
-    from datamodules.check import main
-
-    assert main(["--dataset", "w300lp", "--dir", str(w300lp_dir)]) == 0
+    assert data_main(["check", "--dataset", "w300lp", "--dir", str(w300lp_dir)]) == 0
     assert "0 problem(s)" in capsys.readouterr().out
 
 
 def test_write_cli_aflw2000_then_check(tmp_path, capsys):
-    """``python -m datamodules.write`` on the procedural BFM world, then the checker."""
-    from datamodules.check import main as check_main
-    from datamodules.write import main as write_main
-
-    assert write_main(["--dataset", "aflw2000", "--out", str(tmp_path), "--n", "2", "--seed", "4"]) == 0
+    """``python -m experiments.data write`` on the procedural BFM world, then the checker."""
+    assert data_main(["write", "--dataset", "aflw2000", "--out", str(tmp_path), "--n", "2", "--seed", "4"]) == 0
     assert sorted(p.name for p in tmp_path.glob("*.mat")) == ["image00002.mat", "image00004.mat"]
     with Image.open(tmp_path / "image00002.jpg") as im:
         assert im.size == (450, 450)
-    assert check_main(["--dataset", "aflw2000", "--dir", str(tmp_path)]) == 0
+    assert data_main(["check", "--dataset", "aflw2000", "--dir", str(tmp_path)]) == 0
     assert "0 problem(s)" in capsys.readouterr().out.splitlines()[-1]
 
 

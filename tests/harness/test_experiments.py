@@ -5,28 +5,23 @@ from __future__ import annotations
 import pytest
 from omegaconf import DictConfig, open_dict
 
+from datamodules.registry import dataset_names, get_dataset
 from experiments.train import train
 from tests.harness.compose import compose_config, group_options
 
-# Per DataModule class: the sizes that make a procedural dataset tiny (written once, cached by parameters).
-TINY_DATA = {
-    "Dad3DHeadsDataModule": {"n_train": 8, "n_val": 4, "n_test": 4, "frame_size": 160},
-    "W300LPDataModule": {"n_per_folder": 2, "n_profiles": 1, "val_fraction": 0.25},
-    "Aflw2000DataModule": {"n": 4},
-    "ComaDataModule": {"n_frames": 4},
-    "BfmSyntheticDataModule": {"n_train": 8, "n_val": 4, "n_test": 4},
-    "Landmarks3DDataModule": {"n_train": 16, "n_val": 8, "n_test": 8},
-}
+# Per DataModule `_target_`: the registry's sizes that make a procedural dataset tiny (written once, cached
+# by parameters).
+TINY_DATA = {f"{e.datamodule.__module__}.{e.datamodule.__qualname__}": dict(e.tiny)
+             for e in map(get_dataset, dataset_names())}
 COMMON = {"batch_size": 2, "num_workers": 0, "persistent_workers": False}
 
 
 def shrink(node: DictConfig) -> None:
     """Apply the tiny sizes to every DataModule node (also nested ones, e.g. fit/test pairs)."""
     target = str(node.get("_target_", ""))
-    cls = target.rsplit(".", 1)[-1]
     with open_dict(node):
-        for key, value in {**TINY_DATA.get(cls, {}), **COMMON}.items():
-            if cls in TINY_DATA and key in node:
+        for key, value in {**TINY_DATA.get(target, {}), **COMMON}.items():
+            if target in TINY_DATA and key in node:
                 node[key] = value
     for value in node.values():
         if isinstance(value, DictConfig) and "_target_" in value:
