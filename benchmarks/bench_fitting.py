@@ -36,7 +36,8 @@ import torch
 from benchmarks.common import load_avg, replace_section
 from benchmarks.host_syncs import HostSyncCounter
 from fitting.builder import build_flame_fitter
-from fitting.flame_fit import FitterConfig
+from fitting.costs import ReprojectionCost
+from fitting.flame_fit import FitterConfig, LandmarkFitter
 from fitting.scipy_reference import scipy_fit
 from fitting.solver import BlockDenseLinearization, RobustCholeskyDenseSolver
 from fitting.synthetic import make_problems
@@ -51,9 +52,6 @@ def _timed(fn):
 def _phase_times(fitter, lm, sync) -> tuple[dict[str, float], float]:
     """CPU seconds of one fit by phase, from process-time stopwatches wrapped around the
     fitter's methods for this one call (torch.profiler itself adds 40-100 % here)."""
-    from fitting.costs import ReprojectionCost
-    from fitting.flame_fit import LandmarkFitter
-    from fitting.solver import RobustCholeskyDenseSolver
 
     acc: dict[str, float] = {}
     wrapped = [

@@ -22,20 +22,23 @@ import time
 
 import numpy as np
 
+from facemodels.albedo import vertex_albedo
+from facemodels.flame import FlameModel
+from facemodels.render import render_mesh
+from facemodels.sampler import (
+    SamplerConfig,
+    SceneSampler,
+    _assets,
+    render_scene,
+    scene_camera,
+    scene_geometry,
+)
+from facemodels.world import default_flame_dir
+
 
 def _scenes_and_meshes(n: int, size: int, ssaa: int):
     """[(render_mesh kwargs)] for n sampled scenes of the procedural FLAME head, its label, (sampler, model)."""
-    from facemodels.albedo import vertex_albedo
-    from facemodels.flame import FlameModel
     from facemodels.render import render_mesh  # noqa: F401  (import cost outside timing)
-    from facemodels.sampler import (
-        SamplerConfig,
-        SceneSampler,
-        _assets,
-        scene_camera,
-        scene_geometry,
-    )
-    from facemodels.world import default_flame_dir
 
     fd = default_flame_dir()
     model = FlameModel(fd)
@@ -60,7 +63,6 @@ def main() -> None:
     ap.add_argument("--ssaa", type=int, default=1)
     args = ap.parse_args()
 
-    from facemodels.render import render_mesh
 
     jobs, label, full = _scenes_and_meshes(args.n, args.size, args.ssaa)
     for j in jobs[:3]:  # warm-up
@@ -98,7 +100,6 @@ def main() -> None:
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
     }
-    from facemodels.sampler import render_scene
 
     sampler, model = full
     t0 = time.perf_counter()

@@ -8,6 +8,9 @@ import re
 
 import numpy as np
 
+from experiments.harness.resolvers import REPO_ROOT, register_resolvers
+from experiments.train import instantiate_model
+
 
 def spread(values: list[float], ndigits: int = 2) -> dict[str, float | list[float]]:
     """{"median": m, "p10_p90": [p10, p90]} of repeated measurements (numpy linear percentiles)."""
@@ -51,8 +54,6 @@ def build_model(name: str, image_size: int | None = None, overrides: tuple[str, 
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
-    from experiments.harness.resolvers import REPO_ROOT, register_resolvers
-    from experiments.train import instantiate_model
 
     register_resolvers()
     GlobalHydra.instance().clear()

@@ -18,6 +18,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from datamodules.batch_photometric import apply_photometric, host_params
 from datamodules.stage_timer import StageTimer, stage
 from datamodules.transforms import AugmentConfig
 
@@ -217,7 +218,6 @@ class FaceDataModule(pl.LightningDataModule):
         (``photometric["_host"]``, left on the host by the transfer) so the batch step on CUDA
         needs no device->host copy."""
         if self.normalize_on_device and isinstance(batch, dict) and isinstance(batch.get("photometric"), dict):
-            from datamodules.batch_photometric import host_params
 
             batch = dict(batch)
             batch["photometric"] = {**batch["photometric"], "_host": host_params(batch["photometric"])}
@@ -228,7 +228,6 @@ class FaceDataModule(pl.LightningDataModule):
         contract, with the deferred photometric augmentation; other batches pass unchanged."""
         if (self.normalize_on_device and isinstance(batch, dict) and torch.is_tensor(batch.get("image"))
                 and batch["image"].dtype == torch.uint8):
-            from datamodules.batch_photometric import apply_photometric
 
             batch = dict(batch)
             batch["image"] = apply_photometric(batch["image"], batch.pop("photometric", None))

@@ -27,6 +27,8 @@ from torch.utils.data import Dataset
 
 from datamodules.base import FaceDataModule, to_tensors
 from datamodules.views import view_points
+from facemodels.rotations import euler_3ddfa_to_matrix
+from facemodels.world import default_bfm_dir
 
 __all__ = ["KeypointBasis", "load_keypoint_basis", "BfmSyntheticDataset", "BfmSyntheticDataModule"]
 
@@ -61,7 +63,6 @@ class KeypointBasis:
         """3DDFA reconstruction of the 68 keypoints: v = mu + PC Shape_Para + mu_exp + w_exp
         Exp_Para; v' = s R v + t (R from Pose_Para[:3], facemodels.rotations), orthographic,
         y = h - y - 1. Returns (68, 3) px (y down) with z towards the camera."""
-        from facemodels.rotations import euler_3ddfa_to_matrix
 
         v = (self.mu + self.shape_pc @ shape_para + self.mu_exp + self.w_exp @ exp_para).reshape(-1, 3)
         R = euler_3ddfa_to_matrix(torch.tensor(np.asarray(pose_para[:3], np.float64))[None])[0].numpy()
@@ -75,7 +76,6 @@ def load_keypoint_basis(bfm_dir: str | Path | None = None,
     """Rows of the 68 keypoints (default) or of ``vertex_ids`` (0-based trimmed vertex ids,
     e.g. the kp520 set) of a 3DDFA-layout BFM folder."""
     if bfm_dir is None:
-        from facemodels.world import default_bfm_dir
 
         bfm_dir = default_bfm_dir()
     d = Path(bfm_dir)
@@ -147,7 +147,6 @@ class BfmSyntheticDataModule(FaceDataModule):
         return LAYOUT
 
     def _build_root(self) -> Path:
-        from facemodels.world import default_bfm_dir
 
         return Path(default_bfm_dir())
 

@@ -23,6 +23,7 @@ from datamodules.flame_info import LandmarkSet
 from datamodules.formats.coma import LAYOUT, ComaItem, list_coma
 from datamodules.views import view_points
 from datamodules.writers.coma import write_coma
+from facemodels.world import default_flame_dir
 from fitting.mesh_io import read_ply
 
 __all__ = ["ComaDataset", "ComaDataModule", "coma_split"]
@@ -109,7 +110,6 @@ class ComaDataModule(FaceDataModule):
     def _fd(self) -> str:
         if self.flame_dir:
             return str(self.flame_dir)
-        from facemodels.world import default_flame_dir
 
         return str(default_flame_dir())
 

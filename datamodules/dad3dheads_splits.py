@@ -37,6 +37,10 @@ from datamodules.cache import REPO_ROOT, cached_dataset
 from datamodules.flame_info import flame_topology
 from datamodules.formats import dad
 from datamodules.transforms import AugmentConfig
+from facemodels.cameras import gl_to_krt
+from facemodels.render import rasterize, vertex_normals, vertex_visibility
+from facemodels.rotations import matrix_to_euler
+from facemodels.world import default_flame_dir
 
 __all__ = ["flame_dir_or_default", "load_split_annotations", "load_split_images", "crop_region",
            "load_split_regions"]
@@ -45,7 +49,6 @@ __all__ = ["flame_dir_or_default", "load_split_annotations", "load_split_images"
 def flame_dir_or_default(flame_dir: str | None) -> str:
     if flame_dir is not None:
         return str(flame_dir)
-    from facemodels.world import default_flame_dir
 
     return str(default_flame_dir())
 
@@ -53,7 +56,6 @@ def flame_dir_or_default(flame_dir: str | None) -> str:
 def _yaw_deg(R_cv: np.ndarray) -> np.ndarray:
     """(B,) yaw (degrees, model Euler of facemodels.rotations) of (B, 3, 3) cv model->camera
     rotations."""
-    from facemodels.rotations import matrix_to_euler
 
     R_model = np.diag([1.0, -1.0, -1.0]) @ R_cv
     return matrix_to_euler(torch.from_numpy(R_model))[:, 0].numpy()
@@ -61,7 +63,6 @@ def _yaw_deg(R_cv: np.ndarray) -> np.ndarray:
 
 def _zbuffer_visibility(vertices, K, R, t, faces, H, W) -> np.ndarray:
     """(5023,) 0/1: z-test of every vertex against its own mesh (real data fallback)."""
-    from facemodels.render import rasterize, vertex_normals, vertex_visibility
 
     cam = vertices @ R.T + t  # (N, 3) metres, cv camera
     uv = cam[:, :2] / cam[:, 2:] @ K[:2, :2].T + K[:2, 2]
@@ -72,7 +73,6 @@ def _zbuffer_visibility(vertices, K, R, t, faces, H, W) -> np.ndarray:
 
 
 def _parse_split(root: Path, entries: list[dict], flame_dir: str) -> dict[str, np.ndarray]:
-    from facemodels.cameras import gl_to_krt
 
     n = len(entries)
     out = {

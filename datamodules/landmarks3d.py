@@ -31,8 +31,11 @@ from pytorch_lightning import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
+from facemodels.bfm import LinearBFM
+from facemodels.flame import FlameModel
 from facemodels.procrustes import rigid_align
 from facemodels.rotations import euler_to_matrix
+from facemodels.world import default_bfm_dir, default_flame_dir
 
 IBUG68 = 68
 
@@ -60,8 +63,6 @@ def flame_landmarks68(
     Jaw opening (rotation about x, degrees): with probability jaw_open_prob U(0, jaw_max_deg),
     otherwise a closed mouth U(0, 2 deg) (jaw_open_prob=1: uniform for every face).
     """
-    from facemodels.flame import FlameModel
-    from facemodels.world import default_flame_dir
 
     g = torch.Generator().manual_seed(seed)
     model = FlameModel(folder or default_flame_dir(), n_shape=n_shape, n_exp=n_exp)
@@ -95,8 +96,6 @@ def bfm_landmarks68(
     per-face intensity U(0, exp_intensity_max) when given, clipped to +-exp_clip. Only the 68 keypoint rows of the bases
     are evaluated (cheap also for the real 53k-vertex model).
     """
-    from facemodels.bfm import LinearBFM
-    from facemodels.world import default_bfm_dir
 
     g = torch.Generator().manual_seed(seed)
     model = LinearBFM(folder or default_bfm_dir())

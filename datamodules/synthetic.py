@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD
+from facemodels.landmark_sets import landmark_count
 
 _MEAN = torch.from_numpy(IMAGENET_MEAN).view(3, 1, 1)
 _STD = torch.from_numpy(IMAGENET_STD).view(3, 1, 1)
@@ -91,7 +92,6 @@ class SyntheticDataModule(pl.LightningDataModule):
         super().__init__()
         self.save_hyperparameters()
         if num_landmarks is None:
-            from facemodels.landmark_sets import landmark_count
 
             num_landmarks = landmark_count(landmark_set)
         self.num_landmarks = int(num_landmarks)

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from facemodels.flame_files import face_region_indices, head_without_neck_indices
+from facemodels.world import default_flame_dir
 from fitting.builder import build_flame_fitter
 from fitting.evaluate import mrle, mve
 from fitting.flame_fit import FitterConfig
@@ -31,7 +32,6 @@ SIGMAS = (0.0, 0.5, 1.0, 2.0, 4.0)
 def run(n: int = 32, seed: int = 0, sigmas=SIGMAS, flame_dir=None) -> list[dict]:
     """One row per (prior setting, sigma): mean metrics over n faces."""
     if flame_dir is None:
-        from facemodels.world import default_flame_dir
 
         flame_dir = default_flame_dir()
     face, head = face_region_indices(flame_dir), head_without_neck_indices(flame_dir)

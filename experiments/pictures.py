@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from facemodels.flame import FlameModel
 from facemodels.render import BackgroundSpec, Lighting
 from facemodels.sampler import RenderedSample, SamplerConfig, Scene, SceneSampler, render_scene
+from facemodels.world import default_flame_dir
 
 
 def _nearest_vertex_visibility(r: RenderedSample) -> np.ndarray:
@@ -118,8 +120,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
-    from facemodels.flame import FlameModel
-    from facemodels.world import default_flame_dir
 
     fd = Path(args.flame_dir) if args.flame_dir else default_flame_dir()
     model = FlameModel(fd)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from facemodels.procedural.builder import build_world, write_bfm, write_flame
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
@@ -30,7 +32,6 @@ def main(argv: list[str] | None = None) -> int:
     ml.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
-    from facemodels.procedural.builder import build_world, write_bfm, write_flame
 
     world = build_world(args.seed)
     if args.cmd == "facemodels":

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from facemodels.rotations import euler_3ddfa_to_matrix
+from facemodels.world import default_bfm_dir
 
 MODEL_FILE = "01_MorphableModel.mat"
 EXPR_FILE = "Model_Expression.mat"
@@ -152,7 +153,6 @@ class LinearBFM(nn.Module):
     ) -> None:
         super().__init__()
         if folder is None:
-            from facemodels.world import default_bfm_dir
 
             folder = default_bfm_dir()
         a = load_bfm_arrays(folder)

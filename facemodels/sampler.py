@@ -26,6 +26,9 @@ import torch
 
 from facemodels.albedo import HAIR_COLORS, IRIS_COLORS, AlbedoParams, vertex_albedo
 from facemodels.cameras import default_focal, intrinsics, model_to_cv_rotation, project_perspective
+from facemodels.flame import FlameModel
+from facemodels.flame_files import load_flame_arrays
+from facemodels.flame_regions import vertex_regions
 from facemodels.render import BACKGROUND_KINDS, BackgroundSpec, Lighting, Occluder, render_mesh
 from facemodels.rotations import euler_to_matrix
 
@@ -280,9 +283,6 @@ class _Assets:
 
 @functools.lru_cache(maxsize=4)
 def _assets(flame_dir: str) -> _Assets:
-    from facemodels.flame import FlameModel
-    from facemodels.flame_files import load_flame_arrays
-    from facemodels.flame_regions import vertex_regions
 
     arrays = load_flame_arrays(flame_dir)
     faces = np.asarray(arrays.faces, dtype=np.int64)

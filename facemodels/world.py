@@ -21,6 +21,14 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from facemodels.procedural.builder import (
+    BUILD_VERSION,
+    VERSION_FILE,
+    build_world,
+    write_bfm,
+    write_flame,
+)
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FLAME_FILES = (
     "FLAME_NEUTRAL.pkl",
@@ -51,7 +59,6 @@ def _env_dir(var: str, files: tuple[str, ...]) -> Path | None:
 
 def _complete(folder: Path, files: tuple[str, ...]) -> bool:
     """All files present and written by the current builder version."""
-    from facemodels.procedural.builder import BUILD_VERSION, VERSION_FILE
 
     if not (folder.is_dir() and all((folder / f).is_file() for f in files)):
         return False
@@ -68,7 +75,6 @@ def _build_once(target: Path, files: tuple[str, ...], seed: int, kind: str) -> P
             return target
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
         try:
-            from facemodels.procedural.builder import build_world, write_bfm, write_flame
 
             world = build_world(seed)
             (write_flame if kind == "flame" else write_bfm)(world, tmp)

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from facemodels.bfm import BfmArrays, load_bfm_arrays
 from facemodels.landmark_sets import landmark_vertex_indices
+from facemodels.world import default_bfm_dir
 
 from .flame_fit import FitResult, FitterConfig, LandmarkFitter
 from .landmark_model import LandmarkSelection, LBSArrays
@@ -70,7 +71,6 @@ def build_bfm_fitter(
         n_shape, n_expr: modes fitted (MobileFace: 80 + 29).
     """
     if bfm_dir is None:
-        from facemodels.world import default_bfm_dir
 
         bfm_dir = default_bfm_dir()
     bfm = load_bfm_arrays(bfm_dir)

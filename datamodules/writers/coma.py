@@ -18,6 +18,8 @@ import numpy as np
 import torch
 
 from datamodules.formats.coma import COMA_EXPRESSIONS, coma_path
+from facemodels.flame import FlameModel
+from facemodels.world import default_flame_dir
 from fitting.mesh_io import write_ply
 
 __all__ = ["write_coma", "SUBJECTS"]
@@ -44,8 +46,6 @@ def write_coma(
     flame_dir: str | None = None,
 ) -> Path:
     """Write n_subjects x n_expressions sequences of n_frames meshes each."""
-    from facemodels.flame import FlameModel
-    from facemodels.world import default_flame_dir
 
     out = Path(out)
     fd = Path(flame_dir) if flame_dir else default_flame_dir()

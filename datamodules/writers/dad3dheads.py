@@ -27,6 +27,10 @@ from PIL import Image
 
 from datamodules.formats import dad
 from datamodules.writers.parallel import run_workers
+from facemodels.cameras import krt_to_gl
+from facemodels.flame import FlameModel
+from facemodels.sampler import SceneSampler, render_scene, scene_geometry
+from facemodels.world import default_flame_dir
 
 __all__ = ["write_dad3dheads", "scene_attributes", "render_scenes"]
 
@@ -67,7 +71,6 @@ class _Precomputed:
 
 def render_scenes(sampler, model, indices: list[int], size: int) -> list:
     """[(scene, RenderedSample)] for scene ``indices``, FLAME evaluated in one batch."""
-    from facemodels.sampler import render_scene, scene_geometry
 
     scenes = [sampler.sample(i) for i in indices]
     rec = _Recorder(model)
@@ -88,7 +91,6 @@ def _write_chunk(job: tuple) -> list[dict]:
     """Render + write (split, scene index) items, FLAME batched by ``chunk``; returns their
     (split, index entry) pairs."""
     out, items, image_size, seed, flame_dir, chunk = job
-    from facemodels.sampler import SceneSampler
 
     model = _model(flame_dir)
     sampler = SceneSampler(flame_dir, seed)
@@ -105,7 +107,6 @@ def _write_chunk(job: tuple) -> list[dict]:
 
 
 def _render_items(out: Path, items: list, image_size: int, chunk: int, model, sampler, entries: list) -> None:
-    from facemodels.cameras import krt_to_gl
 
     for s0 in range(0, len(items), chunk):
         part = items[s0 : s0 + chunk]
@@ -129,7 +130,6 @@ _MODELS: dict[str, object] = {}
 
 
 def _model(flame_dir: str):
-    from facemodels.flame import FlameModel
 
     if flame_dir not in _MODELS:
         _MODELS[flame_dir] = FlameModel(flame_dir)
@@ -169,7 +169,6 @@ def write_dad3dheads(
     per ``chunk`` items); does not change the output. chunk: scenes per batched FLAME forward
     (the batch size can change float32 roundings of the vertices, ~1e-7 m).
     """
-    from facemodels.world import default_flame_dir
 
     out = Path(out)
     fd = str(Path(flame_dir) if flame_dir else default_flame_dir())

@@ -41,6 +41,7 @@ from datamodules.writers.threeddfa import (
     sample_appearance,
     smooth_background,
 )
+from facemodels.world import default_bfm_dir
 
 __all__ = ["write_300wlp", "render_face", "SOURCE_SETS"]
 
@@ -103,7 +104,6 @@ def write_300wlp(
 
     out = Path(out)
     if bfm_dir is None:
-        from facemodels.world import default_bfm_dir
 
         bfm_dir = str(default_bfm_dir())
     for set_name in SOURCE_SETS:

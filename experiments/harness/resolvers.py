@@ -11,6 +11,8 @@ from urllib.parse import urlparse
 
 from omegaconf import OmegaConf
 
+from facemodels.landmark_sets import landmark_count
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -77,7 +79,6 @@ def auto_precision() -> str:
 
 def lmk_count(name: str) -> int:
     """Number of landmarks of a landmark set (ibug68 -> 68, face1609 -> 1609, kp520 -> 520, ...)."""
-    from facemodels.landmark_sets import landmark_count
 
     return int(landmark_count(name))
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments.reproduce import run_dir, write_report
 from lightning_modules.metrics.shape3d import depth_corr_from_depths, wilcoxon_over_subsets
 
 N_SUBSETS, SUBSET_SIZE = 10, 500
@@ -99,7 +100,6 @@ def _per_yaw_section(runs: list[dict], dirs: dict[str, Path]) -> list[str]:
 def write(name: str, scale: str, recipe: dict, timings: dict[str, float], command: str) -> Path:
     """Generic table + Wilcoxon tests. ``timings`` arrive merged with the saved ones
     (experiments.reproduce.saved_timings)."""
-    from experiments.reproduce import run_dir, write_report
 
     dirs = {r["name"]: run_dir(name, scale, r) for r in recipe["runs"]}
     report = write_report(name, scale, recipe, timings, command)

@@ -22,7 +22,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from experiments.lifting import load_lifter
 from facemodels.procrustes import apply_similarity, similarity_align
+from lightning_modules.metrics.shape3d import depth_error
 
 # iBUG-68 polylines: jaw, brows, nose bridge, nose base, eyes, outer and inner lips
 IBUG68_LINES = [range(0, 17), range(17, 22), range(22, 27), range(27, 31), range(31, 36),
@@ -72,7 +74,6 @@ def draw(batch: dict[str, Tensor], lifted: dict[str, Tensor], faces: list[int], 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from lightning_modules.metrics.shape3d import depth_error
 
     gt = batch["landmarks3d"]
     colours = {"ground truth": "black", **dict(zip(lifted, ["tab:blue", "tab:orange", "tab:green"], strict=False))}
@@ -113,7 +114,6 @@ def draw(batch: dict[str, Tensor], lifted: dict[str, Tensor], faces: list[int], 
 
 
 def main(argv: list[str] | None = None) -> Path:
-    from experiments.lifting import load_lifter
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--ckpt", required=True, help="lifting model checkpoint (its run's data config is used)")

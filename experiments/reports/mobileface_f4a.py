@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments import reproduce
+from experiments.reproduce import last_metrics, run_dir
 from lightning_modules.metrics.shape3d import ced_auc
 
 MAX_ERROR = 1.0  # AUC on [0, 1] as the paper
@@ -112,8 +114,6 @@ def plot(rows: list[tuple[str, np.ndarray, float | None]], png: Path, title: str
 def write(name: str, scale: str, recipe: dict, timings: dict[str, float], command: str) -> Path:
     """docs/reproduce/<name>_<scale>.md (+ .png: the CED curves).
     ``timings`` arrive merged with the saved ones (experiments.reproduce.saved_timings)."""
-    from experiments import reproduce
-    from experiments.reproduce import last_metrics, run_dir
 
     dirs = {r["name"]: run_dir(name, scale, r) for r in recipe["runs"]}
     out_dir = Path(reproduce.DOCS)

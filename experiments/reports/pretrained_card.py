@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from datamodules.aflw2000 import Aflw2000DataModule
 from datamodules.landmarks3d import ViewConfig, bfm_in_flame_frame, flame_landmarks68, sample_views
 from experiments import shipped_weights
 from experiments.lifting import lift_meanshape, mean_face_landmarks
@@ -54,7 +55,6 @@ def procedural_rows(lift, mean_face: torch.Tensor) -> list[tuple[str, float, flo
 def aflw2000_row(lift, mean_face: torch.Tensor, n: int = 200, data_dir: str | None = None) -> tuple[str, float, float]:
     """AFLW2000-3D via its loader: the real folder (`data_dir`), or the procedural AFLW2000-3D-format set
     (n images, cached under data/procedural). Lifts the exact 2D of pt3d_68; (label, model, mean face)."""
-    from datamodules.aflw2000 import Aflw2000DataModule
 
     dm = Aflw2000DataModule(data_dir=data_dir, n=n, image_size=128, batch_size=256, num_workers=0)
     dm.setup("test")

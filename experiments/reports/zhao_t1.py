@@ -13,7 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from experiments.lifting import load_lifter
 from experiments.reports.deep_mds_t1 import load_errors
+from experiments.reports.zhao_factors import factor_table
+from experiments.reproduce import best_checkpoint, run_dir, write_report
 
 FACTOR_RUNS = ("zhao_noise", "zhao_flame_to_bfm", "zhao_bfm_to_flame")
 N_FACTOR = 300
@@ -40,9 +43,6 @@ def factor_rows(run_dir: Path) -> list[str]:
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from experiments.lifting import load_lifter
-    from experiments.reports.zhao_factors import factor_table
-    from experiments.reproduce import best_checkpoint
 
     ckpt = best_checkpoint(run_dir)
     cfg_path = run_dir / ".hydra" / "config.yaml"
@@ -63,7 +63,6 @@ def factor_rows(run_dir: Path) -> list[str]:
 def write(name: str, scale: str, recipe: dict, timings: dict[str, float], command: str) -> Path:
     """Generic table + Zhao-vs-mean-shape pairs + per-factor tables.
     ``timings`` arrive merged with the saved ones (experiments.reproduce.saved_timings)."""
-    from experiments.reproduce import run_dir, write_report
 
     dirs = {r["name"]: run_dir(name, scale, r) for r in recipe["runs"]}
     report = write_report(name, scale, recipe, timings, command)

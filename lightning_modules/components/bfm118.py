@@ -32,7 +32,9 @@ import math
 import torch
 from torch import Tensor, nn
 
+from facemodels.bfm import LinearBFM
 from facemodels.rotations import euler_3ddfa_to_matrix, euler_to_matrix, matrix_to_euler
+from facemodels.world import default_bfm_dir
 
 N_ID, N_EXP, N_PARAMS = 80, 29, 118
 N_3DDFA = 235  # Shape_Para 199, Exp_Para 29, Pose_Para 7
@@ -188,8 +190,6 @@ class BFM118(nn.Module):
         vertices (None: all); the dropped identity modes (for the full ground-truth mesh) and the
         mirror map (for flipped samples) come with it.
         """
-        from facemodels.bfm import LinearBFM
-        from facemodels.world import default_bfm_dir
 
         bfm = LinearBFM(folder or default_bfm_dir(), dtype=torch.float64)
         mean, id_b, exp_b = bfm_bases(bfm)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import torch
 
 from facemodels.mesh.face_hierarchy import face_hierarchy
+from facemodels.spirals import edge_list
 from lightning_modules.components.spiral_decoder import SpiralDecoder
 
 
@@ -50,7 +51,6 @@ def face_spiral_decoder(
 
 def landmark_edges(landmark_set: str = "face1609", flame_dir: str | None = None) -> torch.Tensor:
     """Mesh edges (E, 2) int64 between the landmarks of a face level (for the Vertex-Edge loss)."""
-    from facemodels.spirals import edge_list
 
     h = _hierarchy(flame_dir, 9)
     try:
