@@ -1,4 +1,4 @@
-"""520-point paper (method B): backbone + linear regressor to dense 3D keypoints, Wing + MSE loss."""
+"""The 520-point paper's system (method B, a LightningModule): backbone + linear regressor to dense 3D keypoints, Wing + MSE loss."""
 
 from __future__ import annotations
 
