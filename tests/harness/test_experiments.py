@@ -34,7 +34,6 @@ def shrink(node: DictConfig) -> None:
             shrink(value)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("experiment", experiment_files.names("experiment"))
 def test_experiment_fast_dev_run(experiment, tmp_path):
     cfg = compose_config("train", [f"experiment={experiment}", "debug=fast_dev_run", "model.image_size=64"], tmp_path)
