@@ -35,29 +35,22 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
+from experiments import experiment_files
 from experiments.checkpoints import read_checkpoint
 from experiments.harness.resolvers import REPO_ROOT
 
-RECIPES = Path(__file__).resolve().parent / "recipes"
+RECIPES = experiment_files.folder("recipe")
 LOGS = REPO_ROOT / "logs" / "reproduce"  # <LOGS>/<name>/<scale>/<run>/
 DOCS = REPO_ROOT / "docs" / "reproduce"  # <DOCS>/<name>_<scale>.md|png
 
 
 def load_recipe(name: str) -> dict:
-    path = RECIPES / f"{name}.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(f"no recipe {path}; available: {available()}")
-    recipe = yaml.safe_load(path.read_text())
-    for key in ("title", "runs", "metrics", "scales"):
-        if key not in recipe:
-            raise ValueError(f"{path}: missing key '{key}'")
-    return recipe
+    """experiments/recipes/<name>.yaml, validated (experiments/experiment_files.py)."""
+    return experiment_files.load("recipe", name)
 
 
 def available() -> list[str]:
-    return sorted(p.stem for p in RECIPES.glob("*.yaml"))
+    return experiment_files.names("recipe")
 
 
 def run_dir(name: str, scale: str, run: dict) -> Path:

@@ -17,30 +17,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
+from experiments import experiment_files
 from experiments.harness.resolvers import wandb_offline_reason
 
-SWEEPS = Path(__file__).resolve().parent / "sweeps"
+SWEEPS = experiment_files.folder("sweep")
 
 
 def load_sweep(name_or_path: str) -> dict:
-    path = Path(name_or_path)
-    if not path.is_file():
-        path = SWEEPS / f"{name_or_path}.yaml"
-    if not path.is_file():
-        names = sorted(p.stem for p in SWEEPS.glob("*.yaml"))
-        raise FileNotFoundError(f"no sweep file {path}; available: {names}")
-    spec = yaml.safe_load(path.read_text())
-    for key in ("method", "parameters", "command"):
-        if key not in spec:
-            raise ValueError(f"{path}: missing key '{key}'")
-    if spec["method"] != "grid":
-        raise ValueError(f"{path}: method '{spec['method']}': the offline fallback needs a grid")
-    for pname, p in spec["parameters"].items():
-        if not ({"values"} & p.keys() or {"value"} & p.keys()):
-            raise ValueError(f"{path}: parameter '{pname}' needs 'values' or 'value'")
-    return spec
+    """experiments/sweeps/<name>.yaml (or a path), validated (experiments/experiment_files.py)."""
+    return experiment_files.load("sweep", name_or_path)
 
 
 def grid_points(spec: dict) -> list[list[str]]:

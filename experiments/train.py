@@ -26,19 +26,10 @@ from experiments.harness.loggers import instantiate_callbacks, instantiate_logge
 from experiments.harness.resolvers import register_resolvers
 from experiments.harness.run_config import check_same_run, record
 from experiments.harness.summary import print_summary
+from experiments.models import instantiate_model  # other entry points import it from here too
 
 log = logging.getLogger("experiments.train")
 register_resolvers()
-
-# Keys of a model config that configure the harness, not the LightningModule's __init__.
-HARNESS_MODEL_KEYS = ("monitor", "monitor_mode")
-
-
-def instantiate_model(model_cfg: DictConfig) -> pl.LightningModule:
-    """Instantiate `cfg.model` without the harness-only keys."""
-    kwargs = {k: v for k, v in model_cfg.items() if k not in HARNESS_MODEL_KEYS}
-    return hydra.utils.instantiate(OmegaConf.create(kwargs), _convert_="partial")
-
 
 def resume_checkpoint(cfg: DictConfig) -> str | None:
     """The checkpoint to start from: `ckpt_path` if given, else the run's last.ckpt when resuming.

@@ -94,9 +94,10 @@ class DeepMDSLifter(LiftingModule):
         lr_schedule: str = "scheduler",
         mirror_average: bool = False,
         autoencoder_lr: float | None = None,
+        monitor_mode: str = "min",
     ) -> None:
         super().__init__(net, optimizer, scheduler, landmark_set, image_size, early_stopping_patience, monitor,
-                         num_threads)
+                         num_threads, monitor_mode)
         if dissim_input not in ("target", "predicted"):
             raise ValueError(f"DeepMDSLifter: dissim_input must be 'target' or 'predicted', got {dissim_input!r}")
         if pair_origin not in ("centre", "corner"):

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lightning_modules.landmark_system import LandmarkSystem, normalised_to_px
+from lightning_modules.landmark_system import GPU_PATH_ARGS, LandmarkSystem, normalised_to_px
 from lightning_modules.metrics.calibration import SigmaCalibration, calibration_figure
 
 
@@ -17,7 +17,7 @@ class DenseLandmarkModule(LandmarkSystem):
     sigma = loss.activate_sigma(q[..., 2:]) (normalised units; sigmoid for ResLL, exp for ResLL
     Exp and NGLL).
 
-    Args (beyond LandmarkSystem's):
+    Args (beyond LandmarkSystem's, whose arguments it passes on):
         loss: NGLLLoss | ResLLLoss | ResLLExpLoss (an nn.Module; a flow inside it is trained too).
         vertex_edge: optional VertexEdgeLoss over mesh edges between the landmarks.
         vertex_edge_weight: its weight (0 disables it even when given).
@@ -42,9 +42,12 @@ class DenseLandmarkModule(LandmarkSystem):
         num_overlays: int = 4,
         monitor: str | None = "val/mlme",
         monitor_mode: str | None = "min",
+        channels_last: bool | None = None,
+        compile: bool | str | None = False,
     ) -> None:
-        super().__init__(net, optimizer, scheduler, landmark_set, image_size, num_overlays, monitor, monitor_mode)
-        self.save_hyperparameters(ignore=["net", "loss", "vertex_edge"])
+        super().__init__(net, optimizer, scheduler, landmark_set, image_size, num_overlays, monitor, monitor_mode,
+                         channels_last=channels_last, compile=compile)
+        self.save_hyperparameters(ignore=["net", "loss", "vertex_edge", *GPU_PATH_ARGS])
         if not hasattr(loss, "activate_sigma"):
             raise TypeError(f"DenseLandmarkModule: loss {type(loss).__name__} has no activate_sigma()")
         self.loss = loss

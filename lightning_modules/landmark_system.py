@@ -5,7 +5,6 @@ the mean-layout baseline, optimizer set-up. Subclasses define `forward_batch` an
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 from pathlib import Path
 from typing import Any
@@ -42,28 +41,10 @@ def normalised_to_px(xy: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return (xy + 0.5) * scale
 
 
-# Model config keys of the GPU path (issue 9), accepted by every LandmarkSystem subclass.
-GPU_PATH_KEYS = ("channels_last", "compile")
-
-
-def _wrap_init_with_gpu_path_keys(init):
-    """Pops `channels_last` / `compile` from the kwargs, calls `init`, then applies them, so every
-    subclass accepts the keys without naming them in its own signature (and its hparams)."""
-    if getattr(init, "_gpu_path_wrapped", False):
-        return init
-
-    @functools.wraps(init)
-    def wrapped(self, *args, **kwargs):
-        given = {k: kwargs.pop(k) for k in GPU_PATH_KEYS if k in kwargs}
-        init(self, *args, **kwargs)
-        if "channels_last" in given:
-            self.channels_last = given["channels_last"]
-        if "compile" in given:
-            self.compile_backend = _compile_backend(given["compile"])
-
-    wrapped._gpu_path_wrapped = True  # type: ignore[attr-defined]
-    wrapped.__signature__ = inspect.signature(init)  # type: ignore[attr-defined]
-    return wrapped
+# The GPU-path arguments of every LandmarkSystem (issue 9). Subclasses take them as keyword arguments,
+# pass them to LandmarkSystem.__init__ and leave them out of their saved hyper-parameters (they say how
+# a run executes, not what the model is).
+GPU_PATH_ARGS = ("channels_last", "compile")
 
 
 def _compile_backend(value: bool | str | None) -> str | None:
@@ -85,13 +66,14 @@ class LandmarkSystem(pl.LightningModule):
     scheduler: optional partial taking `optimizer`; stepped per epoch, monitoring `monitor`.
     landmark_set, image_size: the data contract (configs interpolate them into the data config).
     num_overlays: validation images drawn per epoch (0 disables overlays).
-    monitor, monitor_mode: the checkpoint metric (harness keys, accepted for direct instantiation).
+    monitor, monitor_mode: the metric the system is judged by ("min" or "max"): its LR scheduler watches
+        it, and configs/callbacks/*.yaml read it (`${model.monitor}`) for checkpointing and early stopping.
 
     Logged: train/loss, val/loss, val/mlme, test/loss, test/mlme, test/mlme_mean_baseline and,
     where the batch has `landmarks68_px` and `yaw` and the model predicts 68 points, test/nme,
     test/nme_<bin> (AFLW2000-3D protocol). MLME is in crop px.
 
-    GPU path (model config keys, accepted by every subclass; issue 9):
+    GPU path (GPU_PATH_ARGS, keyword arguments of every subclass; issue 9):
     channels_last: None (default) = on when training / predicting on CUDA, off on CPU; True / False
         force it. On: the net's 4-D weights and the `image` of every model_step / predict_step use torch.channels_last
         (NHWC; faster convolutions with bf16 on tensor cores); outputs are unchanged.
@@ -113,6 +95,8 @@ class LandmarkSystem(pl.LightningModule):
         num_overlays: int = 4,
         monitor: str | None = "val/mlme",
         monitor_mode: str | None = "min",
+        channels_last: bool | None = None,
+        compile: bool | str | None = False,
     ) -> None:
         super().__init__()
         self.net = net
@@ -123,6 +107,7 @@ class LandmarkSystem(pl.LightningModule):
         self.num_landmarks = landmark_count(landmark_set)
         self.num_overlays = num_overlays
         self.monitor = monitor or "val/mlme"
+        self.monitor_mode = monitor_mode or "min"
         self.val_mlme = MeanLandmarkError()
         self.test_mlme = MeanLandmarkError()
         self.test_baseline = MeanLandmarkError()
@@ -131,14 +116,9 @@ class LandmarkSystem(pl.LightningModule):
         self.register_buffer("layout_count", torch.zeros((), dtype=torch.float64))
         self._overlay_batch: dict[str, torch.Tensor] | None = None
         self._layout_epoch: list | None = None  # [(L, 2) float64 sum, count] of this epoch, this process
-        self.channels_last: bool | None = None
-        self.compile_backend: str | None = None
+        self.channels_last: bool | None = channels_last
+        self.compile_backend: str | None = _compile_backend(compile)
         self._channels_last_active = False
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if "__init__" in cls.__dict__:
-            cls.__init__ = _wrap_init_with_gpu_path_keys(cls.__dict__["__init__"])
 
     # ----------------------------------------------------------------------------- GPU path
     def apply_gpu_path(self, device: torch.device | str) -> None:

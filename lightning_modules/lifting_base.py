@@ -42,6 +42,10 @@ def _stage_metrics() -> nn.ModuleDict:
 
 
 class LiftingModule(pl.LightningModule):
+    """Base of the lifting systems. `monitor` / `monitor_mode` ("min" or "max"): the metric the system is
+    judged by; its LR scheduler and the EarlyStopping it adds watch it, and configs/callbacks/*.yaml read it
+    (`${model.monitor}`) for checkpointing. Subclasses call `save_hyperparameters`, which these hooks read."""
+
     def __init__(
         self,
         net: nn.Module,
@@ -52,6 +56,7 @@ class LiftingModule(pl.LightningModule):
         early_stopping_patience: int | None = None,
         monitor: str = "val/gte",
         num_threads: int | None = None,
+        monitor_mode: str = "min",
     ) -> None:
         super().__init__()
         self._num_threads = num_threads
@@ -127,7 +132,8 @@ class LiftingModule(pl.LightningModule):
         patience = self.hparams.get("early_stopping_patience")
         if patience is None:
             return []
-        return [EarlyStopping(monitor=self.hparams.monitor, mode="min", patience=int(patience), check_on_train_epoch_end=False)]
+        return [EarlyStopping(monitor=self.hparams.monitor, mode=self.hparams.get("monitor_mode", "min"),
+                              patience=int(patience), check_on_train_epoch_end=False)]
 
 
 def centred_depth(preds: Tensor) -> Tensor:

@@ -27,9 +27,9 @@ class _MeanShapeModule(LiftingModule):
     `landmarks3d_model` (B, 68, 3) metres."""
 
     def __init__(self, landmark_set: str = "ibug68", image_size: int = 256, monitor: str = "val/gte",
-                 n_landmarks: int = 68) -> None:
+                 n_landmarks: int = 68, monitor_mode: str = "min") -> None:
         super().__init__(nn.Identity(), optimizer=None, landmark_set=landmark_set, image_size=image_size,
-                         early_stopping_patience=None, monitor=monitor)
+                         early_stopping_patience=None, monitor=monitor, monitor_mode=monitor_mode)
         self.save_hyperparameters()
         self.register_buffer("shape_sum", torch.zeros(n_landmarks, 3, dtype=torch.float64))
         self.register_buffer("count", torch.zeros((), dtype=torch.float64))

@@ -9,6 +9,9 @@ Evaluation: ICP + Procrustes normalised distance d = 100 ||S - S_gt||^2 / ||S_gt
 per face (correspondence-initialised ICP on the decoder's vertices), CED AUC on [0, 1];
 test also logs the mean-shape baseline and the registered-model upper bound.
 
+`monitor` / `monitor_mode`: the metric the system is judged by (default val/dist, min); its LR scheduler
+watches it and configs/callbacks/*.yaml read it (`${model.monitor}`) for checkpointing.
+
 Batch keys: `image` (B, 3, 96, 96) and `params`, either
 - (B, 118) in the layout of lightning_modules.components.bfm118 (raw units, incl. the camera); the
   ground-truth mesh is S(params); or
@@ -59,6 +62,8 @@ class MobileFaceRegressor(pl.LightningModule):
         param_stats: str = "train",
         num_threads: int | None = None,
         mse_weights: str = "uniform",
+        monitor: str = "val/dist",
+        monitor_mode: str = "min",
     ) -> None:
         super().__init__()
         if loss not in LOSSES:
@@ -232,4 +237,5 @@ class MobileFaceRegressor(pl.LightningModule):
         opt = self.hparams.optimizer(params=self.parameters())
         if self.hparams.get("scheduler") is None:
             return opt
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": self.hparams.scheduler(optimizer=opt), "interval": "step"}}
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": self.hparams.scheduler(optimizer=opt),
+                                                   "monitor": self.hparams.monitor, "interval": "step"}}

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lightning_modules.landmark_system import LandmarkSystem, normalised_to_px
+from lightning_modules.landmark_system import GPU_PATH_ARGS, LandmarkSystem, normalised_to_px
 
 
 class Zhao2DModule(LandmarkSystem):
@@ -28,9 +28,12 @@ class Zhao2DModule(LandmarkSystem):
         num_overlays: int = 4,
         monitor: str | None = "val/mlme",
         monitor_mode: str | None = "min",
+        channels_last: bool | None = None,
+        compile: bool | str | None = False,
     ) -> None:
-        super().__init__(net, optimizer, scheduler, landmark_set, image_size, num_overlays, monitor, monitor_mode)
-        self.save_hyperparameters(ignore=["net", "loss"])
+        super().__init__(net, optimizer, scheduler, landmark_set, image_size, num_overlays, monitor, monitor_mode,
+                         channels_last=channels_last, compile=compile)
+        self.save_hyperparameters(ignore=["net", "loss", *GPU_PATH_ARGS])
         self.loss = loss
 
     def forward_batch(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:

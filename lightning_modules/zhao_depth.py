@@ -30,9 +30,10 @@ class ZhaoDepthLifter(LiftingModule):
         early_stopping_patience: int | None = 10,
         monitor: str = "val/gte",
         num_threads: int | None = None,
+        monitor_mode: str = "min",
     ) -> None:
         super().__init__(net, optimizer, scheduler, landmark_set, image_size, early_stopping_patience, monitor,
-                         num_threads)
+                         num_threads, monitor_mode)
         self.save_hyperparameters(ignore=["net"])
 
     def lift(self, xy_px: Tensor) -> Tensor:

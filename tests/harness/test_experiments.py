@@ -6,8 +6,9 @@ import pytest
 from omegaconf import DictConfig, open_dict
 
 from datamodules.registry import dataset_names, get_dataset
+from experiments import experiment_files
 from experiments.train import train
-from tests.harness.compose import compose_config, group_options
+from tests.harness.compose import compose_config
 
 # Per DataModule `_target_`: the registry's sizes that make a procedural dataset tiny (written once, cached
 # by parameters).
@@ -28,8 +29,7 @@ def shrink(node: DictConfig) -> None:
             shrink(value)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("experiment", group_options("experiment"))
+@pytest.mark.parametrize("experiment", experiment_files.names("experiment"))
 def test_experiment_fast_dev_run(experiment, tmp_path):
     cfg = compose_config("train", [f"experiment={experiment}", "debug=fast_dev_run", "model.image_size=64"], tmp_path)
     shrink(cfg.data)

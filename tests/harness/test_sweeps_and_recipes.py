@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-from experiments import reproduce, sweep
+from experiments import experiment_files, reproduce, sweep
 from tests.harness.compose import compose_config
 
-SWEEPS = sorted(p.stem for p in sweep.SWEEPS.glob("*.yaml"))
+SWEEPS = experiment_files.names("sweep")
 
 
 @pytest.mark.parametrize("name", SWEEPS)

@@ -1,4 +1,4 @@
-"""520-point paper (method B): backbone + linear regressor to dense 3D keypoints, Wing + MSE loss."""
+"""The 520-point paper's system (method B, a LightningModule): backbone + linear regressor to dense 3D keypoints, Wing + MSE loss."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lightning_modules.landmark_system import LandmarkSystem, normalised_to_px
+from lightning_modules.landmark_system import GPU_PATH_ARGS, LandmarkSystem, normalised_to_px
 
 
 class Keypoints520Module(LandmarkSystem):
@@ -17,7 +17,7 @@ class Keypoints520Module(LandmarkSystem):
     normalised crop units; x, y px = (x_n + 0.5) * size, z px = z_n * size), rows L: are the extra
     iBUG-68 points (x_n, y_n; the third channel unused) the paper's public code supervises with MSE.
 
-    Args (beyond LandmarkSystem's):
+    Args (beyond LandmarkSystem's, whose arguments it passes on):
         loss: WingMSELoss (target sets "dense" (B, L, 3) px from batch["landmarks3d"] or
             (B, L, 2) from batch["landmarks_px"] when there is no depth; "sparse68" (B, 68, 2) px
             from batch["landmarks68_px"]).
@@ -39,9 +39,12 @@ class Keypoints520Module(LandmarkSystem):
         num_overlays: int = 4,
         monitor: str | None = "val/mlme",
         monitor_mode: str | None = "min",
+        channels_last: bool | None = None,
+        compile: bool | str | None = False,
     ) -> None:
-        super().__init__(net, optimizer, scheduler, landmark_set, image_size, num_overlays, monitor, monitor_mode)
-        self.save_hyperparameters(ignore=["net", "loss"])
+        super().__init__(net, optimizer, scheduler, landmark_set, image_size, num_overlays, monitor, monitor_mode,
+                         channels_last=channels_last, compile=compile)
+        self.save_hyperparameters(ignore=["net", "loss", *GPU_PATH_ARGS])
         self.loss = loss
         self.num_sparse = int(num_sparse)
         self._warned_sparse = False
