@@ -64,3 +64,22 @@ def test_system_signatures_are_honest():
     assert params["channels_last"].default is None and params["compile"].default is False
     assert params["monitor"].default == "val/mlme"
     assert DenseLandmarkModule.__init__.__qualname__ == "DenseLandmarkModule.__init__"
+
+
+def test_a_model_variant_is_one_config_file(tmp_path):
+    """A throwaway variant written in tmp_path (outside the repository, found through Hydra's search
+    path) is trained a step by the real entry point and rebuilt from its checkpoint alone."""
+    from experiments.checkpoints import load_system
+    from tests.harness.run_cli import run_train
+
+    variant = tmp_path / "extra" / "model" / "tiny_wide_head.yaml"
+    variant.parent.mkdir(parents=True)
+    variant.write_text("defaults:\n  - tiny@_here_\n  - _self_\nimage_size: 32\noptimizer:\n  lr: 5.0e-4\n")
+    run = tmp_path / "run"
+    run_train([f"hydra.searchpath=[file://{variant.parent.parent}]", "model=tiny_wide_head", "data=synthetic",
+               "debug=fast_dev_run", "logger=csv", "trainer.accelerator=cpu"], run, tmp_path)
+    ckpts = sorted((run / "checkpoints").glob("*.ckpt"))
+    assert ckpts, list(run.rglob("*"))
+    system = load_system(ckpts[0])
+    assert system.config.model.image_size == 32 and system.config.model.optimizer.lr == 5.0e-4
+    assert system.module.image_size == 32
