@@ -69,12 +69,8 @@ class Step:
 
 
 def fit_module() -> str:
-    """The fit entry point's module: $FIT_MODULE, else experiments.fit if it imports, else
-    fitting.run (the lead is moving fitting/run.py to experiments/fit.py)."""
-    if os.environ.get("FIT_MODULE"):
-        return os.environ["FIT_MODULE"]
-    probe = subprocess.run([PY, "-c", "import experiments.fit"], cwd=ROOT, capture_output=True)
-    return "experiments.fit" if probe.returncode == 0 else "fitting.run"
+    """The fit entry point's module: $FIT_MODULE, else experiments.fit."""
+    return os.environ.get("FIT_MODULE") or "experiments.fit"
 
 
 def environment() -> dict:
@@ -133,6 +129,7 @@ def steps(a: argparse.Namespace, work: Path, cuda: bool) -> list[Step]:
                      "--threads", "1"]
         loader = [*m, "benchmarks.bench_loader", "--workers", "0", "--batch-size", "2", "--batches", "1",
                   "--repeats", "1", "--profile-samples", "4"]
+        predict = [*m, "benchmarks.bench_predict", "--device", "cpu", "--smoke", "--threads", "1"]
     else:
         fitting = [*m, "benchmarks.bench_fitting", "--device", "cuda", "--batches", "1", "64", "1024",
                    "4096", "--scipy-n", "4", "--cpu-ref-n", "16", "--repeats", "2", "--sync-batch", "64",
@@ -143,6 +140,7 @@ def steps(a: argparse.Namespace, work: Path, cuda: bool) -> list[Step]:
                      "--image-size", "256", "--batches", "256", "--repeats", "10"]
         loader = [*m, "benchmarks.bench_loader", "--workers", str(a.workers), "--batch-size", "128",
                   "--batches", "10", "--repeats", "2", "--profile-samples", "64"]
+        predict = [*m, "benchmarks.bench_predict", "--device", "cuda", "--photos", "64", "--repeats", "2"]
     t = (lambda full, tiny: tiny if smoke else full)  # noqa: E731
     fm = fit_module()
     out = [
@@ -159,6 +157,7 @@ def steps(a: argparse.Namespace, work: Path, cuda: bool) -> list[Step]:
         Step("loader", loader, t(120, 60), figures=("samples_per_s", "workers", "batch_device"),
              skip="skipped: smoke (writes the procedural DAD-3DHeads data, minutes)" if smoke else None),
         Step("inference", inference, 60, needs_cuda=not smoke, figures=("device", "images_per_s", "precision", "memory_format")),
+        Step("predict", predict, t(120, 90), needs_cuda=not smoke, figures=("device", "photos_per_s", "seconds_per_photo")),
         Step("train_run", [*m, "experiments.train", *run_args, f"hydra.run.dir={train_dir}"],
              t(60 * a.train_minutes + 90, 30), needs_cuda=True),
         Step("train_ddp", [*m, "experiments.train", *run_args, "trainer=ddp", "trainer.devices=1",

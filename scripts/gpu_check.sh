@@ -9,16 +9,13 @@
 #      --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit;
 #      export PYTHONUNBUFFERED=1; make gpu-check OUT=$OUT PY=python3 PACK=1 2>&1 | tail -c 6000")
 # (PACK=1 tars the per-step logs into $OUT/steps.tar.gz: the tool brings back at most 8 files.)
-# FIT_MODULE: the fit entry point; default experiments.fit when it imports, else fitting.run.
+# FIT_MODULE: the fit entry point (default experiments.fit).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:?usage: scripts/gpu_check.sh OUT_DIR [--smoke] [--pack]}
 shift
 PY=${PY:-python3}
-if [ -z "${FIT_MODULE:-}" ]; then
-  if "$PY" -c "import experiments.fit" 2>/dev/null; then FIT_MODULE=experiments.fit; else FIT_MODULE=fitting.run; fi
-fi
-export FIT_MODULE
+export FIT_MODULE=${FIT_MODULE:-experiments.fit}
 mkdir -p "$OUT"
 # the whole check is boxed too (8 min), each step inside it by its own timeout
 timeout -k 15 480 "$PY" -m benchmarks.gpu_check --out "$OUT" "$@"

@@ -13,7 +13,7 @@ import sys
 from benchmarks import gpu_check
 from experiments.harness.resolvers import REPO_ROOT
 
-STEPS = ["env", "pytest_gpu", "fitting", "train", "train_compile", "loader", "inference",
+STEPS = ["env", "pytest_gpu", "fitting", "train", "train_compile", "loader", "inference", "predict",
          "train_run", "train_ddp", "fit"]
 
 
@@ -30,7 +30,7 @@ def test_smoke_mode_summary_has_every_step_with_a_status(tmp_path):
     for name in ("pytest_gpu", "train_compile", "train_run", "train_ddp", "fit"):
         assert status[name] == "skipped: no CUDA", status
     assert status["loader"].startswith("skipped: smoke")
-    for name in ("env", "fitting", "train", "inference"):
+    for name in ("env", "fitting", "train", "inference", "predict"):
         assert status[name] == "ok", summary["steps"][name]
         assert (tmp_path / "out" / "steps" / f"{name}.log").stat().st_size > 0
         assert json.loads((tmp_path / "out" / "steps" / f"{name}.json").read_text())
@@ -38,8 +38,9 @@ def test_smoke_mode_summary_has_every_step_with_a_status(tmp_path):
     assert figs["env"]["torch"] and figs["env"]["cuda_available"] is False
     numbers = [*figs["fitting"]["faces_per_s"].values(), figs["fitting"]["host_syncs_per_lm_iteration"],
                *[f["median"] for f in figs["train"]["images_per_s"].values()],
-               *[f["median"] for f in figs["inference"]["images_per_s"].values()]]
-    assert len(numbers) == 5 and all(math.isfinite(x) and x > 0 for x in numbers), numbers
+               *[f["median"] for f in figs["inference"]["images_per_s"].values()],
+               figs["predict"]["photos_per_s"]["median"]]
+    assert len(numbers) == 6 and all(math.isfinite(x) and x > 0 for x in numbers), numbers
     # the suite's own host syncs per LM iteration on the CPU path (tests/harness/test_host_syncs.py)
     assert figs["fitting"]["host_syncs_per_lm_iteration_by_owner"]["theseus"] > 0
 
@@ -56,4 +57,4 @@ def test_fit_module_prefers_the_environment_then_experiments_fit(monkeypatch):
     monkeypatch.setenv("FIT_MODULE", "some.module")
     assert gpu_check.fit_module() == "some.module"
     monkeypatch.delenv("FIT_MODULE")
-    assert gpu_check.fit_module() in ("experiments.fit", "fitting.run")
+    assert gpu_check.fit_module() == "experiments.fit"
