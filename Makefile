@@ -97,9 +97,9 @@ fit: $(STAMP) ## predict landmarks on a split, fit FLAME, evaluate: make fit CKP
 	@test -n "$(CKPT)" || { echo "usage: make fit CKPT=path.ckpt [DATA=...]"; exit 2; }
 	$(PY) -m experiments.fit ckpt_path=$(abspath $(CKPT)) $(HYDRA_ARGS)
 
-predict: $(STAMP) ## images -> landmarks, confidences, FLAME mesh, overlays: make predict CKPT=... IMAGES=... OUT=dir
-	@test -n "$(CKPT)" -a -n "$(IMAGES)" -a -n "$(OUT)" || { echo "usage: make predict CKPT=... IMAGES=dir_or_file OUT=dir"; exit 2; }
-	$(PY) -m experiments.predict --ckpt $(CKPT) --images $(IMAGES) --out $(OUT)
+predict: $(STAMP) ## photos / folders / videos -> every face's landmarks, FLAME mesh, overlays: make predict CKPT=... IMAGES=... OUT=dir
+	@test -n "$(CKPT)" -a -n "$(IMAGES)" -a -n "$(OUT)" || { echo "usage: make predict CKPT=... IMAGES=photo_folder_or_video OUT=dir [ARGS=\"--faces whole --every 5 ...\"]"; exit 2; }
+	$(PY) -m experiments.predict --ckpt $(CKPT) --images $(IMAGES) --out $(OUT) $(ARGS)
 
 lift: $(STAMP) ## 2D iBUG-68 px (N,68,2) -> 3D (N,68,3): make lift INPUT=in.npy OUTPUT=out.npy [CKPT=... | METHOD=meanshape]
 	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make lift INPUT=in.npy OUTPUT=out.npy [CKPT=... | METHOD=meanshape] (no CKPT: the shipped Zhao weights)"; exit 2; }
