@@ -17,11 +17,7 @@ last (the marker of a finished fit), ``fit_metrics.json``: the summary keyed ``<
 fit uses those columns of the prediction; MVE is still over the full face / head vertex sets);
 ``fitting.use_confidences=false`` fits with unit weights instead of the predicted confidences.
 
-Metrics per image (where the batch has the ground truth): MRLE px (re-projected fit vs
-predicted landmarks), MLME px (predicted vs GT landmarks), MVE face / head-without-neck mm
-with and without similarity alignment, and the DAD-3DHeads benchmark metrics: NME (x100,
-68 landmarks re-projected from the fitted mesh, normalised by the box of the projected GT
-head vertices), Z5 (camera-frame head vertices), Chamfer (normalised units^2), pose error.
+The metrics per image and their means: :mod:`fitting.fit_loop`.
 """
 
 from __future__ import annotations

@@ -39,36 +39,32 @@ def test_the_tree_keeps_every_contract() -> None:
     assert "0 broken" in proc.stdout or " broken" not in proc.stdout.split("Contracts:")[-1]
 
 
-def test_an_import_inside_a_function_that_goes_up_is_caught(tree: Path) -> None:
-    bad = tree / "facemodels" / "zz_upward.py"
-    bad.write_text("def f():\n    from experiments import train\n    return train\n")
+def _lint_with(tree: Path, files: dict[str, str]) -> subprocess.CompletedProcess:
+    """lint-imports on ``tree`` with ``files`` (path relative to the tree -> source) added for the run."""
+    paths = [tree / rel for rel in files]
+    for path, text in zip(paths, files.values(), strict=True):
+        path.write_text(text)
     try:
-        proc = _lint(tree)
+        return _lint(tree)
     finally:
-        bad.unlink()
+        for path in paths:
+            path.unlink()
+
+
+def test_an_import_inside_a_function_that_goes_up_is_caught(tree: Path) -> None:
+    proc = _lint_with(tree, {"facemodels/zz_upward.py": "def f():\n    from experiments import train\n    return train\n"})
     assert proc.returncode != 0
     assert "facemodels.zz_upward -> experiments.train" in proc.stdout
 
 
 def test_datamodules_and_lightning_modules_stay_independent(tree: Path) -> None:
-    bad = tree / "lightning_modules" / "zz_sideways.py"
-    bad.write_text("import datamodules.base\n")
-    try:
-        proc = _lint(tree)
-    finally:
-        bad.unlink()
+    proc = _lint_with(tree, {"lightning_modules/zz_sideways.py": "import datamodules.base\n"})
     assert proc.returncode != 0
     assert "lightning_modules.zz_sideways -> datamodules.base" in proc.stdout
 
 
 def test_a_cycle_between_sibling_modules_is_caught(tree: Path) -> None:
-    a, b = tree / "fitting" / "zz_a.py", tree / "fitting" / "zz_b.py"
-    a.write_text("from fitting import zz_b\n")
-    b.write_text("def f():\n    from fitting import zz_a\n    return zz_a\n")
-    try:
-        proc = _lint(tree)
-    finally:
-        a.unlink()
-        b.unlink()
+    proc = _lint_with(tree, {"fitting/zz_a.py": "from fitting import zz_b\n",
+                             "fitting/zz_b.py": "def f():\n    from fitting import zz_a\n    return zz_a\n"})
     assert proc.returncode != 0
     assert "No cycles are allowed in fitting" in proc.stdout
