@@ -3,8 +3,8 @@
 ``cached_dataset(name, params, write_fn)`` returns the folder holding the dataset written
 by ``write_fn(out_dir, **params)``. The folder name hashes ``params`` (sizes, seed, image
 size, writer version, model folder). Concurrent processes (DDP ranks, parallel tests)
-serialise on a file lock; the writer fills a temporary sibling folder that is renamed into
-place atomically, so a half-written dataset is never visible. The cache root defaults to
+serialise on a file lock and a half-written dataset is never visible
+(:func:`facemodels.cache.build_folder_once`). The cache root defaults to
 ``$FACESUITE_DATA_DIR`` or ``<repo>/data/procedural``.
 """
 
@@ -13,11 +13,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from filelock import FileLock
+from facemodels.cache import build_folder_once
 
 __all__ = ["default_cache_root", "cached_dataset", "params_hash"]
 
@@ -44,25 +43,11 @@ def cached_dataset(
     """Return ``<cache_root>/<name>_<hash(params)>``, calling ``write_fn(tmp_dir, **params)``
     once (under a file lock, then an atomic rename) if it does not exist yet."""
     root = Path(cache_root) if cache_root is not None else default_cache_root()
-    root.mkdir(parents=True, exist_ok=True)
     final = root / f"{name}_{params_hash(params)}"
-    if (final / ".complete").is_file():
-        return final
-    with FileLock(str(final) + ".lock"):
-        if (final / ".complete").is_file():
-            return final
-        tmp = root / f".{final.name}.tmp{os.getpid()}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-        try:
-            write_fn(tmp, **params)
-            (tmp / "params.json").write_text(json.dumps(params, sort_keys=True, default=str, indent=1))
-            (tmp / ".complete").write_text("ok\n")
-            if final.exists():  # a stale folder without the marker
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    return final
+
+    def build(tmp: Path) -> None:
+        write_fn(tmp, **params)
+        (tmp / "params.json").write_text(json.dumps(params, sort_keys=True, default=str, indent=1))
+        (tmp / ".complete").write_text("ok\n")
+
+    return build_folder_once(final, build, lambda folder: (folder / ".complete").is_file())

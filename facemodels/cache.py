@@ -13,6 +13,9 @@ a rename, so concurrent readers never see half a file. Results are also kept in 
 ``Memo(maxsize)`` is a bounded least-recently-used memo keyed by any hashable key; use
 :func:`content_key` to key it by array contents (``functools.lru_cache`` covers functions
 of hashable arguments).
+
+``build_folder_once(target, build, is_complete)`` builds a whole folder once (the procedural model
+folders, the procedural datasets), under a file lock and with an atomic rename.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import tempfile
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -27,8 +31,10 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 import numpy as np
+from filelock import FileLock
 
-__all__ = ["content_key", "user_cache_dir", "save_npz_atomic", "Memo", "cached_npz", "clear_memory"]
+__all__ = ["content_key", "user_cache_dir", "save_npz_atomic", "Memo", "cached_npz", "clear_memory",
+           "build_folder_once"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -170,3 +176,28 @@ def cached_npz(
 def clear_memory() -> None:
     """Forget the in-memory copies of :func:`cached_npz` results (the files stay)."""
     _NPZ_MEMO.clear()
+
+
+def build_folder_once(target: str | os.PathLike, build: Callable[[Path], None],
+                      is_complete: Callable[[Path], bool]) -> Path:
+    """``target`` built once by ``build(tmp_folder)``: processes serialise on ``<target>.lock`` (DDP ranks,
+    parallel tests); the builder fills a temporary sibling folder that replaces ``target`` atomically,
+    so a half-built folder is never visible. A ``target`` for which ``is_complete`` is false (a leftover,
+    an older version) is rebuilt. Returns ``target``."""
+    target = Path(target)
+    if is_complete(target):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if is_complete(target):
+            return target
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            build(tmp)
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return target

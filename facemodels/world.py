@@ -15,12 +15,9 @@ written by an older builder version (``procedural_version.txt``) is rebuilt.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
-from filelock import FileLock
-
+from facemodels.cache import build_folder_once
 from facemodels.procedural.builder import (
     BUILD_VERSION,
     VERSION_FILE,
@@ -67,24 +64,10 @@ def _complete(folder: Path, files: tuple[str, ...]) -> bool:
 
 
 def _build_once(target: Path, files: tuple[str, ...], seed: int, kind: str) -> Path:
-    if _complete(target, files):
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock"):
-        if _complete(target, files):
-            return target
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
+    def build(tmp: Path) -> None:
+        (write_flame if kind == "flame" else write_bfm)(build_world(seed), tmp)
 
-            world = build_world(seed)
-            (write_flame if kind == "flame" else write_bfm)(world, tmp)
-            if target.exists():  # an incomplete leftover
-                shutil.rmtree(target)
-            os.replace(tmp, target)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return build_folder_once(target, build, lambda folder: _complete(folder, files))
 
 
 def procedural_flame_dir(seed: int = 0) -> Path:

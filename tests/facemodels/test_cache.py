@@ -138,3 +138,32 @@ def test_memo_is_bounded_and_least_recently_used_goes_first():
     assert "b" not in m and "a" in m and len(m) == 2
     assert m.get("b", build(4)) == 4
     assert calls == [1, 2, 3, 4]
+
+
+def test_build_folder_once_builds_once_rebuilds_leftovers_and_leaves_nothing_on_failure(tmp_path):
+    from facemodels.cache import build_folder_once
+
+    calls = []
+
+    def build(folder):
+        calls.append(folder)
+        (folder / "data.txt").write_text("x")
+        (folder / "done").write_text("1")
+
+    complete = lambda f: (f / "done").is_file()  # noqa: E731
+    target = tmp_path / "models" / "thing"
+    assert build_folder_once(target, build, complete) == target
+    assert build_folder_once(target, build, complete) == target
+    assert len(calls) == 1 and calls[0] != target and not calls[0].exists()  # built in a sibling, renamed
+    (target / "done").unlink()  # an incomplete leftover is rebuilt
+    build_folder_once(target, build, complete)
+    assert len(calls) == 2 and complete(target)
+
+    def failing(folder):
+        (folder / "half.txt").write_text("half")
+        raise RuntimeError("writer failed")
+
+    other = tmp_path / "models" / "other"
+    with pytest.raises(RuntimeError, match="writer failed"):
+        build_folder_once(other, failing, complete)
+    assert not other.exists() and sorted(p.name for p in other.parent.iterdir()) == ["other.lock", "thing", "thing.lock"]
