@@ -48,9 +48,10 @@ from datamodules.transforms import (
 )
 from datamodules.writers.threeddfa import WRITER_VERSION
 from datamodules.writers.w300lp import write_300wlp
+from facemodels.ibug68 import IBUG68_FLIP
 from facemodels.landmark_sets import flip_permutation, landmark_set_names, landmark_vertex_indices
 
-__all__ = ["W300LPDataset", "W300LPDataModule", "list_300wlp", "IBUG68_FLIP", "PARAM_LAYOUT",
+__all__ = ["W300LPDataset", "W300LPDataModule", "list_300wlp", "PARAM_LAYOUT",
            "W300LP_FOLDERS", "LAYOUT"]
 
 W300LP_FOLDERS = ("AFW", "AFW_Flip", "HELEN", "HELEN_Flip", "IBUG", "IBUG_Flip", "LFPW", "LFPW_Flip")
@@ -58,10 +59,6 @@ LAYOUT = ("expected 300W-LP layout: <root>/{AFW,HELEN,IBUG,LFPW}[_Flip]/<name>.j
           "<root>/landmarks/<set>/<name>_pts.mat")
 PARAM_LAYOUT = {"shape": slice(0, 199), "expression": slice(199, 228), "pose": slice(228, 235)}
 # iBUG-68 mirror permutation (same as facemodels' iBUG-68 flip).
-IBUG68_FLIP = np.array(
-    list(range(16, -1, -1)) + list(range(26, 16, -1)) + [27, 28, 29, 30] + [35, 34, 33, 32, 31]
-    + [45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40]
-    + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55] + [64, 63, 62, 61, 60, 67, 66, 65])
 
 
 def list_300wlp(root: str | Path) -> list[Path]:

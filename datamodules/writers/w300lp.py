@@ -41,15 +41,12 @@ from datamodules.writers.threeddfa import (
     sample_appearance,
     smooth_background,
 )
+from facemodels.ibug68 import IBUG68_FLIP
 from facemodels.world import default_bfm_dir
 
 __all__ = ["write_300wlp", "render_face", "SOURCE_SETS"]
 
 SOURCE_SETS = ("AFW", "HELEN", "IBUG", "LFPW")
-IBUG68_FLIP = np.array(
-    list(range(16, -1, -1)) + list(range(26, 16, -1)) + [27, 28, 29, 30] + [35, 34, 33, 32, 31]
-    + [45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40]
-    + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55] + [64, 63, 62, 61, 60, 67, 66, 65])
 
 
 def render_face(

@@ -18,11 +18,12 @@ from datamodules.aflw2000 import Aflw2000DataModule
 from datamodules.bfm_synthetic import load_keypoint_basis
 from datamodules.formats.matfiles import AFLW2000_SPEC, PTS_SPEC, W300LP_SPEC, read_mat
 from datamodules.formats.roi import roi_box_from_landmarks
-from datamodules.w300lp import IBUG68_FLIP, W300LP_FOLDERS, W300LPDataModule
+from datamodules.w300lp import W300LP_FOLDERS, W300LPDataModule
 from datamodules.writers.aflw2000 import write_aflw2000
 from datamodules.writers.threeddfa import MirrorFitter, camera_normals, load_bfm_full, project_3ddfa
 from datamodules.writers.w300lp import render_face, write_300wlp
 from experiments.data import main as data_main
+from facemodels.ibug68 import IBUG68_FLIP
 
 
 @pytest.fixture(scope="module")
