@@ -23,6 +23,8 @@ whose fit_metrics.json is newer than the checkpoint is skipped on a rerun. The r
 CSV metrics with its fit's metrics (`test/mve_face_mm`, `test/mve_head_mm`, `test/mrle_px`,
 `test/time_fit_s_per_image`, ...); with several variants each (run, variant) is one row.
 `reference_rows: [{label: DECA, paper: {...}}]` adds rows of published numbers without runs.
+A run's `scale_overrides: {quick: [...], full: [...]}` come after its `overrides` at that scale (a
+fine-tuning run's own schedule).
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ def run_dir(name: str, scale: str, run: dict) -> Path:
 
 def train_command(name: str, scale: str, recipe: dict, run: dict) -> list[str]:
     # the scale's overrides first, then the run's: the more specific setting wins (e.g. one run's lr)
-    overrides = [*recipe["scales"][scale], *run["overrides"], f"task_name=reproduce_{name}",
+    overrides = [*recipe["scales"][scale], *run["overrides"], *(run.get("scale_overrides") or {}).get(scale, []),
+                 f"task_name=reproduce_{name}",
                  f"hydra.run.dir={run_dir(name, scale, run)}"]
     if not any(o.startswith("schedule=") for o in overrides):
         overrides.append("schedule=paper" if scale == "full" else "schedule=cpu")
