@@ -111,7 +111,8 @@ def _jitter_normalised(image: torch.Tensor, jitter: torch.Tensor, batched: bool 
     product and one clip. The CPU path (``color_jitter`` then ``normalise_image``) also rounds
     to uint8 in between; this does not, so values differ from it by at most half a grey level.
     CUDA (``batched`` None -> by device): one batched product; CPU: one small product per sample
-    (~3x faster per sample than batched ``baddbmm`` there, and the sample stays in cache)."""
+    (faster per sample than batched ``baddbmm`` there, and the sample stays in cache;
+    docs/DECISIONS.md)."""
     B, _, H, W = image.shape
     lo, hi = _clip_bounds()
     if batched if batched is not None else image.device.type != "cpu":

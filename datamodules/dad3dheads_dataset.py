@@ -14,10 +14,8 @@ the (3, S, S) uint8 crop and training samples carry ``photometric`` (jitter / no
 parameters, occluder boxes); the DataModule's ``on_after_batch_transfer`` turns the batch into
 the float32 contract on its device (datamodules/batch_photometric.py).
 
-Loader speed (benchmarks/bench_loader.py, BENCHMARKS.md "loader"): ~2.3-2.5 ms CPU per sample
-at 256 px with ``image_cache`` + ``normalize_on_device`` (the warp is the largest stage), ~4.1-4.7
-ms when the PNG is decoded per sample (decode ~1.8 ms for a 320 px frame); the path before
-(PIL warp, per-sample PIL jitter, float32 IPC) took ~5.0-5.4 ms.
+Loader speed: benchmarks/bench_loader.py (BENCHMARKS.md "loader"); ``image_cache`` removes the
+PNG decode from the per-sample cost (docs/DECISIONS.md).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ computed once by a z-test against the annotated mesh itself (facemodels.render r
 at the image size, front-facing test + depth tolerance 1 cm) when the annotation cache is
 built.
 
-Annotation cache: parsing a 5023-vertex json costs ~4 ms, more than decoding the image.
+Annotation cache: parsing a 5023-vertex json costs more than decoding the image (docs/DECISIONS.md).
 At setup each split's annotations (vertices float32, MV, P, image height, K, R, t, yaw,
 visibility) are parsed once into ``<cache_root>/dad3dheads_ann_<hash>/<split>.npz`` (hash of
 the absolute root, split and index file size/mtime) and loaded into memory at setup (forked DataLoader workers share it copy-on-write).
@@ -98,7 +98,7 @@ def _parse_split(root: Path, entries: list[dict], flame_dir: str) -> dict[str, n
         if a["visibility"] is None:
             out.setdefault("_no_vis", []).append(i)
     # cameras: one batched decomposition per image size (a 3 x 3 torch QR per sample
-    # costs ~10 ms of overhead)
+    # is mostly overhead, docs/DECISIONS.md)
     ok = np.flatnonzero(out["ok"])
     for hw in {(int(out["height"][i]), int(out["width"][i])) for i in ok}:
         sel = ok[(out["height"][ok] == hw[0]) & (out["width"][ok] == hw[1])]

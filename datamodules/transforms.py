@@ -16,9 +16,8 @@ black rectangles) act after the warp and never move points. Occluders do not cha
 only blurs and draws the jitter / noise / occluder parameters; they are applied to the
 uint8 batch on its device (datamodules/batch_photometric.py, ``normalize_on_device``).
 
-Speed (256 px crop, one core; benchmarks/bench_loader.py profiles the whole sample): the
-warp ~0.7 ms (PIL's affine ~1.3 ms), the planar colour jitter ~0.35 ms (PIL ~0.6 ms on the
-warp's channel-first output).
+Speed: benchmarks/bench_loader.py profiles the whole sample (BENCHMARKS.md "loader"); why the
+warp and the jitter run in torch: docs/DECISIONS.md.
 """
 
 from __future__ import annotations
@@ -146,7 +145,7 @@ def warp_image_pil(
 ) -> np.ndarray:
     """Reference warp (PIL ``Image.transform`` AFFINE, bilinear; PIL truncates to uint8):
     (H, W, 3) uint8 -> (size, size, 3) uint8 with the (3, 3) source->crop matrix ``m``.
-    ~1.2 ms at 256 px on one core; :func:`warp_image` is the fast equivalent.
+    :func:`warp_image` is the fast equivalent.
 
     PIL samples at pixel centres (i + 0.5); our points sit on integer coordinates, so the
     inverse map is conjugated by a half-pixel shift.
@@ -169,9 +168,8 @@ _MAX_WINDOW_RATIO = 12  # source window area / crop area above which warp_image 
 def one_torch_thread() -> Iterator[None]:
     """Run the enclosed small torch ops on one intra-op thread (restored afterwards). A 256 px
     warp split over OpenMP threads gains nothing and, on a loaded machine, waits for
-    descheduled threads (measured 45 ms instead of 1.8 ms with 2 threads at load 9);
-    DataLoader workers already use 1 thread, this covers the main process (num_workers=0,
-    experiments.predict, the batch step on the CPU)."""
+    descheduled threads (docs/DECISIONS.md); DataLoader workers already use 1 thread, this
+    covers the main process (num_workers=0, experiments.predict, the batch step on the CPU)."""
     n = torch.get_num_threads()
     if n == 1:
         yield
@@ -232,8 +230,8 @@ def _warp_image(
     1 level (PIL truncates, this rounds).
 
     Implementation: torch ``grid_sample`` on float32 of only the source window the crop
-    touches (so a large frame costs no more than a small one), ~0.7 ms at 256 px on one core
-    (PIL: ~1.3 ms). The HWC result is a view of a channel-first buffer, so
+    touches (so a large frame costs no more than a small one), faster than PIL's warp
+    (docs/DECISIONS.md). The HWC result is a view of a channel-first buffer, so
     ``np.transpose(out, (2, 0, 1))`` is contiguous without a copy. A window more than 12x the
     crop's area (a > 3.5x downscale) goes to PIL's warp instead (its cost depends on the
     output only; it truncates, so values may be one level lower there).
@@ -272,7 +270,7 @@ def _warp_image(
     half = (size - 1) / 2.0
     n_out_inv = np.array([[half, 0.0, half], [0.0, half, half], [0.0, 0.0, 1.0]])
     theta = torch.from_numpy((n_in @ inv @ n_out_inv)[:2].T.astype(np.float32))  # (3, 2)
-    grid = torch.mm(_base_grid(size), theta).view(1, size, size, 2)  # = affine_grid, 2x faster
+    grid = torch.mm(_base_grid(size), theta).view(1, size, size, 2)  # = affine_grid, faster
     out = torch.nn.functional.grid_sample(win, grid, mode="bilinear", padding_mode="border",
                                           align_corners=True)[0]  # (C, S, S)
     inside = ((corners[:, 0] >= -0.5) & (corners[:, 0] < W - 0.5) & (corners[:, 1] >= -0.5)
@@ -336,7 +334,7 @@ def normalise_image(image: np.ndarray) -> np.ndarray:
     """(S, S, 3) float32 in [0, 1] or uint8 -> (3, S, S) float32, ImageNet mean/std.
 
     uint8 input: channel-wise subtract straight into the (3, S, S) output, then one in-place
-    scale (no float temporaries of the whole image; ~8x faster than the naive expression).
+    scale (no float temporaries of the whole image; faster than the naive expression).
     """
     if image.dtype == np.uint8:
         out = np.empty((3,) + image.shape[:2], np.float32)
@@ -395,8 +393,8 @@ def color_jitter_planar(image: np.ndarray, brightness: float, contrast: float, s
     """:func:`color_jitter` (same formula, same rounding: + 0.5, truncate, clip to 0..255) as one
     3 x 3 matrix product in torch on the channel planes. (H, W, 3) uint8 in, (H, W, 3) uint8 out
     as a view of a channel-first buffer (``np.transpose(out, (2, 0, 1))`` is contiguous). With
-    :func:`warp_image`'s channel-first output no HWC copy is made: ~0.2 ms at 256 px vs ~0.6 ms
-    for PIL (which needs an interleaved copy first)."""
+    :func:`warp_image`'s channel-first output no HWC copy is made, which PIL needs first
+    (docs/DECISIONS.md)."""
     H, W = image.shape[:2]
     with one_torch_thread():
         x = torch.from_numpy(np.ascontiguousarray(np.transpose(image, (2, 0, 1)))).reshape(3, H * W).float()

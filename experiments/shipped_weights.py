@@ -25,9 +25,7 @@ REPO_ROOT = WEIGHTS_DIR.parents[1]
 RECIPES: dict[str, list[str]] = {
     # Zhao's depth MLP on the realistic procedural world (configs/data/landmarks3d.yaml: FLAME- and
     # BFM-format faces, expressions, open mouths, yaw +-90, 30 % perspective, 2 % 2D noise). 50,000
-    # identities: more identities generalise better to the other face model (measured with
-    # experiments.diagnostics.zhao_shape_augment, depth error / mean shape's, FLAME -> BFM: 0.71 with
-    # 4,000, 0.67 with 20,000; BFM -> FLAME 0.66 -> 0.62).
+    # identities: more identities generalise better to the other face model (docs/DECISIONS.md).
     "zhao_depth_ibug68": ["model=zhao_depth", "schedule=paper", "data.n_train=50000", "data.n_val=1000",
                           "data.n_test=2000", "trainer.max_epochs=60", "model.num_threads=1", "logger=csv"],
 }

@@ -16,7 +16,7 @@ and its mirror image on the forehead look alike); "corner" shifts the view so th
 x and y are 0.5 (positive coordinates, as image coordinates are in the paper), which removes it.
 `mirror_average`: the distances are the mean of the net's estimates for the canonical view and its mirror
 image (x -> -x). `lr_schedule`: "cosine" (per-step decay over the run) or "scheduler" (the `scheduler`
-partial); `autoencoder_lr`: the auto-encoder's own lr. Measured reasons: configs/model/deep_mds.yaml.
+partial); `autoencoder_lr`: the auto-encoder's own lr. Measured reasons: docs/DECISIONS.md.
 `dissim_loss`: "squared" (Eq. 8) or "relative" ((d^ - d)^2 / d^2: NMDS uses only the order of the
 dissimilarities, and short distances are as important for it as long ones).
 

@@ -41,7 +41,7 @@ def normalised_to_px(xy: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return (xy + 0.5) * scale
 
 
-# The GPU-path arguments of every LandmarkSystem (issue 9). Subclasses take them as keyword arguments,
+# The GPU-path arguments of every LandmarkSystem. Subclasses take them as keyword arguments,
 # pass them to LandmarkSystem.__init__ and leave them out of their saved hyper-parameters (they say how
 # a run executes, not what the model is).
 GPU_PATH_ARGS = ("channels_last", "compile")
@@ -73,7 +73,7 @@ class LandmarkSystem(pl.LightningModule):
     where the batch has `landmarks68_px` and `yaw` and the model predicts 68 points, test/nme,
     test/nme_<bin> (AFLW2000-3D protocol). MLME is in crop px.
 
-    GPU path (GPU_PATH_ARGS, keyword arguments of every subclass; issue 9):
+    GPU path (GPU_PATH_ARGS, keyword arguments of every subclass):
     channels_last: None (default) = on when training / predicting on CUDA, off on CPU; True / False
         force it. On: the net's 4-D weights and the `image` of every model_step / predict_step use torch.channels_last
         (NHWC; faster convolutions with bf16 on tensor cores); outputs are unchanged.

@@ -68,7 +68,7 @@ class LiftingModule(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         """`num_threads` (hyper-parameter): torch intra-op threads for this process. These nets are
-        tiny: on a shared 2-core CPU one thread is up to ~40x faster than two (measured)."""
+        tiny: on a shared CPU one thread is much faster than two (docs/DECISIONS.md)."""
         if self._num_threads:
             torch.set_num_threads(int(self._num_threads))
 

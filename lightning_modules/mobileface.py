@@ -83,8 +83,7 @@ class MobileFaceRegressor(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         """`num_threads`: torch intra-op threads for this process (None: leave torch's default). The
-        96 px MobileNet is small: on a shared 2-core CPU one thread was ~15x faster than two (measured
-        0.3 s vs 5.5 s per forward + backward of a batch of 32 at load average ~7)."""
+        96 px MobileNet is small: on a shared CPU one thread is much faster than two (docs/DECISIONS.md)."""
         if self.hparams.get("num_threads"):
             torch.set_num_threads(int(self.hparams.num_threads))
 
@@ -160,7 +159,7 @@ class MobileFaceRegressor(pl.LightningModule):
     def mesh_distances(self, p: Tensor, s_gt: Tensor) -> Tensor:
         """(B,) normalised distance d of S(p) to the ground-truth mesh s_gt (B, N, 3) (ICP +
         Procrustes, d = 100 ||S - S_gt||^2 / ||S_gt - mean||^2; correspondence-initialised)."""
-        # float32: 3x faster nearest neighbours than float64 on CPU; d is a ratio of sums of squares of
+        # float32: faster nearest neighbours than float64 on CPU; d is a ratio of sums of squares of
         # ~1e-3 m offsets, far above float32's resolution
         s, s_gt = self.face_model.shape(p.detach().float()), s_gt.detach().float()
         idx = torch.arange(s.shape[1], device=s.device)
