@@ -1,21 +1,9 @@
-"""Predict landmarks with a trained checkpoint, fit FLAME, evaluate, write meshes.
+"""The fit-evaluate-write loop: landmarks predicted batch by batch -> FLAME fits -> metrics and meshes.
 
-    make fit CKPT=logs/train/runs/<run>/checkpoints/best.ckpt [DATA=dad3dheads]
-    == python -m experiments.fit ckpt_path=... [data=...] [split=test] [fitting.config.w_shape=0.5]
-    python -m experiments.fit ckpt_path=... data_from_run=true fitting.landmark_set=face805  # thesis Table 4.6
-
-The checkpoint is a ``lightning_modules.dense_landmarks.DenseLandmarkModule`` (any
-LandmarkSystem whose ``predict_step`` returns ``landmarks_px`` (B, L, 2) and optionally
-``confidences`` (B, L)); its model config is read from the training run
-(``<run>/.hydra/config.yaml``) unless ``model=`` is given. Outputs in the run directory:
-``meshes/<index>.obj|ply`` (model space, metres), ``per_image.csv``, ``summary.json`` and, written
-last (the marker of a finished fit), ``fit_metrics.json``: the summary keyed ``<split>/<metric>``
-(``test/mve_face_mm``, ``test/mve_head_mm``, ``test/mrle_px``, ``test/time_fit_s_per_image``, ...).
-
-``data_from_run=true`` rebuilds the data config of the training run (same sizes, same test split);
-``fitting.landmark_set`` may name a subset of the network's landmark set (face805 of face1609: the
-fit uses those columns of the prediction; MVE is still over the full face / head vertex sets);
-``fitting.use_confidences=false`` fits with unit weights instead of the predicted confidences.
+:func:`fit_batches` runs a :class:`~fitting.flame_fit.LandmarkFitter` over batches in the batch contract
+(docs/ARCHITECTURE.md) and writes ``meshes/<index>.obj|ply`` (model space, metres), ``per_image.csv`` and
+``summary.json``; :func:`write_fit_metrics` writes ``fit_metrics.json`` last (the marker of a finished
+fit), keyed ``<split>/<metric>`` (:func:`report_metrics`). The command line is ``experiments.fit``.
 
 Metrics per image (where the batch has the ground truth): MRLE px (re-projected fit vs
 predicted landmarks), MLME px (predicted vs GT landmarks), MVE face / head-without-neck mm
