@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 
 from .evaluate import chamfer_dad, nme_box, pose_error, z_n_accuracy
@@ -58,6 +59,7 @@ __all__ = [
     "write_submission",
     "read_submission",
     "write_ground_truth",
+    "ground_truth_from_root",
     "read_ground_truth",
     "gt_rotation",
     "project_gl",
@@ -183,7 +185,7 @@ def write_ground_truth(path: str | Path, items: Sequence[dict]) -> Path:
     for it in items:
         d = {
             "id": str(it["id"]),
-            "bbox": [float(v) for v in it["bbox"]],
+            "bbox": _rows(it["bbox"]) if isinstance(it["bbox"], np.ndarray) else list(it["bbox"]),
             "vertices": _rows(it["vertices"]),
             "model_view_matrix": _rows(it["model_view_matrix"]),
             "projection_matrix": _rows(it["projection_matrix"]),
@@ -196,6 +198,28 @@ def write_ground_truth(path: str | Path, items: Sequence[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out))
     return path
+
+
+def ground_truth_from_root(root: str | Path, split: str = "val", with_attributes: bool = False) -> list[dict]:
+    """The benchmark's ground-truth entries of a DAD-3DHeads split, as ``generate_gt.py``
+    builds them: ``<root>/<split>/<split>.json`` in index order, the annotation
+    ``<root>/<split>/annotations/<item_id>.json``, the height of ``<root>/<split>/images/<item_id>.png``.
+    ``root`` is the ``DAD-3DHeadsDataset`` folder (generate_gt's ``base_path`` + ``/DAD-3DHeadsDataset``)."""
+    root = Path(root)
+    index = json.loads((root / split / f"{split}.json").read_text())
+    items = []
+    for el in index:
+        item = str(el["item_id"])
+        anno = json.loads((root / split / "annotations" / f"{item}.json").read_text())
+        with Image.open(root / split / "images" / f"{item}.png") as im:
+            height = im.size[1]
+        d = {"id": item, "bbox": el["bbox"], "vertices": anno["vertices"],
+             "model_view_matrix": anno["model_view_matrix"], "projection_matrix": anno["projection_matrix"],
+             "image_height": height}
+        if with_attributes:
+            d["attributes"] = el["attributes"]
+        items.append(d)
+    return items
 
 
 def read_ground_truth(path: str | Path) -> list[dict]:
@@ -244,7 +268,7 @@ def score_submission(
     """Score a submission as ``benchmark.py`` does (the functions of fitting.evaluate).
 
     Args:
-        ground_truth: :func:`read_ground_truth` entries.  submission: :func:`read_submission`.
+        ground_truth: :func:`read_ground_truth` or :func:`ground_truth_from_root` entries.  submission: :func:`read_submission`.
         landmarks68: (B, 5023, 3) -> (B, 68, 3) iBUG-68 points (FLAME's embeddings, e.g.
             fitting.fit_loop.embed68 with the FLAME folder bound).
         sets: the benchmark's vertex sets.
@@ -260,11 +284,15 @@ def score_submission(
         if pred is None:
             missing += 1
             continue
-        V = torch.as_tensor(a["vertices"], dtype=dtype)[None]
-        mv = a["model_view_matrix"]
+        verts = np.asarray(a["vertices"], np.float64)
+        mv = np.asarray(a["model_view_matrix"], np.float64)
+        V = torch.as_tensor(verts, dtype=dtype)[None]
         gt68 = landmarks68(V)[0].numpy()
-        gt68_px = project_gl(gt68, mv, a["projection_matrix"], a["image_height"])
-        world = torch.as_tensor(a["vertices"] @ mv[:3, :3].T + mv[:3, 3], dtype=dtype)[None]
+        gt68_px = project_gl(gt68, mv, np.asarray(a["projection_matrix"], np.float64), a["image_height"])
+        mv32 = mv.astype(np.float32)  # the benchmark's float32 world frame (Z5 rests on its rounding)
+        v32 = verts.astype(np.float32)
+        world32 = np.matmul(mv32, np.concatenate([v32, np.ones_like(v32[:, :1])], 1).T).T[:, :3]
+        world = torch.as_tensor(world32, dtype=dtype)[None]
         world68 = landmarks68(world)
         pv = torch.as_tensor(pred["N_landmarks_3d"], dtype=dtype)[None]
         p7 = torch.as_tensor(pred["7_landmarks_3d"], dtype=dtype)[None]
@@ -272,9 +300,9 @@ def score_submission(
         rows["nme"].append(float(nme_box(
             torch.as_tensor(pred["68_landmarks_2d"], dtype=dtype)[None],
             torch.as_tensor(gt68_px, dtype=dtype)[None],
-            torch.as_tensor(a["bbox"], dtype=dtype)[None],
+            torch.as_tensor(np.asarray(a["bbox"], np.float64), dtype=dtype)[None],
         )))
-        g_head, p_head = -world[:, head], pv[:, head]
+        g_head, p_head = -torch.as_tensor(world32)[None, head], pv[:, head].float()
         rows["z5"].append(float(z_n_accuracy(p_head, g_head, rule="released")))
         rows["z5_paper"].append(float(z_n_accuracy(p_head, g_head, rule="paper")))
         rows["chamfer"].append(float(chamfer_dad(pv, world, p7, world68, sets.face, reflection=True)))
