@@ -221,3 +221,59 @@ def test_fit_loop_writes_a_submission_the_scorer_reads_and_agrees_with(tmp_path,
     for i, r in enumerate(rows):
         for k in ("nme", "z5", "z5_paper", "chamfer", "pose_error"):
             assert float(r[k]) == pytest.approx(cols[k][i], rel=2e-4, abs=1e-6), (i, k)
+
+
+@pytest.mark.slow
+def test_make_fit_on_dad3dheads_writes_the_benchmark_submission(tmp_path, flame):
+    """`python -m experiments.fit ... data=dad3dheads` (= make fit) writes dad_submission.json beside
+    per_image.csv. The official benchmark.py (+ generate_gt.py) scored such a json unchanged
+    (/tmp/official/cli_case.py: 2 images, Z5 within 5e-5, NME 1e-7, Chamfer 5e-6, pose 2e-8
+    relative of the CSV's values)."""
+    import csv
+    import subprocess
+    import sys
+
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from datamodules.writers.dad3dheads import write_dad3dheads
+    from experiments.harness.resolvers import register_resolvers
+    from experiments.train import instantiate_model
+    from fitting.dad3dheads_benchmark import ground_truth_from_root
+
+    fd, fl = flame
+    register_resolvers()
+    root = __import__("pathlib").Path(__file__).resolve().parents[2]
+    with initialize_config_dir(config_dir=str(root / "configs"), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["model=tiny", "data=synthetic"])
+    model_cfg = OmegaConf.create({"model": OmegaConf.to_container(cfg.model, resolve=False)})
+    OmegaConf.resolve(model_cfg)
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / ".hydra").mkdir()
+    torch.manual_seed(0)
+    torch.save({"state_dict": instantiate_model(model_cfg.model).state_dict()}, run / "checkpoints" / "last.ckpt")
+    OmegaConf.save(model_cfg, run / ".hydra" / "config.yaml")
+    out = tmp_path / "out"
+    data = tmp_path / "dad"
+    write_dad3dheads(data, n_train=2, n_val=4, n_test=1, image_size=160, seed=0, flame_dir=str(fd), n_jobs=1)
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.fit", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+         "data=dad3dheads", "data.n_train=2", "data.n_val=4", "data.n_test=1", "data.frame_size=160",
+         f"data.data_dir={data}", "data.num_workers=0", "data.persistent_workers=false", "limit_batches=1",
+         "write_meshes=0", f"hydra.run.dir={out}"],
+        cwd=root, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    sub = read_submission(out / "dad_submission.json")
+    gt = ground_truth_from_root(data, "val")
+    assert list(sub) == [g["id"] for g in gt[:2]]  # the val half the fit ran on
+    cols, _ = score_submission(gt, sub, functools.partial(embed68, flame=fl, folder=fd), dad_vertex_sets(fd))
+    with (out / "per_image.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    for i, r in enumerate(rows):
+        for k in ("nme", "chamfer", "pose_error"):
+            assert float(r[k]) == pytest.approx(cols[k][i], rel=2e-4, abs=1e-6), (i, k)
+        # the in-loop GT is R v + t of the crop camera, the benchmark's MV v: the released Z5's
+        # near-ties move by up to a few 1e-4 on an untrained fit's poor meshes
+        assert float(r["z5"]) == pytest.approx(cols["z5"][i], rel=1e-3), i
