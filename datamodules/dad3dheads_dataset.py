@@ -6,8 +6,10 @@ Per sample (batch contract, docs/ARCHITECTURE.md): ``image`` (3, S, S); ``landma
 vertices; ibug68: the barycentric iBUG-68 points); ``landmarks3d`` (L, 3) x, y crop px and
 z = depth towards the camera in the same px scale (``f / mean depth`` of the set, zero mean
 over the set); ``visibility`` (L,); ``landmarks68_px`` (68, 2); ``vertices`` (5023, 3)
-model space metres; ``yaw`` degrees; ``bbox`` [x, y, w, h] original px; ``camera`` {K, R, t}
-of the crop (cv convention, model -> camera); ``index``.
+model space metres; ``yaw`` degrees; ``bbox`` [x, y, w, h] original px (the index's box: the
+DAD-3DHeads benchmark's NME normaliser); ``crop_matrix`` (3, 3) original px -> crop px;
+``item_id`` (str, the index's id: the benchmark's key); ``camera`` {K, R, t} of the crop (cv
+convention, model -> camera); ``index``.
 
 ``normalize_on_device=True`` (DataModule) / ``defer_photometric=True`` (Dataset): ``image`` is
 the (3, S, S) uint8 crop and training samples carry ``photometric`` (jitter / noise
@@ -161,7 +163,8 @@ class Dad3DHeadsDataset(FaceDataset):
         bbox = np.asarray(e["bbox"], np.float64)
         if not self.labelled:
             out = self.transform(img, bbox, {}, None, rng, image_to_source=to_source)
-            return {"image": self._output_image(out), "bbox": bbox.astype(np.float32)}
+            return {"image": self._output_image(out), "bbox": bbox.astype(np.float32),
+                    "crop_matrix": out["matrix"].astype(np.float32), "item_id": str(e["item_id"])}
         a = self.ann
         if not a["ok"][k]:
             raise ValueError(f"corrupt annotation {self.root / e['annotation_path']}")
@@ -197,5 +200,7 @@ class Dad3DHeadsDataset(FaceDataset):
             "vertices": V,
             "yaw": np.float32(yaw),
             "bbox": bbox,
+            "crop_matrix": out["matrix"].astype(np.float32),
+            "item_id": str(e["item_id"]),
             "camera": {"K": K2, "R": R2, "t": t2},
         }

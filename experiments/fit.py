@@ -17,7 +17,15 @@ last (the marker of a finished fit), ``fit_metrics.json``: the summary keyed ``<
 fit uses those columns of the prediction; MVE is still over the full face / head vertex sets);
 ``fitting.use_confidences=false`` fits with unit weights instead of the predicted confidences.
 
-The metrics per image and their means: :mod:`fitting.fit_loop`.
+Metrics per image (where the batch has the ground truth): MRLE px (re-projected fit vs
+predicted landmarks), MLME px (predicted vs GT landmarks), MVE face / head-without-neck mm
+with and without similarity alignment, and the DAD-3DHeads benchmark metrics as released
+(NME on the annotation box, ``z5`` as released, ``z5_paper``, Chamfer, pose error; averaged
+over every image, ``n_valid`` beside; docs/PROTOCOLS.md). On DAD-3DHeads the run directory
+also gets ``dad_submission.json``, which the official ``benchmark.py`` scores unchanged.
+``fitting.dad_static_dir`` points at DAD-3DHeads' ``model_training/model/static`` (or the
+checkout) for the benchmark's vertex sets; null: the FLAME folder's own copies (the
+procedural FLAME has them), else the suite's sets with a warning.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from experiments.checkpoints import build_system, read_checkpoint, run_config
 from experiments.harness.resolvers import register_resolvers
 from facemodels.flame_files import face_region_indices, head_without_neck_indices, load_flame_arrays
 from fitting.builder import fitter_from_config
+from fitting.dad3dheads_benchmark import dad_vertex_sets, find_static_dir
 from fitting.fit_loop import fit_batches, report_metrics, subset_columns, write_fit_metrics
 
 log = logging.getLogger("experiments.fit")
@@ -83,6 +92,11 @@ def fit(cfg: DictConfig, out_dir: str | Path) -> dict[str, float]:
         moved = dm.on_after_batch_transfer(moved, 0)  # uint8 images (normalize_on_device) -> the contract
         return model.predict_step(moved, 0)
 
+    static = cfg.fitting.get("dad_static_dir") or find_static_dir(flame_dir)
+    if static is None:
+        log.warning("no DAD-3DHeads vertex sets (fitting.dad_static_dir null, %s has no head_indices.npy): "
+                    "Z5 / Chamfer use the suite's head-without-neck / face1609 sets", flame_dir)
+    dad_sets = None if static is None else dad_vertex_sets(static)
     summary = fit_batches(
         fitter,
         batches(),
@@ -98,6 +112,7 @@ def fit(cfg: DictConfig, out_dir: str | Path) -> dict[str, float]:
         dev,
         columns=columns,
         use_confidences=cfg.fitting.get("use_confidences", True),
+        dad_sets=dad_sets,
     )
     write_fit_metrics(Path(out_dir) / "fit_metrics.json", report_metrics(summary, cfg.split))
     return summary

@@ -70,10 +70,18 @@ def _build_once(target: Path, files: tuple[str, ...], seed: int, kind: str) -> P
     return build_folder_once(target, build, lambda folder: _complete(folder, files))
 
 
+#: files only the procedural FLAME folder has: the DAD-3DHeads benchmark's vertex sets
+#: (facemodels.procedural.masks.dad_benchmark_sets); a folder without them is rebuilt.
+PROCEDURAL_FLAME_EXTRA = ("head_indices.npy", "flame_indices/face.npy")
+
+
 def procedural_flame_dir(seed: int = 0) -> Path:
     """Build (once) and return ``<data_root>/facemodels/flame_procedural_seed<seed>``."""
     return _build_once(
-        data_root() / "facemodels" / f"flame_procedural_seed{seed}", FLAME_FILES, seed, "flame"
+        data_root() / "facemodels" / f"flame_procedural_seed{seed}",
+        FLAME_FILES + PROCEDURAL_FLAME_EXTRA,
+        seed,
+        "flame",
     )
 
 

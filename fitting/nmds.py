@@ -13,6 +13,12 @@ once:
 - `smacof_nmds`: SMACOF (Guttman transform) alternated with isotonic regression of the
   configuration distances on the order of the dissimilarities.
 
+Ties and zeros as scikit-learn's non-metric MDS (``sklearn.manifold.MDS(metric=False)``,
+whose ``IsotonicRegression`` pools equal x values): tied dissimilarities get one disparity,
+the mean of their configuration distances before the monotone fit (Kruskal's secondary
+approach); a zero off-diagonal dissimilarity is a missing value: it takes no part in the
+monotone fit and its disparity is 0.
+
 Units: whatever the dissimilarities are in; the returned configuration has distances
 on the scale of the dissimilarities (disparities are rescaled so that their sum of
 squares equals the dissimilarities' sum of squares). Reflections are not fixed here: a
@@ -142,16 +148,40 @@ def _upper_pairs(n: int, device: torch.device) -> tuple[Tensor, Tensor]:
     return iu[0], iu[1]
 
 
-def _disparities(dist_flat: Tensor, order: Tensor) -> Tensor:
+def _rank_structure(d_flat: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Order of the dissimilarities (B, m), their tie-group ids in that order (B, m) and the
+    mask of the zero (missing) ones in that order (B, m)."""
+    order = torch.argsort(d_flat, dim=1, stable=True)
+    s = torch.gather(d_flat, 1, order)
+    starts = torch.ones_like(s, dtype=torch.bool)
+    starts[:, 1:] = s[:, 1:] != s[:, :-1]
+    return order, torch.cumsum(starts.long(), dim=1) - 1, s == 0
+
+
+def _disparities(dist_flat: Tensor, rank: tuple[Tensor, Tensor, Tensor]) -> Tensor:
     """Isotonic regression of configuration distances on the dissimilarity order.
 
-    dist_flat, order: (B, m). Returns disparities (B, m) in the original pair order.
+    dist_flat: (B, m); rank: :func:`_rank_structure` of the dissimilarities. Tied
+    dissimilarities first share the mean of their distances; zero ones get disparity 0 and
+    stay out of the fit. Returns disparities (B, m) in the original pair order.
     """
+    order, group, zero = rank
+    bsz, m = dist_flat.shape
     sorted_d = torch.gather(dist_flat, 1, order)
-    fit = isotonic_regression(sorted_d)
-    out = torch.empty_like(fit)
-    out.scatter_(1, order, fit)
-    return out
+    flat = (torch.arange(bsz, device=dist_flat.device)[:, None] * m + group).reshape(-1)
+    sums = torch.zeros(bsz * m, dtype=sorted_d.dtype, device=sorted_d.device).index_add(0, flat, sorted_d.reshape(-1))
+    counts = torch.zeros(bsz * m, dtype=sorted_d.dtype, device=sorted_d.device).index_add(
+        0, flat, torch.ones_like(sorted_d).reshape(-1)
+    )
+    pooled = (sums / counts.clamp_min(1.0))[flat].view(bsz, m)
+    if bool(zero.any()):  # rows with missing values, one at a time (zeros sort first)
+        fit = torch.stack([
+            torch.cat([torch.zeros_like(row[zr]), isotonic_regression(row[~zr][None])[0]])
+            for row, zr in zip(pooled, zero, strict=True)
+        ])
+    else:
+        fit = isotonic_regression(pooled)
+    return torch.zeros_like(fit).scatter(1, order, fit)
 
 
 def kruskal_stress1(points: Tensor, d: Tensor) -> Tensor:
@@ -159,14 +189,14 @@ def kruskal_stress1(points: Tensor, d: Tensor) -> Tensor:
 
     points: (B, n, dim); d: (B, n, n). stress = sqrt(sum (d_ij - dhat_ij)^2 / sum d_ij^2)
     over i < j, where d_ij are the configuration's distances and dhat the isotonic
-    regression of d_ij on the order of the dissimilarities. Returns (B,).
+    regression of d_ij on the order of the dissimilarities (ties and zeros as
+    :func:`smacof_nmds`). Returns (B,).
     """
     _check_dissimilarities(d)
     n = d.shape[1]
     i, j = _upper_pairs(n, d.device)
-    order = torch.argsort(d[:, i, j], dim=1, stable=True)
     dist = pairwise_distances(points)[:, i, j]
-    dhat = _disparities(dist, order)
+    dhat = _disparities(dist, _rank_structure(d[:, i, j]))
     return torch.sqrt(((dist - dhat) ** 2).sum(1) / (dist**2).sum(1).clamp_min(1e-30))
 
 
@@ -180,7 +210,8 @@ def smacof_nmds(
 ) -> NMDSResult:
     """Non-metric (Kruskal) MDS by SMACOF, batched over faces.
 
-    d: (B, n, n) symmetric non-negative dissimilarities (diagonal ignored).
+    d: (B, n, n) symmetric non-negative dissimilarities (diagonal ignored; a zero off the
+      diagonal is missing, tied values share one disparity, as scikit-learn).
     dim: embedding dimension (3 for faces).
     n_iter: maximum SMACOF iterations; stops when every element's relative stress
       decrease is below `eps`.
@@ -193,7 +224,7 @@ def smacof_nmds(
     bsz, n, _ = d.shape
     i, j = _upper_pairs(n, d.device)
     d_flat = d[:, i, j]  # (B, m)
-    order = torch.argsort(d_flat, dim=1, stable=True)
+    rank = _rank_structure(d_flat)
     target_ss = (d_flat**2).sum(1, keepdim=True)  # (B, 1) scale the disparities to this
     x = classical_mds(d, dim) if init is None else init.clone()
     if x.shape != (bsz, n, dim):
@@ -207,7 +238,7 @@ def smacof_nmds(
         if metric:
             dhat = d_flat
         else:
-            dhat = _disparities(dist, order)
+            dhat = _disparities(dist, rank)
             dhat = dhat * torch.sqrt(target_ss / (dhat**2).sum(1, keepdim=True).clamp_min(1e-30))
         stress = ((dist - dhat) ** 2).sum(1) / (dist**2).sum(1).clamp_min(1e-30)  # stress-1 squared
         if bool(((prev - stress) <= eps * prev.clamp_min(1e-12)).all()) and it > 1:

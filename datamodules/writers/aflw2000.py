@@ -7,6 +7,9 @@ the 68 keypoints) and ``pt2d`` (2, 21) float64: AFLW's 21 points taken from the 
 missing; missing = -1), and the 3DDFA protocol arrays with 3DDFA's file names:
 
 - ``AFLW2000-3D.pts68.npy`` (N, 3, 68) float32 = the pt3d_68 of every image in list order,
+- ``AFLW2000-3D-Reannotated.pts68.npy`` (N, 2, 68) float32, 3DDFA's layout of its manually
+  re-annotated 2D points; here a stand-in: pt3d_68[:2] plus 1 px (sd) "annotator" noise
+  (its own random stream, so the images and the other arrays do not depend on it),
 - ``AFLW2000-3D.pose.npy`` (N,) float32 yaw in degrees,
 - ``AFLW2000-3D_crop.roi_box.npy`` (N, 4) float32 [x1, y1, x2, y2] (3DDFA's
   ``parse_roi_box_from_landmark`` of pts68),
@@ -68,7 +71,7 @@ def write_aflw2000(
     out.mkdir(parents=True, exist_ok=True)
     bfm = load_bfm_full(bfm_dir)
     H = W = int(image_size)
-    names, pts68, yaws, rois = [], [], [], []
+    names, pts68, pts68_re, yaws, rois = [], [], [], [], []
     edges = ((0.0, 30.0), (30.0, 60.0), (60.0, 89.0))
     for i in range(n):
         rng = np.random.default_rng([seed, 7, i])
@@ -95,9 +98,11 @@ def write_aflw2000(
         write_mat(out / f"{name}.mat", fields, AFLW2000_SPEC)
         names.append(f"{name}.jpg")
         pts68.append(pt3d)
+        pts68_re.append(pt3d[:2] + np.random.default_rng([seed, 8, i]).normal(0.0, 1.0, (2, 68)).astype(np.float32))
         yaws.append(math.degrees(pose[1]))
         rois.append(roi_box_from_landmarks(pt3d))
     np.save(out / "AFLW2000-3D.pts68.npy", np.stack(pts68).astype(np.float32) if n else np.zeros((0, 3, 68), np.float32))
+    np.save(out / "AFLW2000-3D-Reannotated.pts68.npy", np.asarray(pts68_re, np.float32).reshape(-1, 2, 68))
     np.save(out / "AFLW2000-3D.pose.npy", np.asarray(yaws, np.float32))
     np.save(out / "AFLW2000-3D_crop.roi_box.npy", np.asarray(rois, np.float32).reshape(-1, 4))
     (out / "AFLW2000-3D_crop.list").write_text("".join(f"{nm}\n" for nm in names))

@@ -23,7 +23,7 @@ from facemodels.procedural import bases as B
 from facemodels.procedural import embedding as E
 from facemodels.procedural import rig as R
 from facemodels.procedural import topology as T
-from facemodels.procedural.masks import build_masks
+from facemodels.procedural.masks import build_masks, dad_benchmark_sets
 from facemodels.procedural.surface import HeadSurface, angles, directions
 
 # Bump when the generated geometry or bases change: cached default folders are rebuilt.
@@ -150,7 +150,8 @@ def _dump_pickle(obj: object, path: Path) -> None:
 
 def write_flame(world: ProceduralWorld, out: Path) -> Path:
     """Write FLAME_NEUTRAL.pkl, flame_static_embedding.pkl, flame_dynamic_embedding.npy,
-    FLAME_masks.pkl (+ suite files face_region_1609.npy, head_without_neck.npy) into ``out``."""
+    FLAME_masks.pkl (+ suite files face_region_1609.npy, head_without_neck.npy, and the
+    DAD-3DHeads benchmark's vertex sets head_indices.npy, flame_indices/face.npy) into ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model = {
@@ -185,6 +186,9 @@ def write_flame(world: ProceduralWorld, out: Path) -> Path:
     np.save(out / "face_region_1609.npy", world.masks["face"])
     keep = np.setdiff1d(np.arange(T.N_VERTS), world.masks["neck"])
     np.save(out / "head_without_neck.npy", keep.astype(np.int64))
+    for name, idx in dad_benchmark_sets(world.masks).items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        np.save(out / name, idx)
     (out / VERSION_FILE).write_text(f"{BUILD_VERSION} seed={world.seed}\n")
     return out
 

@@ -3,6 +3,10 @@
 Keys as in FLAME's file: 'face' (exactly 1609 vertices, brows to chin, cheek to cheek), 'neck',
 'left_eyeball', 'right_eyeball', 'lips', 'nose', 'forehead', 'scalp', 'eye_region',
 'left_eye_region', 'right_eye_region', 'left_ear', 'right_ear', 'boundary'.
+
+:func:`dad_benchmark_sets`: analogues of the two vertex sets the DAD-3DHeads benchmark reads
+from its ``model_training/model/static`` folder (docs/PROTOCOLS.md), written into the
+procedural FLAME folder under the same file names.
 """
 
 from __future__ import annotations
@@ -131,3 +135,17 @@ def build_masks(verts: np.ndarray, lmk: np.ndarray) -> dict[str, np.ndarray]:
         "boundary": np.asarray(bottom, dtype=np.int64),
     }
     return {k: np.asarray(v, dtype=np.int64) for k, v in masks.items()}
+
+
+def dad_benchmark_sets(masks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The DAD-3DHeads benchmark's vertex sets, procedural analogues (sorted int64), keyed by
+    the file names the benchmark reads:
+
+    - ``head_indices.npy`` (Z5; real FLAME: 3669 vertices, everything but the neck and the
+      eyeballs): every head vertex not in 'neck' (the eyeballs are not head vertices);
+    - ``flame_indices/face.npy`` (Chamfer; real FLAME: 2094 vertices, the face with the
+      forehead and the eye regions): 'face' | 'forehead' | 'eye_region' | 'nose' | 'lips'.
+    """
+    head = np.setdiff1d(np.arange(T.N_HEAD), masks["neck"])
+    face = np.unique(np.concatenate([masks[k] for k in ("face", "forehead", "eye_region", "nose", "lips")]))
+    return {"head_indices.npy": head.astype(np.int64), "flame_indices/face.npy": face.astype(np.int64)}

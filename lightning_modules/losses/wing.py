@@ -18,18 +18,31 @@ def wing(x: torch.Tensor, w: float = 15.0, eps: float = 3.0) -> torch.Tensor:
     return torch.where(a < w, w * torch.log1p(a / eps), a - c)
 
 
-class WingLoss(nn.Module):
-    """Mean Wing over all elements of (B, L, D) pred - target (px)."""
+REDUCTIONS = ("mean", "sample_sum")
 
-    def __init__(self, w: float = 15.0, eps: float = 3.0) -> None:
+
+class WingLoss(nn.Module):
+    """Wing of (B, L, D) pred - target (px), reduced over the elements.
+
+    ``reduction="mean"`` (default): the mean over all B L D elements. ``"sample_sum"``: the
+    paper's per-sample loss, the sum over a sample's L D coordinates (Feng et al. 2018,
+    Eq. 5), averaged over the batch; it is ``L D`` times the mean, a constant factor that
+    only rescales the loss weight and the learning rate.
+    """
+
+    def __init__(self, w: float = 15.0, eps: float = 3.0, reduction: str = "mean") -> None:
         super().__init__()
         if w <= 0 or eps <= 0:
             raise ValueError(f"WingLoss: w and eps must be > 0, got w={w}, eps={eps}")
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"WingLoss: reduction={reduction!r}, expected one of {REDUCTIONS}")
         self.w = w
         self.eps = eps
+        self.reduction = reduction
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return wing(pred - target, self.w, self.eps).mean()
+        e = wing(pred - target, self.w, self.eps)
+        return e.mean() if self.reduction == "mean" else e.flatten(1).sum(1).mean()
 
 
 TARGET_SETS = ("dense", "sparse68")

@@ -239,3 +239,38 @@ def test_300wlp_parallel_writer_same_files(w300lp_dir, mirror_bfm_dir, tmp_path)
             tol = 1e-5 if f.parts[0].endswith("_Flip") else 1e-9
             for k in (k for k in a if not k.startswith("__")):
                 np.testing.assert_allclose(a[k], b[k], rtol=tol, atol=tol * np.abs(b[k]).max(), err_msg=str(f))
+
+
+def test_aflw2000_reannotated_ground_truth_and_yaw_from_the_pose_list(tmp_path, mirror_bfm_dir):
+    """gt=reannotated: landmarks68_px are 3DDFA's (N, 2, 68) re-annotated points through the same
+    crop as pt3d_68; yaw: the pose list the benchmark reads, whose |yaw| bins equal Pose_Para's."""
+    from datamodules.aflw2000 import read_protocol_arrays
+    from lightning_modules.metrics.nme import yaw_bin
+
+    write_aflw2000(tmp_path, n=4, seed=1, bfm_dir=str(mirror_bfm_dir), image_size=96)
+    re = np.load(tmp_path / "AFLW2000-3D-Reannotated.pts68.npy")
+    pts68 = np.load(tmp_path / "AFLW2000-3D.pts68.npy")
+    assert re.shape == (4, 2, 68) and re.dtype == np.float32
+    d = np.linalg.norm(re - pts68[:, :2], axis=1)
+    assert 0.5 < d.mean() < 2.0  # the 1 px stand-in annotator noise
+    names = (tmp_path / "AFLW2000-3D_crop.list").read_text().split()
+    pose_para = [math.degrees(float(read_mat(tmp_path / n.replace(".jpg", ".mat"), AFLW2000_SPEC)["Pose_Para"][0, 1]))
+                 for n in names]
+    _, _, yaw_list = read_protocol_arrays(tmp_path, "original")
+    assert yaw_bin(torch.tensor(yaw_list)).tolist() == yaw_bin(torch.tensor(pose_para)).tolist()
+    batches = {}
+    for gt in ("original", "reannotated"):
+        dm = Aflw2000DataModule(data_dir=str(tmp_path), image_size=48, batch_size=4, num_workers=0, gt=gt)
+        dm.setup()
+        batches[gt] = next(iter(dm.test_dataloader()))
+    a, b = batches["original"], batches["reannotated"]
+    torch.testing.assert_close(a["image"], b["image"])  # the same crop for both tables
+    torch.testing.assert_close(a["yaw"], torch.tensor(yaw_list, dtype=torch.float32))
+    M = a["crop_matrix"].double()
+    for k in range(4):
+        want = torch.from_numpy(re[k].T).double() @ M[k, :2, :2].T + M[k, :2, 2]
+        torch.testing.assert_close(b["landmarks68_px"][k].double(), want, atol=1e-4, rtol=0)
+        want_o = torch.from_numpy(pts68[k, :2].T).double() @ M[k, :2, :2].T + M[k, :2, 2]
+        torch.testing.assert_close(a["landmarks68_px"][k].double(), want_o, atol=1e-3, rtol=0)
+    with pytest.raises(ValueError, match="gt must be"):
+        read_protocol_arrays(tmp_path, "other")

@@ -86,3 +86,35 @@ def test_stress_within_one_percent_of_sklearn() -> None:
 def test_bad_input_raises() -> None:
     with pytest.raises(ValueError, match="dissimilarities"):
         smacof_nmds(torch.zeros(4, 4))
+
+
+def test_disparities_pool_ties_and_skip_zeros_by_hand() -> None:
+    from fitting.nmds import _disparities, _rank_structure
+
+    d = torch.tensor([[1.0, 1.0, 2.0, 0.0]], dtype=torch.float64)
+    dist = torch.tensor([[1.0, 3.0, 5.0, 9.0]], dtype=torch.float64)
+    # ties (1, 1) share the mean 2 of their distances; the zero is missing -> disparity 0
+    out = _disparities(dist, _rank_structure(d))
+    assert out.tolist() == [[2.0, 2.0, 5.0, 0.0]]
+    # tied pair whose mean violates the order of the next value: pooled with it, 3 values of 3
+    out = _disparities(torch.tensor([[5.0, 3.0, 1.0]], dtype=torch.float64),
+                       _rank_structure(torch.tensor([[1.0, 1.0, 2.0]], dtype=torch.float64)))
+    assert out.tolist() == [[3.0, 3.0, 3.0]]
+
+
+def test_disparities_equal_sklearns_isotonic_step_with_ties_and_zeros() -> None:
+    """sklearn.manifold._mds._smacof_single's non-metric step: IsotonicRegression().fit_transform
+    on the non-zero dissimilarities, disparity 0 for the zero ones."""
+    from sklearn.isotonic import IsotonicRegression
+
+    from fitting.nmds import _disparities, _rank_structure
+
+    g = np.random.default_rng(0)
+    d = g.integers(0, 6, (3, 40)).astype(np.float64)  # many ties and some zeros
+    dist = g.uniform(0, 5, (3, 40))
+    ours = _disparities(torch.from_numpy(dist), _rank_structure(torch.from_numpy(d))).numpy()
+    for b in range(3):
+        nz = d[b] != 0
+        want = np.zeros(40)
+        want[nz] = IsotonicRegression().fit_transform(d[b, nz], dist[b, nz])
+        np.testing.assert_allclose(ours[b], want, atol=1e-12)

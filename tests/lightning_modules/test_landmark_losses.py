@@ -154,3 +154,16 @@ def test_zhao_pair_loss_on_a_toy():
     assert total.item() == pytest.approx(3.0 + 2 * (2 / 12) * sq, abs=1e-5)
     # rigid translation: no pair error
     assert pairs_loss(target + 5.0, target).item() == pytest.approx(0.0, abs=1e-5)
+
+
+def test_wing_sample_sum_is_the_papers_per_sample_sum():
+    # one sample, two coordinates: wing(3) = 15 ln 2, wing(20) = 20 - (15 - 15 ln 6)
+    pred = torch.tensor([[[3.0, 20.0]]])
+    target = torch.zeros_like(pred)
+    per = [15 * math.log(2.0), 20 - (15 - 15 * math.log(6.0))]
+    assert WingLoss(reduction="sample_sum")(pred, target).item() == pytest.approx(sum(per), rel=1e-6)
+    assert WingLoss()(pred, target).item() == pytest.approx(sum(per) / 2, rel=1e-6)
+    x = torch.randn(4, 10, 3) * 10
+    assert WingLoss(reduction="sample_sum")(x, 0 * x).item() == pytest.approx(30 * WingLoss()(x, 0 * x).item(), rel=1e-5)
+    with pytest.raises(ValueError, match="reduction"):
+        WingLoss(reduction="sum")
