@@ -37,10 +37,10 @@ from benchmarks.common import load_avg, replace_section
 from benchmarks.host_syncs import HostSyncCounter
 from fitting.builder import build_flame_fitter
 from fitting.costs import ReprojectionCost
+from fitting.fit_problems import make_problems
 from fitting.flame_fit import FitterConfig, LandmarkFitter
 from fitting.scipy_reference import scipy_fit
 from fitting.solver import BlockDenseLinearization, RobustCholeskyDenseSolver
-from fitting.synthetic import make_problems
 
 
 def _timed(fn):

@@ -1,6 +1,6 @@
 """Fit accuracy vs landmark noise: ``python -m experiments.noise_table`` -> docs/fitting_noise.md.
 
-Random procedural-FLAME faces (fitting.synthetic.make_problems: shape N(0,1), expression
+Random procedural-FLAME faces (fitting.fit_problems.make_problems: shape N(0,1), expression
 N(0, 0.7^2), yaw +-45, pitch +-20, roll +-10 degrees, jaw 0-15 degrees, 0.40-0.55 m away,
 256 px crop, f = sqrt(H^2 + W^2)) are projected onto the 1609 face landmarks; Gaussian
 pixel noise sigma is added; the default two-stage fit (20 + 20 LM iterations) runs.
@@ -22,9 +22,9 @@ import torch
 from facemodels.flame_files import face_region_indices, head_without_neck_indices
 from facemodels.world import default_flame_dir
 from fitting.builder import build_flame_fitter
-from fitting.evaluate import mrle, mve
+from fitting.fit_problems import make_problems
 from fitting.flame_fit import FitterConfig
-from fitting.synthetic import make_problems
+from fitting.mesh_metrics import mrle, mve
 
 SIGMAS = (0.0, 0.5, 1.0, 2.0, 4.0)
 

@@ -38,11 +38,12 @@ class BfmFormatError(ValueError):
     """A BFM file is missing a key, has a wrong shape or cannot be read."""
 
 
-def _loadmat(path: Path) -> dict:
+def _loadmat(path: Path, keys: list[str] | None = None) -> dict:
+    """The .mat file at ``path`` (only ``keys`` when given); errors name the file."""
     if not path.is_file():
         raise FileNotFoundError(f"{path.parent}: missing {path.name}")
     try:
-        return scipy.io.loadmat(str(path))
+        return scipy.io.loadmat(str(path), variable_names=keys)
     except NotImplementedError as exc:  # MATLAB v7.3 (HDF5)
         raise BfmFormatError(
             f"{path}: MATLAB v7.3 files are not supported; re-save with -v7 ({exc})"
@@ -84,6 +85,37 @@ class BfmArrays:
     keypoints: np.ndarray  # (68,) int64 0-based vertex indices
     tex_mean: np.ndarray | None = None  # (N, 3) RGB 0..255
     trim_index: np.ndarray | None = None  # (N,) 0-based indices into the full model
+
+
+def load_bfm_mean_and_keypoints(folder: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """The light read of a BFM folder: mean shape and 68 keypoints, without the bases.
+
+    Reads only ``shapeMU`` of ``01_MorphableModel.mat`` and ``keypoints`` / ``trimIndex`` of
+    ``model_info.mat`` (the expression file is not needed; trimIndex absent = no trim).
+
+    Returns:
+        mean (N, 3) float64 micrometres (shapeMU, trimmed; no mu_exp), keypoints (68,) int64
+        0-based vertex indices into it.
+    """
+    folder = Path(folder)
+    mp, ip = folder / MODEL_FILE, folder / INFO_FILE
+    mu = _get(_loadmat(mp, ["shapeMU"]), "shapeMU", mp, (None, 1)).astype(np.float64).reshape(-1)
+    if mu.size % 3:
+        raise BfmFormatError(f"{mp}: key 'shapeMU' has {mu.size} rows, expected 3 * N (x, y, z interleaved)")
+    mean = mu.reshape(-1, 3)
+    info = _loadmat(ip, ["keypoints", "trimIndex"])
+    if "trimIndex" in info:
+        trim = np.asarray(info["trimIndex"], dtype=np.int64).reshape(-1) - 1
+        if trim.size == 0 or trim.min() < 0 or trim.max() >= len(mean):
+            raise BfmFormatError(f"{ip}: key 'trimIndex' out of range for {len(mean)} vertices")
+        mean = mean[trim]
+    kp = _get(info, "keypoints", ip, (None, None)).astype(np.int64).reshape(-1) - 1
+    if kp.shape != (68,) or kp.min() < 0 or kp.max() >= len(mean):
+        raise BfmFormatError(
+            f"{ip}: key 'keypoints' must be 68 1-based vertex indices <= {len(mean)}, got "
+            f"shape {kp.shape}, range [{kp.min() + 1}, {kp.max() + 1}]"
+        )
+    return mean, kp
 
 
 def load_bfm_arrays(folder: str | os.PathLike) -> BfmArrays:

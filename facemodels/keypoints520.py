@@ -36,9 +36,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 from scipy.spatial import Delaunay, cKDTree
 
+from facemodels.bfm import load_bfm_mean_and_keypoints
 from facemodels.cache import cached_npz
 from facemodels.mesh.sampling import farthest_point_order, symmetric_farthest_point_order
 from facemodels.mirror import mirror_match
@@ -50,7 +50,6 @@ __all__ = [
     "mirror_pairs",
     "select_dense_keypoints",
     "dense_keypoint_flip",
-    "read_bfm_mean_and_keypoints",
     "kp520_indices",
     "kp520_flip",
 ]
@@ -217,45 +216,6 @@ def dense_keypoint_flip(
 # ----------------------------------------------------------------------------------------
 # BFM folder + cache (facemodels.cache)
 # ----------------------------------------------------------------------------------------
-def read_bfm_mean_and_keypoints(bfm_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """Mean shape and 68 keypoints of a 3DDFA-layout BFM folder.
-
-    Reads ``01_MorphableModel.mat`` 'shapeMU' (3N_full, 1), interleaved x, y, z, micrometres)
-    and ``model_info.mat`` 'keypoints' (1, 68; 1-based) and 'trimIndex' (N, 1; 1-based
-    rows of the full model kept by 3DDFA; identity when absent).
-
-    Returns:
-        mean (N, 3) float64 micrometres (trimmed), keypoints (68,) int64 0-based into it.
-    """
-    bfm_dir = Path(bfm_dir)
-    mm_path, info_path = bfm_dir / "01_MorphableModel.mat", bfm_dir / "model_info.mat"
-    for path in (mm_path, info_path):
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: not found (expected a 3DDFA-layout BFM folder)")
-    mm = scipy.io.loadmat(str(mm_path), variable_names=["shapeMU"])
-    if "shapeMU" not in mm:
-        raise KeyError(f"{mm_path}: missing key 'shapeMU' (3N, 1)")
-    mean = np.asarray(mm["shapeMU"], dtype=np.float64).reshape(-1)
-    if mean.size % 3:
-        raise ValueError(f"{mm_path}: 'shapeMU' has {mean.size} values, not a multiple of 3")
-    mean = mean.reshape(-1, 3)
-    info = scipy.io.loadmat(str(info_path), variable_names=["keypoints", "trimIndex"])
-    if "keypoints" not in info:
-        raise KeyError(f"{info_path}: missing key 'keypoints' (1, 68), 1-based vertex indices")
-    if "trimIndex" in info:
-        trim = np.asarray(info["trimIndex"], dtype=np.int64).reshape(-1) - 1
-        if trim.min() < 0 or trim.max() >= len(mean):
-            raise ValueError(f"{info_path}: 'trimIndex' out of range for {len(mean)} vertices")
-        mean = mean[trim]
-    kp = np.asarray(info["keypoints"], dtype=np.int64).reshape(-1) - 1
-    if kp.shape != (68,) or kp.min() < 0 or kp.max() >= len(mean):
-        raise ValueError(
-            f"{info_path}: 'keypoints' must be 68 1-based vertex indices <= {len(mean)}, got "
-            f"shape {kp.shape}, range [{kp.min() + 1}, {kp.max() + 1}]"
-        )
-    return mean, kp
-
-
 CACHE_FILE = "suite_kp520.npz"
 
 
@@ -263,7 +223,7 @@ def _kp520(
     bfm_dir: str | os.PathLike | None, n: int, rounds: int, seed_landmarks: Sequence[int]
 ) -> tuple[np.ndarray, np.ndarray, float]:
     bfm_dir = Path(bfm_dir) if bfm_dir is not None else default_bfm_dir()
-    mean, kp68 = read_bfm_mean_and_keypoints(bfm_dir)
+    mean, kp68 = load_bfm_mean_and_keypoints(bfm_dir)
     seeds = kp68[list(seed_landmarks)]
 
     def build() -> dict[str, np.ndarray]:

@@ -28,9 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
+from facemodels.bfm import load_bfm_mean_and_keypoints
 from facemodels.flame_files import ibug68_embedding
 from facemodels.ibug68 import IBUG68_FLIP
-from facemodels.keypoints520 import kp520_flip, kp520_indices, read_bfm_mean_and_keypoints
+from facemodels.keypoints520 import kp520_flip, kp520_indices
 from facemodels.mesh.face_hierarchy import face_hierarchy
 from facemodels.mesh.hierarchy import FACE_LEVEL_SIZES
 from facemodels.world import default_bfm_dir, default_flame_dir
@@ -292,7 +293,7 @@ register_landmark_set(
     "ibug68",
     68,
     embedding={"flame": ibug68_embedding},
-    vertex_ids={"bfm": lambda folder: read_bfm_mean_and_keypoints(folder)[1]},
+    vertex_ids={"bfm": lambda folder: load_bfm_mean_and_keypoints(folder)[1]},
     flip=lambda folder: (IBUG68_FLIP.copy(), 0.0),
 )
 for _n in FACE_LEVEL_SIZES:

@@ -1,6 +1,6 @@
 """The DAD-3DHeads benchmark as released (PinataFarms/DAD-3DHeads, ``dad_3dheads_benchmark/``):
 its ground-truth and submission json formats, its vertex sets, and a scorer that computes
-its four metrics on a (ground truth, submission) pair with the functions of fitting.evaluate.
+its four metrics on a (ground truth, submission) pair with the functions of fitting.mesh_metrics.
 
 Ground truth (``generate_gt.py``): a json list, one dict per image::
 
@@ -21,9 +21,9 @@ camera (Z5 compares their z with the GT's ``-(MV v)``; the suite writes the cv c
 Metrics per image, as ``benchmark.py`` computes them (docs/PROTOCOLS.md):
 - ``nme``: mean_l ||gt68 - pred68|| / sqrt(bbox_w bbox_h) * 100, gt68 = the iBUG-68 points
   of the GT vertices projected with MV, P and y -> H - y;
-- ``z5``: :func:`fitting.evaluate.z_n_accuracy` ``rule="released"`` on the head vertices of
+- ``z5``: :func:`fitting.mesh_metrics.z_n_accuracy` ``rule="released"`` on the head vertices of
   ``-(MV v)`` and of ``N_landmarks_3d``; ``z5_paper``: the same with ``rule="paper"``;
-- ``chamfer``: :func:`fitting.evaluate.chamfer_dad` with ``reflection=True`` on the face
+- ``chamfer``: :func:`fitting.mesh_metrics.chamfer_dad` with ``reflection=True`` on the face
   vertices of ``MV v`` and all of ``N_landmarks_3d``, aligned by ``7_landmarks_3d``;
 - ``pose_error``: ||I - R_pred R_gt^T||_F.
 Images without a submission are skipped, as the benchmark skips them.
@@ -46,7 +46,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from .evaluate import chamfer_dad, nme_box, pose_error, z_n_accuracy
+from .mesh_metrics import chamfer_dad, nme_box, pose_error, z_n_accuracy
 
 __all__ = [
     "SUBMISSION_KEYS",
@@ -265,7 +265,7 @@ def score_submission(
     sets: DadVertexSets,
     dtype: torch.dtype = torch.float64,
 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """Score a submission as ``benchmark.py`` does (the functions of fitting.evaluate).
+    """Score a submission as ``benchmark.py`` does (the functions of fitting.mesh_metrics).
 
     Args:
         ground_truth: :func:`read_ground_truth` or :func:`ground_truth_from_root` entries.  submission: :func:`read_submission`.

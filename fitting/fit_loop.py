@@ -37,7 +37,9 @@ from facemodels.flame_files import FlameArrays
 
 from .builder import flame_selection
 from .dad3dheads_benchmark import DadVertexSets, write_submission
-from .evaluate import (
+from .flame_fit import LandmarkFitter
+from .mesh_io import write_mesh
+from .mesh_metrics import (
     DAD_SEVEN,
     chamfer_dad,
     mrle,
@@ -48,8 +50,6 @@ from .evaluate import (
     write_per_image_csv,
     z_n_accuracy,
 )
-from .flame_fit import LandmarkFitter
-from .mesh_io import write_mesh
 from .reprojection import project
 
 log = logging.getLogger("fitting.fit_loop")

@@ -18,6 +18,7 @@ from facemodels.bfm import (
     bfm_project_3ddfa,
     bfm_unproject_3ddfa,
     load_bfm_arrays,
+    load_bfm_mean_and_keypoints,
 )
 from facemodels.procedural.builder import cached_world, write_bfm
 
@@ -242,3 +243,26 @@ def test_loader_errors_name_file_and_key(bfm_dir, tmp_path):
     (out / "Model_Expression.mat").write_bytes(b"not a mat file")
     with pytest.raises(BfmFormatError, match="Model_Expression.mat"):
         load_bfm_arrays(out)
+
+
+def test_light_reader_matches_full_reader_without_expression_file(bfm_dir, tmp_path):
+    full = load_bfm_arrays(bfm_dir)
+    e = scipy.io.loadmat(str(bfm_dir / "Model_Expression.mat"))
+    mean, kp = load_bfm_mean_and_keypoints(bfm_dir)
+    # the light read is shapeMU alone: the full reader's mean adds mu_exp
+    mu_exp = np.asarray(e["mu_exp"], np.float64).reshape(-1, 3)
+    np.testing.assert_allclose(mean + mu_exp, full.mean, atol=1e-9)
+    np.testing.assert_array_equal(kp, full.keypoints)
+    out = tmp_path / "light"
+    out.mkdir()
+    for f in ("01_MorphableModel.mat", "model_info.mat"):  # no Model_Expression.mat
+        (out / f).symlink_to(bfm_dir / f)
+    np.testing.assert_array_equal(load_bfm_mean_and_keypoints(out)[1], kp)
+    (out / "model_info.mat").unlink()
+    scipy.io.savemat(str(out / "model_info.mat"), {"keypoints": np.arange(1, 11, dtype=float).reshape(1, -1)})
+    with pytest.raises(BfmFormatError, match=r"model_info.mat: key 'keypoints' must be 68 1-based"):
+        load_bfm_mean_and_keypoints(out)
+    (out / "model_info.mat").unlink()
+    scipy.io.savemat(str(out / "model_info.mat"), {"tri": np.ones((3, 1))})
+    with pytest.raises(BfmFormatError, match=r"model_info.mat: missing key 'keypoints'"):
+        load_bfm_mean_and_keypoints(out)

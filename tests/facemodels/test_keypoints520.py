@@ -124,11 +124,12 @@ def test_bad_input_raises(face):
 
 # ------------------------------------------------------------------ the procedural BFM world
 def test_kp520_on_the_procedural_bfm():
-    from facemodels.keypoints520 import kp520_flip, kp520_indices, read_bfm_mean_and_keypoints
+    from facemodels.bfm import load_bfm_mean_and_keypoints
+    from facemodels.keypoints520 import kp520_flip, kp520_indices
     from facemodels.world import default_bfm_dir
 
     d = default_bfm_dir()
-    mean, kp68 = read_bfm_mean_and_keypoints(d)
+    mean, kp68 = load_bfm_mean_and_keypoints(d)
     idx = kp520_indices(d)
     assert idx.shape == (520,) and len(set(idx.tolist())) == 520
     assert idx.min() >= 0 and idx.max() < len(mean)

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
+from facemodels.bfm import load_bfm_mean_and_keypoints
 from facemodels.flame_files import read_flame_template, read_pickle
 from facemodels.ibug68 import IBUG68_FLIP, IBUG68_GROUPS, IBUG68_PARTS
-from facemodels.keypoints520 import read_bfm_mean_and_keypoints
 from facemodels.landmark_sets import (
     flip_mismatch,
     flip_permutation,
@@ -120,7 +120,7 @@ def test_mirror_permutation_on_symmetric_random_subset():
 
 # ------------------------------------------------------------------ the procedural world
 def test_ibug68_flip_matches_the_procedural_models():
-    mean, kp68 = read_bfm_mean_and_keypoints(default_bfm_dir())
+    mean, kp68 = load_bfm_mean_and_keypoints(default_bfm_dir())
     np.testing.assert_array_equal(mirror_permutation(mean[kp68]), IBUG68_FLIP)
     # FLAME: the 51 static landmarks are iBUG 17..67
     d = default_flame_dir()
@@ -180,7 +180,7 @@ def test_every_registered_set_has_its_size_on_the_procedural_models(name):
     spec = landmark_set(name)
     dirs = {"flame": default_flame_dir(), "bfm": default_bfm_dir()}
     n_verts = {"flame": len(read_flame_template(dirs["flame"])[0]),
-               "bfm": len(read_bfm_mean_and_keypoints(dirs["bfm"])[0])}  # fmt: skip
+               "bfm": len(load_bfm_mean_and_keypoints(dirs["bfm"])[0])}  # fmt: skip
     for model in spec.models:
         if model in spec.vertex_ids:
             idx = landmark_vertex_indices(name, dirs[model], model=model)
@@ -199,7 +199,7 @@ def test_every_registered_set_has_its_size_on_the_procedural_models(name):
 def test_bfm_ibug68_are_the_model_keypoints():
     d = default_bfm_dir()
     np.testing.assert_array_equal(
-        landmark_vertex_indices("ibug68", d, model="bfm"), read_bfm_mean_and_keypoints(d)[1]
+        landmark_vertex_indices("ibug68", d, model="bfm"), load_bfm_mean_and_keypoints(d)[1]
     )
 
 

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from facemodels.flame_files import load_flame_arrays
-from fitting.evaluate import DAD_SEVEN
 from fitting.fit_loop import embed68
+from fitting.mesh_metrics import DAD_SEVEN
 
 H = W = 320
 FOCAL = 600.0

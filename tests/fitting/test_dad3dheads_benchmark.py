@@ -38,8 +38,8 @@ from fitting.dad3dheads_benchmark import (
     write_ground_truth,
     write_submission,
 )
-from fitting.evaluate import chamfer_dad, nme_box, pose_error, summarize, z_n_accuracy
 from fitting.fit_loop import embed68
+from fitting.mesh_metrics import chamfer_dad, nme_box, pose_error, summarize, z_n_accuracy
 
 from .dad_benchmark_case import make_case
 

@@ -8,8 +8,8 @@ import torch
 from facemodels.bfm import LinearBFM, load_bfm_arrays
 from facemodels.world import default_bfm_dir
 from fitting.bfm_fit import UM_TO_M, build_bfm_fitter, to_3ddfa_params
-from fitting.evaluate import mve
 from fitting.flame_fit import FitterConfig
+from fitting.mesh_metrics import mve
 from fitting.reprojection import reprojection
 
 

@@ -10,10 +10,10 @@ from facemodels.flame import FlameModel
 from facemodels.flame_files import face_region_indices, load_flame_arrays
 from facemodels.world import default_flame_dir
 from fitting.builder import build_flame_fitter, flame_lbs_arrays, flame_selection
-from fitting.evaluate import mrle, mve
+from fitting.fit_problems import make_problems
 from fitting.flame_fit import FitterConfig
 from fitting.landmark_model import LandmarkLBS, LandmarkSelection
-from fitting.synthetic import make_problems
+from fitting.mesh_metrics import mrle, mve
 
 
 @pytest.fixture(scope="module")

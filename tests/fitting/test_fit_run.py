@@ -14,9 +14,9 @@ from facemodels.flame_files import face_region_indices, head_without_neck_indice
 from facemodels.world import default_flame_dir
 from fitting.builder import build_flame_fitter
 from fitting.fit_loop import embed68, fit_batches
+from fitting.fit_problems import make_problems
 from fitting.flame_fit import FitterConfig
 from fitting.reprojection import camera_rotation, project
-from fitting.synthetic import make_problems
 
 
 def _batches(fitter, flame, flame_dir, n_batches=2, B=3):

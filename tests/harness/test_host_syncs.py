@@ -11,8 +11,8 @@ import torch
 from benchmarks.bench_fitting import fit_host_syncs
 from benchmarks.host_syncs import HostSyncCounter
 from fitting.builder import build_flame_fitter
+from fitting.fit_problems import make_problems
 from fitting.flame_fit import FitterConfig
-from fitting.synthetic import make_problems
 
 
 class _Loop:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from facemodels.rotations import axis_angle_to_matrix
-from fitting.evaluate import (
+from fitting.mesh_metrics import (
     chamfer_dad,
     mrle,
     mve,
