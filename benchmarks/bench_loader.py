@@ -49,13 +49,16 @@ import os
 import re
 import statistics
 import time
+from pathlib import Path
 
 import torch
 from torch.utils.data import default_collate
 
 from benchmarks.common import replace_section
+from benchmarks.run import loader_vs_step
 from datamodules.dad3dheads import Dad3DHeadsDataModule
 from datamodules.stage_timer import StageTimer
+from datamodules.transforms import color_jitter, warp_image_pil
 
 TARGET = 500.0  # samples/s, issue 4
 
@@ -210,8 +213,6 @@ def reference_profile(a: argparse.Namespace) -> tuple[float, dict[str, float]]:
     """In-process profile of the path before the fast path (issue 4's first loader): PNG decode,
     PIL affine warp, per-sample PIL colour jitter / numpy noise, float32 normalisation in the
     worker. Same data, same run, so the ratio to the fast path is measured side by side."""
-    from datamodules.transforms import color_jitter, warp_image_pil
-
     dm = Dad3DHeadsDataModule(data_dir=a.data_dir, landmark_set=a.landmark_set, image_size=256,
                               batch_size=a.batch_size, num_workers=0, image_cache=False)
     dm.setup("fit")
@@ -248,10 +249,6 @@ def write_markdown_section(path: str, result: dict, command: str) -> None:
     """Replace the ``## loader`` section of ``path`` (BENCHMARKS.md) and the loader figure of its
     "Data loader vs training step" section (benchmarks.run.loader_vs_step with the train
     figures already in the file); the rest of the file is left as it is."""
-    from pathlib import Path
-
-    from benchmarks.run import loader_vs_step
-
     replace_section(path, "loader", markdown_section(result, command))
     sections = re.split(r"(?m)^(?=## )", Path(path).read_text())
     train = next((_parse_table(sec) for sec in sections if sec.startswith("## train\n")), None)

@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from facemodels.flame_files import FlameArrays
+from facemodels.landmark_sets import landmark_vertex_indices
 
 from .builder import flame_selection
 from .dad3dheads_benchmark import DadVertexSets, write_submission
@@ -82,8 +83,6 @@ def subset_columns(model_set: str, fit_set: str, flame_dir: str | os.PathLike) -
             f"fitting.fit_loop: cannot fit landmark set {fit_set!r} with a network predicting {model_set!r} "
             "(ibug68 is not a vertex subset); use the network's own set or a face* subset of it"
         )
-    from facemodels.landmark_sets import landmark_vertex_indices
-
     have = landmark_vertex_indices(model_set, flame_dir)
     want = landmark_vertex_indices(fit_set, flame_dir)
     pos = {int(v): i for i, v in enumerate(have)}

@@ -13,27 +13,12 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from facemodels.landmark_sets import landmark_count
 from lightning_modules.metrics.landmark_error import MeanLandmarkError
 from lightning_modules.metrics.nme import AFLW2000NME, YAW_BIN_NAMES
 from lightning_modules.overlays import draw_landmark_overlay, overlay_grid, save_png
 
 log = logging.getLogger(__name__)
-
-# Used only when facemodels.landmark_sets is unavailable; must agree with docs/ARCHITECTURE.md.
-_FALLBACK_COUNTS = {"ibug68": 68, "face1609": 1609, "face805": 805, "face403": 403, "face202": 202,
-                    "face101": 101, "kp520": 520}
-
-
-def landmark_count(name: str) -> int:
-    """Number of landmarks of a set name (ibug68, face1609, ..., kp520)."""
-    try:
-        from facemodels.landmark_sets import landmark_count as _count
-    except ImportError:
-        if name not in _FALLBACK_COUNTS:
-            raise ValueError(f"landmark_set={name!r}, expected one of {sorted(_FALLBACK_COUNTS)}") from None
-        return _FALLBACK_COUNTS[name]
-    return int(_count(name))
-
 
 def normalised_to_px(xy: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """(..., 2) normalised crop coords [-0.5, 0.5] -> crop px: x_px = (x_n + 0.5) W, y_px = (y_n + 0.5) H."""

@@ -25,6 +25,10 @@ import numpy as np
 import scipy.io as sio
 import torch
 
+from facemodels.render import rasterize, vertex_visibility
+from facemodels.rotations import euler_3ddfa_to_matrix
+from facemodels.world import default_bfm_dir
+
 __all__ = [
     "WRITER_VERSION",
     "BfmFull",
@@ -88,8 +92,6 @@ def _need(d: dict, key: str, path: Path) -> np.ndarray:
 def load_bfm_full(bfm_dir: str | Path | None = None) -> BfmFull:
     """Read a 3DDFA-layout BFM folder (real or procedural) into :class:`BfmFull`."""
     if bfm_dir is None:
-        from facemodels.world import default_bfm_dir
-
         bfm_dir = default_bfm_dir()
     d = Path(bfm_dir)
     paths = {n: d / n for n in ("01_MorphableModel.mat", "Model_Expression.mat", "model_info.mat")}
@@ -135,8 +137,6 @@ def load_bfm_full(bfm_dir: str | Path | None = None) -> BfmFull:
 
 def pose_matrix(pose_para: np.ndarray) -> np.ndarray:
     """(3, 3) 3DDFA rotation of Pose_Para[:3] = [pitch, yaw, roll] radians."""
-    from facemodels.rotations import euler_3ddfa_to_matrix
-
     ang = torch.as_tensor(np.asarray(pose_para[:3], np.float64))[None]
     return euler_3ddfa_to_matrix(ang)[0].numpy()
 
@@ -199,8 +199,6 @@ def render_orthographic(
     (H, W, 3) uint8. Returns the (H, W, 3) uint8 image and the (N,) bool vertex
     visibility (front-facing and not hidden, z-test tolerance 2 px).
     """
-    from facemodels.render import rasterize, vertex_visibility
-
     H, W = background.shape[:2]
     # The rasteriser interpolates 1/depth; a far-away offset makes that affine to ~1e-4.
     offset = float(v_img[:, 2].max()) + 1e4

@@ -23,7 +23,7 @@ from facemodels.procedural import bases as B
 from facemodels.procedural import embedding as E
 from facemodels.procedural import rig as R
 from facemodels.procedural import topology as T
-from facemodels.procedural.masks import build_masks, dad_benchmark_sets
+from facemodels.procedural.masks import _inside_polygon, build_masks, dad_benchmark_sets
 from facemodels.procedural.surface import HeadSurface, angles, directions
 
 # Bump when the generated geometry or bases change: cached default folders are rebuilt.
@@ -251,8 +251,6 @@ def _bfm_texture(
     v: np.ndarray, lmk: np.ndarray, rng: np.random.Generator
 ) -> tuple[np.ndarray, ...]:
     """Per-vertex albedo (RGB 0..255) mean, 199 smooth colour components, their sds."""
-    from facemodels.procedural.masks import _inside_polygon
-
     col = np.tile(np.array([205.0, 160.0, 140.0]), (len(v), 1))
     lips = _inside_polygon(v[:, :2], lmk[48:60, :2]) & (v[:, 2] > 0.05)
     col[lips] = [175.0, 95.0, 95.0]

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from facemodels.procedural.surface import directions
+
 N_RINGS, N_COLS = 78, 60
 N_HEAD = N_RINGS * N_COLS + 1  # 4681
 EYE_RINGS, EYE_COLS = 13, 13
@@ -108,8 +110,6 @@ class FlameTopology:
 
     def head_directions(self) -> np.ndarray:
         """(4681, 3) unit ray directions of the head vertices (pole first)."""
-        from facemodels.procedural.surface import directions
-
         T, P = np.meshgrid(self.theta, self.psi, indexing="ij")
         d = directions(T.ravel(), P.ravel())
         return np.concatenate([[[0.0, 1.0, 0.0]], d], 0)
