@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torchmetrics import Metric
 
+from fitting.mesh_metrics import nme_box
+
 YAW_BIN_EDGES = (30.0, 60.0)  # |yaw| <= 30 -> bin 0, <= 60 -> bin 1, else bin 2
 YAW_BIN_NAMES = ("0_30", "30_60", "60_90")
 
@@ -90,11 +92,9 @@ class DADNME(Metric):
     def update(self, preds: torch.Tensor, target: torch.Tensor, bbox: torch.Tensor) -> None:
         if bbox.ndim != 2 or bbox.shape[1] != 4:
             raise ValueError(f"DADNME: bbox must be (B, 4) [x, y, w, h], got {tuple(bbox.shape)}")
-        bbox = bbox.detach().double()
-        norm = (bbox[:, 2] * bbox[:, 3]).clamp_min(0.0).sqrt()
-        nme = per_image_nme(preds.detach().double(), target.detach().double(), norm)
+        nme = nme_box(preds.detach().double(), target.detach().double(), bbox.detach().double())  # (B,) x100
         self.nme_sum += nme.sum()
         self.count += nme.numel()
 
     def compute(self) -> torch.Tensor:
-        return (self.nme_sum / self.count.clamp_min(1.0) * 100.0).float()
+        return (self.nme_sum / self.count.clamp_min(1.0)).float()
