@@ -123,7 +123,7 @@ class Aflw2000DataModule(FaceDataModule):
 
     def _build_root(self) -> Path:
         params = {"n": self.n, "seed": self.seed, "bfm_dir": self.bfm_dir, "version": WRITER_VERSION,
-                  "reannotated": 1}  # the writer also writes AFLW2000-3D-Reannotated.pts68.npy
+                  "reannotated": True}
         return cached_dataset("aflw2000", params, write_aflw2000, self.cache_root)
 
     def _build_datasets(self, root: Path) -> dict:
