@@ -40,6 +40,7 @@ from fitting.dad3dheads_benchmark import (
 )
 from fitting.fit_loop import embed68
 from fitting.mesh_metrics import chamfer_dad, nme_box, pose_error, summarize, z_n_accuracy
+from tests.fitting.tiny_run import REPO_ROOT, write_untrained_tiny_run
 
 from .dad_benchmark_case import make_case
 
@@ -233,36 +234,21 @@ def test_make_fit_on_dad3dheads_writes_the_benchmark_submission(tmp_path, flame)
     import subprocess
     import sys
 
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
     from datamodules.writers.dad3dheads import write_dad3dheads
-    from experiments.harness.resolvers import register_resolvers
-    from experiments.train import instantiate_model
     from fitting.dad3dheads_benchmark import ground_truth_from_root
 
     fd, fl = flame
-    register_resolvers()
-    root = __import__("pathlib").Path(__file__).resolve().parents[2]
-    with initialize_config_dir(config_dir=str(root / "configs"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["model=tiny", "data=synthetic"])
-    model_cfg = OmegaConf.create({"model": OmegaConf.to_container(cfg.model, resolve=False)})
-    OmegaConf.resolve(model_cfg)
     run = tmp_path / "run"
-    (run / "checkpoints").mkdir(parents=True)
-    (run / ".hydra").mkdir()
-    torch.manual_seed(0)
-    torch.save({"state_dict": instantiate_model(model_cfg.model).state_dict()}, run / "checkpoints" / "last.ckpt")
-    OmegaConf.save(model_cfg, run / ".hydra" / "config.yaml")
+    ckpt = write_untrained_tiny_run(run)
     out = tmp_path / "out"
     data = tmp_path / "dad"
     write_dad3dheads(data, n_train=2, n_val=4, n_test=1, image_size=160, seed=0, flame_dir=str(fd), n_jobs=1)
     proc = subprocess.run(
-        [sys.executable, "-m", "experiments.fit", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+        [sys.executable, "-m", "experiments.fit", f"ckpt_path={ckpt}",
          "data=dad3dheads", "data.n_train=2", "data.n_val=4", "data.n_test=1", "data.frame_size=160",
          f"data.data_dir={data}", "data.num_workers=0", "data.persistent_workers=false", "limit_batches=1",
          "write_meshes=0", f"hydra.run.dir={out}"],
-        cwd=root, capture_output=True, text=True, timeout=900,
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     sub = read_submission(out / "dad_submission.json")

@@ -17,6 +17,7 @@ from fitting.fit_loop import embed68, fit_batches
 from fitting.fit_problems import make_problems
 from fitting.flame_fit import FitterConfig
 from fitting.reprojection import camera_rotation, project
+from tests.fitting.tiny_run import REPO_ROOT, write_untrained_tiny_run
 
 
 def _batches(fitter, flame, flame_dir, n_batches=2, B=3):
@@ -70,40 +71,22 @@ def test_fit_cli_on_an_untrained_tiny_checkpoint(tmp_path):
     import subprocess
     import sys
 
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    from experiments.harness.resolvers import register_resolvers
-    from experiments.train import instantiate_model
-
-    register_resolvers()
-    root = __import__("pathlib").Path(__file__).resolve().parents[2]
-    with initialize_config_dir(config_dir=str(root / "configs"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["model=tiny", "data=synthetic"])
-    model_cfg = OmegaConf.create({"model": OmegaConf.to_container(cfg.model, resolve=False)})
-    OmegaConf.resolve(model_cfg)
     run = tmp_path / "run"
-    (run / "checkpoints").mkdir(parents=True)
-    (run / ".hydra").mkdir()
-    torch.save(
-        {"state_dict": instantiate_model(model_cfg.model).state_dict()},
-        run / "checkpoints" / "last.ckpt",
-    )
-    OmegaConf.save(model_cfg, run / ".hydra" / "config.yaml")
+    ckpt = write_untrained_tiny_run(run)
     out = tmp_path / "out"
     proc = subprocess.run(
         [
             sys.executable,
             "-m",
             "experiments.fit",
-            f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+            f"ckpt_path={ckpt}",
             "data=synthetic",
             "limit_batches=1",
             "write_meshes=2",
             "mesh_format=ply",
             f"hydra.run.dir={out}",
         ],
-        cwd=root,
+        cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         timeout=600,
