@@ -1,0 +1,69 @@
+"""The procedural face models against published anthropometry (facemodels.anthropometry): the
+mean face's proportions inside the published ranges and near their means, the identity spread
+within a factor of the published sd, for the FLAME-format and the BFM-format models alike."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from facemodels import anthropometry as AN
+from facemodels.procedural.builder import cached_world, write_bfm
+from facemodels.proportions import bfm_faces, flame_faces, proportions
+
+pytest.importorskip("smplx")
+
+
+@pytest.fixture(scope="module")
+def bfm_dir(tmp_path_factory):
+    return write_bfm(cached_world(0), tmp_path_factory.mktemp("bfm"))
+
+
+@pytest.fixture(scope="module", params=["flame", "bfm"])
+def model_proportions(request, flame_dir, bfm_dir):
+    faces = flame_faces(flame_dir, n=150) if request.param == "flame" else bfm_faces(bfm_dir, n=150)
+    return request.param, proportions(faces)
+
+
+def test_distance_and_ratio_hand_computed():
+    lmk = np.zeros((68, 3))
+    lmk[36], lmk[45] = [-0.045, 0.0, 0.0], [0.045, 0.0, 0.0]  # ex-ex 9 cm
+    lmk[39], lmk[42] = [-0.016, 0.0, 0.01], [0.016, 0.0, 0.01]  # en-en 3.2 cm
+    lmk[33], lmk[30] = [0.0, -0.02, 0.09], [0.0, -0.01, 0.108]  # sn-prn sqrt(1 + 1.8^2) cm
+    lmk[62], lmk[66] = [0.0, -0.041, 0.0], [0.0, -0.045, 0.0]  # stomion (0, -0.043, 0)
+    r = AN.ratios(lmk)
+    assert r["en-en"] == pytest.approx(0.032 / 0.090)
+    assert AN.distance(lmk, AN.BY_NAME["sn-prn"]) == pytest.approx(np.hypot(0.01, 0.018))
+    assert AN.distance(lmk, AN.BY_NAME["sn-sto"]) == pytest.approx(np.hypot(0.023, 0.09))
+    # a batch of two faces, the second twice the size: ratios unchanged
+    both = np.stack([lmk, 2 * lmk])
+    np.testing.assert_allclose(AN.ratios(both)["en-en"], [0.032 / 0.090] * 2)
+
+
+def test_published_ratio_propagates_sds():
+    m = AN.Measurement("x-x", "test", (0,), (1,), AN._p(("male", 45.6, 2.0, "farkas1994")))
+    rng = AN.published_ratio(m)
+    ex = next(p for p in AN.BY_NAME["ex-ex"].published
+              if p.sex == "male" and p.source == "farkas1994")
+    r = 45.6 / ex.mean_mm
+    sd = r * np.hypot(2.0 / 45.6, ex.sd_mm / ex.mean_mm)
+    assert rng.mean == pytest.approx(r) and rng.sd == pytest.approx(sd)
+    assert rng.lo == pytest.approx(r - 2 * sd) and rng.hi == pytest.approx(r + 2 * sd)
+    # every published row names a known source
+    for meas in (*AN.MEASUREMENTS, AN.ZYGOMATIC):
+        assert all(p.source in AN.SOURCES and p.sex in ("male", "female") for p in meas.published)
+
+
+def test_mean_face_inside_published_ranges(model_proportions):
+    name, props = model_proportions
+    for k, rng in AN.published_ranges().items():
+        mean = props[k][0]
+        assert rng.lo < mean < rng.hi, (name, k, mean, rng)
+        assert abs(mean - rng.mean) < 2.0 * rng.sd, (name, k, mean, rng)
+
+
+def test_identity_spread_like_published(model_proportions):
+    name, props = model_proportions
+    for k, rng in AN.published_ranges().items():
+        sd = props[k][1:].std()
+        assert rng.sd / 2.0 < sd < 2.0 * rng.sd, (name, k, sd, rng.sd)
