@@ -27,9 +27,9 @@ import numpy as np
 SOURCES: dict[str, str] = {
     "farkas1994": (
         "Farkas LG (ed.), Anthropometry of the Head and Face, 2nd ed., Raven Press 1994: "
-        "North American Caucasians 18-25 y (as summarised as the NAW norms in Farkas, Katic & "
-        "Forrest, J Craniofac Surg 16(4):615-646, 2005); values as transcribed here, "
-        "to be checked against the book"
+        "North American whites 18-25 y, the NAW norms of Farkas, Katic & Forrest, "
+        "J Craniofac Surg 16(4):615-646, 2005 (paywalled; no copy of the table was at hand: "
+        "see each row's check)"
     ),
     "jkamprs2019": (
         "Maxillofacial Plastic and Reconstructive Surgery 41 (2019), "
@@ -38,10 +38,25 @@ SOURCES: dict[str, str] = {
     ),
     "kerman": (
         "Bigonial width by calipers, 300 adults 18-30 y of Kerman, Iran, J Med Univ (Kerman), "
-        "http://journal.jmu.ac.ir/article-1-489-en.html (no ex-ex: ratios use farkas1994's ex-ex "
-        "of the same sex)"
+        "http://journal.jmu.ac.ir/article-1-489-en.html (abstract, in cm; no ex-ex: ratios use "
+        "farkas1994's ex-ex of the same sex)"
+    ),
+    "jayaratne2013": (
+        "Normative Findings for Periocular Anthropometric Measurements among Chinese Young "
+        "Adults in Hong Kong, BioMed Research International 2013:821428, Table 2 (51 men, "
+        "52 women, 3dMD stereophotogrammetry), http://www.hindawi.com/journals/bmri/2013/821428/tab2/"
     ),
 }
+# Where each row's numbers were checked against a copy of the published table (``Published.check``).
+CHECKED_IN_SOURCE = "read in the source's own table (page named in SOURCES)"
+CHECKED_AL_SEBAEI = (
+    "matches Farkas 2005 NAW as reprinted in Al-Sebaei 2015, Head Face Med 11:6, Table 4 "
+    "(PMC4369102), seen through a public transcription of that table, not the article itself"
+)
+UNCHECKED = ""  # transcribed from memory of Farkas 1994/2005; no copy of the table was found
+# Sources shown beside the others but left out of the pooled ranges: measured by 3D
+# stereophotogrammetry, where every pooled source measured with calipers on the face.
+NOT_POOLED: frozenset[str] = frozenset({"jayaratne2013"})
 # A source without its own biocular width takes it from this one (same sex).
 FALLBACK_REFERENCE_SOURCE = "farkas1994"
 
@@ -54,6 +69,7 @@ class Published:
     mean_mm: float
     sd_mm: float
     source: str  # key of SOURCES
+    check: str = UNCHECKED  # where the numbers were confirmed; "" = not confirmed
 
 
 @dataclass(frozen=True)
@@ -73,8 +89,17 @@ class Measurement:
     note: str = ""
 
 
-def _p(*rows: tuple[str, float, float, str]) -> tuple[Published, ...]:
-    return tuple(Published(*r) for r in rows)
+def _p(*rows: tuple) -> tuple[Published, ...]:
+    """Rows ``(sex, mean_mm, sd_mm, source[, check])``; a row without a check takes the
+    source's own-table check for sources read here, else UNCHECKED."""
+    out = []
+    for r in rows:
+        check = r[4] if len(r) > 4 else (UNCHECKED if r[3] == "farkas1994" else CHECKED_IN_SOURCE)
+        out.append(Published(r[0], r[1], r[2], r[3], check))
+    return tuple(out)
+
+
+_AS = CHECKED_AL_SEBAEI
 
 
 REFERENCE = "ex-ex"
@@ -84,16 +109,19 @@ MEASUREMENTS: tuple[Measurement, ...] = (
     Measurement(
         "ex-ex", "biocular width", (36,), (45,),
         _p(("male", 91.2, 3.0, "farkas1994"), ("female", 87.8, 3.2, "farkas1994"),
-           ("male", 98.2, 3.5, "jkamprs2019"), ("female", 94.4, 4.9, "jkamprs2019")),
+           ("male", 98.2, 3.5, "jkamprs2019"), ("female", 94.4, 4.9, "jkamprs2019"),
+           ("male", 93.00, 5.56, "jayaratne2013"), ("female", 88.39, 3.74, "jayaratne2013")),
     ),
     Measurement(
         "en-en", "intercanthal width", (39,), (42,),
-        _p(("male", 33.3, 2.7, "farkas1994"), ("female", 31.8, 2.3, "farkas1994"),
-           ("male", 32.2, 1.9, "jkamprs2019"), ("female", 32.1, 1.4, "jkamprs2019")),
+        _p(("male", 33.3, 2.7, "farkas1994", _AS), ("female", 31.8, 2.3, "farkas1994", _AS),
+           ("male", 32.2, 1.9, "jkamprs2019"), ("female", 32.1, 1.4, "jkamprs2019"),
+           ("male", 40.61, 4.91, "jayaratne2013"), ("female", 38.27, 2.61, "jayaratne2013")),
     ),
     Measurement(
         "al-al", "nose width", (31,), (35,),
-        _p(("male", 34.9, 2.1, "farkas1994"), ("female", 31.4, 2.0, "farkas1994")),
+        _p(("male", 34.9, 2.1, "farkas1994", _AS), ("female", 31.4, 2.0, "farkas1994", _AS),
+           ("male", 43.2, 3.8, "jkamprs2019"), ("female", 40.7, 3.7, "jkamprs2019")),
         note="iBUG 31/35 sit at the alar base, a few mm inside alare",
     ),
     Measurement(
@@ -109,12 +137,15 @@ MEASUREMENTS: tuple[Measurement, ...] = (
     ),
     Measurement(
         "n-gn", "face height", (27,), (8,),
-        _p(("male", 121.3, 6.8, "farkas1994"), ("female", 112.4, 5.2, "farkas1994")),
-        note="iBUG 27 for nasion, 8 for gnathion",
+        _p(("male", 121.3, 6.8, "farkas1994"), ("female", 112.4, 5.2, "farkas1994"),
+           ("female", 117.1, 5.4, "jkamprs2019")),
+        note="iBUG 27 for nasion, 8 for gnathion; the Korean source measures n-me, and its "
+             "men's n-me (101.8 mm) is left out: it disagrees with its own n-sn + sn-me (127.4), "
+             "where the women's (117.1) equals theirs",
     ),
     Measurement(
         "n-sn", "nose height", (27,), (33,),
-        _p(("male", 54.8, 3.3, "farkas1994"), ("female", 50.6, 3.1, "farkas1994"),
+        _p(("male", 54.8, 3.3, "farkas1994", _AS), ("female", 50.6, 3.1, "farkas1994"),
            ("male", 51.0, 1.9, "jkamprs2019"), ("female", 47.6, 3.1, "jkamprs2019")),
     ),
     Measurement(
@@ -185,7 +216,7 @@ ZYGOMATIC = Measurement(
 
 @dataclass(frozen=True)
 class Range:
-    """Published range of a ratio to ex-ex: pooled over sexes and sources."""
+    """Published range of a ratio to ex-ex: pooled over sexes and sources (not NOT_POOLED)."""
 
     name: str
     mean: float  # mean of the per-(sex, source) ratios
@@ -199,6 +230,8 @@ def published_ratio(m: Measurement) -> Range:
     ref = {(p.sex, p.source): p for p in BY_NAME[REFERENCE].published}
     rs, sds = [], []
     for p in m.published:
+        if p.source in NOT_POOLED:
+            continue
         q = ref.get((p.sex, p.source)) or ref.get((p.sex, FALLBACK_REFERENCE_SOURCE))
         if q is None:
             continue

@@ -52,6 +52,20 @@ def test_published_ratio_propagates_sds():
     # every published row names a known source
     for meas in (*AN.MEASUREMENTS, AN.ZYGOMATIC):
         assert all(p.source in AN.SOURCES and p.sex in ("male", "female") for p in meas.published)
+        # every row says whether (and where) its numbers were checked against a copy of the table
+        assert all(p.check in (AN.CHECKED_IN_SOURCE, AN.CHECKED_AL_SEBAEI, AN.UNCHECKED)
+                   for p in meas.published)
+    # rows of the sources read here carry that check; Farkas rows only where corroborated
+    assert all(p.check == AN.CHECKED_IN_SOURCE for p in AN.BY_NAME["go-go"].published)
+    assert AN.BY_NAME["ex-ex"].published[0].check == AN.UNCHECKED
+
+
+def test_not_pooled_sources_leave_the_range_unchanged():
+    m = AN.BY_NAME["en-en"]
+    assert any(p.source in AN.NOT_POOLED for p in m.published)
+    kept = AN.Measurement(m.name, m.label, m.a, m.b,
+                          tuple(p for p in m.published if p.source not in AN.NOT_POOLED))
+    assert AN.published_ratio(kept) == AN.published_ratio(m)
 
 
 def test_mean_face_inside_published_ranges(model_proportions):
