@@ -62,11 +62,13 @@ def aflw21_from_ibug68(pts68: np.ndarray, visible: np.ndarray) -> np.ndarray:
 
 def write_aflw2000(
     out: str | Path, n: int = 200, seed: int = 0, bfm_dir: str | None = None, image_size: int = 450,
-    version: int = WRITER_VERSION,
+    version: int = WRITER_VERSION, reannotated: bool = True,
 ) -> Path:
     """Write n AFLW2000-3D-format images + .mat files and the protocol arrays.
 
-    ``version`` only keys the write-once cache (bumped when the output changes)."""
+    ``reannotated``: also write ``AFLW2000-3D-Reannotated.pts68.npy`` (the stand-in for 3DDFA's
+    re-annotated points). ``version`` only keys the write-once cache (bumped when the output
+    changes)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     bfm = load_bfm_full(bfm_dir)
@@ -102,7 +104,8 @@ def write_aflw2000(
         yaws.append(math.degrees(pose[1]))
         rois.append(roi_box_from_landmarks(pt3d))
     np.save(out / "AFLW2000-3D.pts68.npy", np.stack(pts68).astype(np.float32) if n else np.zeros((0, 3, 68), np.float32))
-    np.save(out / "AFLW2000-3D-Reannotated.pts68.npy", np.asarray(pts68_re, np.float32).reshape(-1, 2, 68))
+    if reannotated:
+        np.save(out / "AFLW2000-3D-Reannotated.pts68.npy", np.asarray(pts68_re, np.float32).reshape(-1, 2, 68))
     np.save(out / "AFLW2000-3D.pose.npy", np.asarray(yaws, np.float32))
     np.save(out / "AFLW2000-3D_crop.roi_box.npy", np.asarray(rois, np.float32).reshape(-1, 4))
     (out / "AFLW2000-3D_crop.list").write_text("".join(f"{nm}\n" for nm in names))
