@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from experiments.reports.realism import markdown, model_stats, plot
 from facemodels import anthropometry as AN
 from facemodels.procedural.builder import cached_world, write_bfm
 from facemodels.proportions import bfm_faces, flame_faces, proportions
@@ -81,3 +82,24 @@ def test_identity_spread_like_published(model_proportions):
     for k, rng in AN.published_ranges().items():
         sd = props[k][1:].std()
         assert rng.sd / 2.0 < sd < 2.0 * rng.sd, (name, k, sd, rng.sd)
+
+
+def test_realism_report_table_and_plot(tmp_path, flame_dir, bfm_dir):
+    """experiments.reports.realism: one table row per published range with the models' mean-face
+    ratios as measured, every published row listed with its check, and the plot written."""
+    stats = {"FLAME-format": model_stats(flame_faces(flame_dir, n=20)),
+             "BFM-format": model_stats(bfm_faces(bfm_dir, n=20))}
+    props = proportions(flame_faces(flame_dir, n=0))
+    assert stats["FLAME-format"]["en-en"]["mean_ratio"] == pytest.approx(props["en-en"][0])
+    assert stats["FLAME-format"]["ex-ex"]["mean_ratio"] == 1.0
+    images = {"plot": "images/p.png", "mean": "images/m.png", "identities": "images/i.png"}
+    text = markdown(stats, 20, images)
+    for name, rng in AN.published_ranges().items():
+        row = next(line for line in text.splitlines() if line.startswith(f"| {name} ("))
+        assert f"[{rng.lo:.3f}, {rng.hi:.3f}]" in row
+        assert f"{stats['BFM-format'][name]['mean_ratio']:.3f}" in row
+    n_rows = sum(len(m.published) for m in (*AN.MEASUREMENTS, AN.ZYGOMATIC))
+    assert text.count("**unconfirmed** |") + text.count("checked in the source |") \
+        + text.count("matches Al-Sebaei 2015 Table 4 |") == n_rows
+    out = plot(stats, tmp_path / "images" / "p.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
