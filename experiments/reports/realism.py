@@ -144,7 +144,15 @@ def markdown(stats: dict[str, dict[str, dict[str, float]]], n: int, images: dict
         m = AN.ZYGOMATIC if name == AN.ZYGOMATIC.name else AN.BY_NAME[name]
         lines.append(f"| {name} ({m.label}) | {rng.mean:.3f} ({rng.sd:.3f}) [{rng.lo:.3f}, {rng.hi:.3f}] | "
                      f"{cells[0]} | {cells[1]} | {'yes' if ok else '**no**'} |")
+    far = []
+    for name, rng in ranges.items():
+        z = [(stats[m][name]["mean_ratio"] - rng.mean) / rng.sd for m in MODELS]
+        if max(abs(v) for v in z) > 1.0:
+            far.append(f"{name} ({', '.join(f'{v:+.1f}' for v in z)})")
     lines += [
+        "",
+        "More than one pooled sd from the pooled mean (FLAME-format, BFM-format; in pooled sd): "
+        + (", ".join(far) if far else "none") + ".",
         "",
         f"![proportions]({images['plot']})",
         "",
