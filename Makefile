@@ -20,7 +20,7 @@ HYDRA_ARGS = $(if $(MODEL),model=$(MODEL)) $(if $(DATA),data=$(DATA)) $(if $(TRA
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-fast lint format train eval models sync clean \
-        facemodels pictures mean-landmarks data check-data fit predict lift pretrained sweep reproduce bench gpu-check
+        facemodels pictures realism mean-landmarks data check-data fit predict lift pretrained sweep reproduce bench gpu-check
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -74,6 +74,9 @@ facemodels: $(STAMP) ## write the procedural FLAME-format folder and BFM files: 
 
 pictures: $(STAMP) ## re-draw the README pictures (contact sheet, mean head) into docs/images
 	$(PY) -m experiments.pictures --out docs/images
+
+realism: $(STAMP) ## the procedural faces beside published anthropometry: docs/realism.md (table, plot, mean face, identities)
+	$(PY) -m experiments.reports.realism --out docs/realism.md
 
 mean-landmarks: $(STAMP) ## the mean face's iBUG-68 landmarks (68,3) metres: make mean-landmarks OUT=file.npy
 	@test -n "$(OUT)" || { echo "usage: make mean-landmarks OUT=file.npy"; exit 2; }

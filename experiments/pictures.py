@@ -51,11 +51,13 @@ def draw_landmarks(
     return im
 
 
-def _mean_scene(sampler: SceneSampler, yaw: float) -> Scene:
-    s = sampler.sample(0)
+def _mean_scene(sampler: SceneSampler, yaw: float, index: int = 0, identity: bool = False) -> Scene:
+    """Scene ``index`` of the sampler, neutral, lit and framed alike; its identity kept when
+    ``identity`` (else the mean head)."""
+    s = sampler.sample(index)
     return replace(
         s,
-        shape=np.zeros_like(s.shape),
+        shape=s.shape if identity else np.zeros_like(s.shape),
         expression=np.zeros_like(s.expression),
         jaw_pose=np.zeros(3),
         eye_pose=np.zeros(6),
@@ -74,10 +76,12 @@ def _mean_scene(sampler: SceneSampler, yaw: float) -> Scene:
     )
 
 
-def mean_head_picture(sampler: SceneSampler, model, size: int = 384) -> Image.Image:
-    """Frontal and profile renders of the mean head side by side, landmarks drawn."""
+def mean_head_picture(
+    sampler: SceneSampler, model, size: int = 384, yaws: tuple[float, ...] = (0.0, 80.0)
+) -> Image.Image:
+    """Renders of the mean head side by side, one per yaw (degrees), landmarks drawn."""
     tiles = []
-    for yaw in (0.0, 80.0):
+    for yaw in yaws:
         r = render_scene(_mean_scene(sampler, yaw), model, size)
         tiles.append(
             draw_landmarks(
@@ -87,6 +91,18 @@ def mean_head_picture(sampler: SceneSampler, model, size: int = 384) -> Image.Im
     sheet = Image.new("RGB", (size * len(tiles), size))
     for k, t in enumerate(tiles):
         sheet.paste(t, (k * size, 0))
+    return sheet
+
+
+def identity_sheet(
+    sampler: SceneSampler, model, n: int = 12, cols: int = 6, tile: int = 160, yaw: float = 20.0
+) -> Image.Image:
+    """The sampler's first n identities, neutral, lit and posed alike (yaw degrees)."""
+    rows = (n + cols - 1) // cols
+    sheet = Image.new("RGB", (cols * tile, rows * tile))
+    for k in range(n):
+        r = render_scene(_mean_scene(sampler, yaw, index=k, identity=True), model, tile)
+        sheet.paste(Image.fromarray(r.image), ((k % cols) * tile, (k // cols) * tile))
     return sheet
 
 

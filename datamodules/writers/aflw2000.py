@@ -17,7 +17,8 @@ missing; missing = -1), and the 3DDFA protocol arrays with 3DDFA's file names:
 
 Faces are single random BFM faces (one view each) with |yaw| drawn in AFLW2000-3D's bin
 proportions (1312 / 383 / 305 of 2000 in [0, 30], (30, 60], (60, 90) degrees), pitch
-N(0, 12 deg), roll N(0, 8 deg). Image ids are 2, 4, 6, ... (``image00002``) since the real
+N(0, 12 deg), roll N(0, 8 deg), Exp_Para from threeddfa.sample_expression (neutral to strong;
+mouths closed: the procedural BFM-format basis has no jaw mode). Image ids are 2, 4, 6, ... (``image00002``) since the real
 ids are sparse.
 """
 
@@ -36,6 +37,7 @@ from datamodules.writers.threeddfa import (
     load_bfm_full,
     pose_for_view,
     sample_appearance,
+    sample_expression,
     smooth_background,
 )
 from datamodules.writers.w300lp import render_face
@@ -82,7 +84,7 @@ def write_aflw2000(
         pitch = math.radians(float(np.clip(rng.normal(0, 12.0), -40, 40)))
         roll = math.radians(float(np.clip(rng.normal(0, 8.0), -30, 30)))
         shape = rng.normal(0.0, 1.0, bfm.shape_ev.size) * bfm.shape_ev
-        exp = rng.normal(0.0, 0.6, bfm.sigma_exp.size) * bfm.sigma_exp
+        exp = sample_expression(rng, bfm)
         tex, illum, color = sample_appearance(rng, bfm)
         face_px = rng.uniform(0.3, 0.42) * W
         centre = (W / 2 + rng.uniform(-0.04, 0.04) * W, H / 2 + rng.uniform(-0.02, 0.06) * H)

@@ -37,13 +37,19 @@ __all__ = [
     "project_3ddfa",
     "render_orthographic",
     "sample_appearance",
+    "sample_expression",
+    "EXP_INTENSITY_MAX",
     "MirrorFitter",
     "pose_for_view",
     "smooth_background",
 ]
 
 # Bump when the 300W-LP / AFLW2000-3D writers change their output (keys the write-once cache).
-WRITER_VERSION = 2
+WRITER_VERSION = 3
+# Expression strength of the 300W-LP / AFLW2000-3D writers (sample_expression): the realistic
+# range of the lifting data (configs/data/landmarks3d.yaml's exp_intensity_max, exp_clip 3).
+EXP_INTENSITY_MAX = 2.0
+EXP_CLIP = 3.0
 
 LAYOUT = "expected a BFM folder with 01_MorphableModel.mat, Model_Expression.mat, model_info.mat"
 
@@ -162,6 +168,14 @@ def pose_for_view(
     tx = centre_px[0] - c[0]
     ty = (size - 1 - centre_px[1]) - c[1]
     return np.array([pitch, yaw, roll, tx, ty, 0.0, s])
+
+
+def sample_expression(rng: np.random.Generator, bfm: BfmFull, intensity_max: float = EXP_INTENSITY_MAX,
+                      clip: float = EXP_CLIP) -> np.ndarray:
+    """Exp_Para (n_exp,) of one face: N(0, 1) per mode times one per-face intensity U(0, intensity_max)
+    (neutral to strong faces), clipped to +-clip, in units of sigma_exp."""
+    z = rng.normal(0.0, 1.0, bfm.sigma_exp.size) * rng.uniform(0.0, intensity_max)
+    return np.clip(z, -clip, clip) * bfm.sigma_exp
 
 
 def sample_appearance(rng: np.random.Generator, bfm: BfmFull) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

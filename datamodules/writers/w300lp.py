@@ -4,7 +4,8 @@
 the same names mirrored in ``<SET>_Flip/``, and ``<out>/landmarks/<SET>/<name>_pts.mat``.
 
 Each source face (``n_per_folder`` per set) is a random BFM face (Shape_Para ~ N(0, shapeEV^2),
-Exp_Para ~ N(0, (0.6 sigma_exp)^2)) rendered orthographically with 3DDFA's conventions
+Exp_Para: threeddfa.sample_expression, neutral to strong; mouth closed: the procedural
+BFM-format basis has no jaw mode) rendered orthographically with 3DDFA's conventions
 (datamodules/writers/threeddfa.py) in ``n_profiles`` views k = 0.. with growing |yaw|
 (k = 0: |yaw| < 30 deg; each further view turns 12-20 deg further away from frontal, as
 300W-LP's face profiling, up to 89 deg). ``pt2d`` = the 3DDFA projection of the 68
@@ -39,6 +40,7 @@ from datamodules.writers.threeddfa import (
     project_3ddfa,
     render_orthographic,
     sample_appearance,
+    sample_expression,
     smooth_background,
 )
 from facemodels.ibug68 import IBUG68_FLIP
@@ -130,7 +132,7 @@ def _write_units(spec: dict) -> int:
         set_name = SOURCE_SETS[s_idx]
         rng = np.random.default_rng([seed, s_idx, i])
         shape = rng.normal(0.0, 1.0, bfm.shape_ev.size) * bfm.shape_ev
-        exp = rng.normal(0.0, 0.6, bfm.sigma_exp.size) * bfm.sigma_exp
+        exp = sample_expression(rng, bfm)
         tex, illum, color = sample_appearance(rng, bfm)
         pitch, roll = math.radians(rng.normal(0, 8.0)), math.radians(rng.normal(0, 6.0))
         face_px = rng.uniform(0.3, 0.42) * W

@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 
 from datamodules.aflw2000 import Aflw2000DataModule
 from datamodules.landmarks3d import ViewConfig, bfm_in_flame_frame, flame_landmarks68, sample_views
+from datamodules.writers.threeddfa import EXP_INTENSITY_MAX
 from experiments import shipped_weights
 from experiments.lifting import lift_meanshape, mean_face_landmarks
 from lightning_modules.metrics.shape3d import depth_error
@@ -65,7 +66,8 @@ def aflw2000_row(lift, mean_face: torch.Tensor, n: int = 200, data_dir: str | No
         e_base.append(b)
     e_model, e_base = torch.cat(e_model), torch.cat(e_base)
     label = (f"AFLW2000-3D ({data_dir}, {e_model.numel()} images, exact 2D)" if data_dir else
-             f"AFLW2000-3D format ({n} images, exact 2D; mild faces: expression std 0.6, mouth closed)")
+             f"AFLW2000-3D format ({n} images, exact 2D; expressions neutral to strong: N(0, 1) x "
+             f"U(0, {EXP_INTENSITY_MAX:g}) sd; mouths closed)")
     return label, e_model.mean().item(), e_base.mean().item()
 
 

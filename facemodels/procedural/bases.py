@@ -70,7 +70,7 @@ def identity_fields(lmk: np.ndarray) -> list[Field]:
         lambda p: _vec(z0(len(p)), 0.045 * np.minimum(p[:, 1] - 0.03, 0) * _front(p), z0(len(p))),
         # bizygomatic and bigonial width
         lambda p: _vec(
-            0.04 * p[:, 0] * _front(p) * np.exp(-0.5 * ((p[:, 1] + 0.005) / 0.03) ** 2),
+            0.03 * p[:, 0] * _front(p) * np.exp(-0.5 * ((p[:, 1] + 0.005) / 0.03) ** 2),
             z0(len(p)),
             z0(len(p)),
         ),

@@ -27,7 +27,7 @@ from facemodels.procedural.masks import _inside_polygon, build_masks, dad_benchm
 from facemodels.procedural.surface import HeadSurface, angles, directions
 
 # Bump when the generated geometry or bases change: cached default folders are rebuilt.
-BUILD_VERSION = "3"
+BUILD_VERSION = "4"
 VERSION_FILE = "procedural_version.txt"
 N_SHAPE, N_EXPR = 300, 100
 N_BFM_SHAPE, N_BFM_EXPR = 199, 29

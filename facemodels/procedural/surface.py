@@ -141,15 +141,31 @@ class HeadSurface:
         zm = np.where(cap, c["zm"], zm)
         return a, zm, cf, cb
 
+    @staticmethod
+    def front_exponent(y: np.ndarray) -> np.ndarray:
+        """Superellipse exponent of the front half of the cross-sections at heights y.
+
+        2 (an ellipse) on the cranium cap and down the neck; up to ``A.FRONT_EXPONENT`` between
+        the brows and the jaw, where the cheeks and the mandible keep the face broad in front of
+        the ears."""
+        y = np.asarray(y, dtype=np.float64)
+        lo, hi = A.FRONT_EXPONENT_BAND
+        t = np.clip((hi - y) / 0.02, 0, 1) * np.clip((y - lo) / 0.03, 0, 1)
+        return 2.0 + (A.FRONT_EXPONENT - 2.0) * t * t * (3 - 2 * t)
+
     def body_front(self, xy: np.ndarray) -> np.ndarray:
         a, zm, cf, _ = self.profile(xy[:, 1])
-        return zm + cf * np.sqrt(np.clip(1.0 - (xy[:, 0] / a) ** 2, 0.0, None))
+        n = self.front_exponent(xy[:, 1])
+        u = np.clip(1.0 - np.abs(xy[:, 0] / a) ** n, 0.0, None)
+        return zm + cf * u ** (1.0 / n)
 
     def body(self, p: np.ndarray) -> np.ndarray:
         a, zm, cf, cb = self.profile(p[:, 1])
         a = np.maximum(a, 1e-5)
-        cz = np.maximum(np.where(p[:, 2] > zm, cf, cb), 1e-5)
-        r = np.sqrt((p[:, 0] / a) ** 2 + ((p[:, 2] - zm) / cz) ** 2)
+        front = p[:, 2] > zm
+        cz = np.maximum(np.where(front, cf, cb), 1e-5)
+        n = np.where(front, self.front_exponent(p[:, 1]), 2.0)
+        r = (np.abs(p[:, 0] / a) ** n + np.abs((p[:, 2] - zm) / cz) ** n) ** (1.0 / n)
         val = (1.0 - r) * np.minimum(a, cz)
         above = p[:, 1] - A.Y_TOP
         return np.where(above > 0, np.minimum(val, -above), val)

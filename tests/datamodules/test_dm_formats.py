@@ -8,6 +8,7 @@ import threading
 import numpy as np
 import pytest
 
+import datamodules.cache as cache
 from datamodules.cache import cached_dataset
 from datamodules.formats import dad, matfiles
 from datamodules.formats.coma import coma_path, list_coma
@@ -129,3 +130,18 @@ def test_cache_failed_write_leaves_nothing(tmp_path):
     with pytest.raises(RuntimeError):
         cached_dataset("bad", {}, boom, tmp_path)
     assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
+
+
+def test_cache_keys_on_the_world_build_version(tmp_path, monkeypatch):
+    """A dataset drawn from an older procedural world (facemodels.procedural BUILD_VERSION) is not reused."""
+    calls = []
+
+    def write(out, n):
+        calls.append(n)
+
+    first = cache.cached_dataset("toy", {"n": 3}, write, tmp_path)
+    assert cache.cached_dataset("toy", {"n": 3}, write, tmp_path) == first and calls == [3]
+    monkeypatch.setattr(cache, "BUILD_VERSION", cache.BUILD_VERSION + "-next")
+    second = cache.cached_dataset("toy", {"n": 3}, write, tmp_path)
+    assert second != first and calls == [3, 3]
+    assert '"world_build_version"' in (second / "params.json").read_text()

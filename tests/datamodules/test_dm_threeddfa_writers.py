@@ -20,7 +20,14 @@ from datamodules.formats.matfiles import AFLW2000_SPEC, PTS_SPEC, W300LP_SPEC, r
 from datamodules.formats.roi import roi_box_from_landmarks
 from datamodules.w300lp import W300LP_FOLDERS, W300LPDataModule
 from datamodules.writers.aflw2000 import write_aflw2000
-from datamodules.writers.threeddfa import MirrorFitter, camera_normals, load_bfm_full, project_3ddfa
+from datamodules.writers.threeddfa import (
+    EXP_INTENSITY_MAX,
+    MirrorFitter,
+    camera_normals,
+    load_bfm_full,
+    project_3ddfa,
+    sample_expression,
+)
 from datamodules.writers.w300lp import render_face, write_300wlp
 from experiments.data import main as data_main
 from facemodels.ibug68 import IBUG68_FLIP
@@ -274,3 +281,17 @@ def test_aflw2000_reannotated_ground_truth_and_yaw_from_the_pose_list(tmp_path, 
         torch.testing.assert_close(a["landmarks68_px"][k].double(), want_o, atol=1e-3, rtol=0)
     with pytest.raises(ValueError, match="gt must be"):
         read_protocol_arrays(tmp_path, "other")
+
+
+def test_sample_expression_neutral_to_strong(mirror_bfm_dir):
+    """Exp_Para = clip(N(0, 1) x U(0, intensity_max), +-clip) x sigma_exp: the same draws by hand, the
+    clip, and a range from neutral to strong over many faces (the writers used N(0, 0.6^2) before)."""
+    bfm = load_bfm_full(mirror_bfm_dir)
+    rng, ref = np.random.default_rng(3), np.random.default_rng(3)
+    z = ref.normal(0.0, 1.0, bfm.sigma_exp.size) * ref.uniform(0.0, EXP_INTENSITY_MAX)
+    np.testing.assert_allclose(sample_expression(rng, bfm), np.clip(z, -3.0, 3.0) * bfm.sigma_exp)
+    units = np.stack([sample_expression(np.random.default_rng(i), bfm) / bfm.sigma_exp for i in range(400)])
+    assert np.abs(units).max() <= 3.0 + 1e-12
+    strength = np.sqrt((units ** 2).mean(1))  # per-face rms in sd units: ~U(0, 2)
+    assert strength.min() < 0.15 and strength.max() > 1.7 and 0.9 < strength.mean() < 1.1
+    assert not sample_expression(np.random.default_rng(0), bfm, intensity_max=0.0).any()
