@@ -25,6 +25,7 @@ import numpy as np
 import scipy.io as sio
 import torch
 
+from facemodels.procedural.builder import MOUTH_OPEN_MODE
 from facemodels.render import rasterize, vertex_visibility
 from facemodels.rotations import euler_3ddfa_to_matrix
 from facemodels.world import default_bfm_dir
@@ -45,7 +46,7 @@ __all__ = [
 ]
 
 # Bump when the 300W-LP / AFLW2000-3D writers change their output (keys the write-once cache).
-WRITER_VERSION = 3
+WRITER_VERSION = 4
 # Expression strength of the 300W-LP / AFLW2000-3D writers (sample_expression): the realistic
 # range of the lifting data (configs/data/landmarks3d.yaml's exp_intensity_max, exp_clip 3).
 EXP_INTENSITY_MAX = 2.0
@@ -173,8 +174,10 @@ def pose_for_view(
 def sample_expression(rng: np.random.Generator, bfm: BfmFull, intensity_max: float = EXP_INTENSITY_MAX,
                       clip: float = EXP_CLIP) -> np.ndarray:
     """Exp_Para (n_exp,) of one face: N(0, 1) per mode times one per-face intensity U(0, intensity_max)
-    (neutral to strong faces), clipped to +-clip, in units of sigma_exp."""
+    (neutral to strong faces), clipped to +-clip, in units of sigma_exp. The mouth-opening mode
+    (MOUTH_OPEN_MODE) takes the absolute value: closed to open, never lips through each other."""
     z = rng.normal(0.0, 1.0, bfm.sigma_exp.size) * rng.uniform(0.0, intensity_max)
+    z[MOUTH_OPEN_MODE] = abs(z[MOUTH_OPEN_MODE])
     return np.clip(z, -clip, clip) * bfm.sigma_exp
 
 
