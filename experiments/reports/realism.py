@@ -64,8 +64,9 @@ def mouth_lines(gaps: dict[str, np.ndarray]) -> list[str]:
         "Inner-lip gap (iBUG 62-66, mm) of the faces the data writers draw (expressions neutral to strong;",
         "`mouth_gaps`): the FLAME-format head opens its mouth with its jaw joint, the BFM-format one with its",
         "expression basis' mouth-opening mode (the same jaw). Published: healthy adults open their mouths",
-        f"{MAX_OPENING_MM[0]:.0f}-{MAX_OPENING_MM[1]:.0f} mm at most (interincisal); speech and facial",
-        "expressions much less.",
+        f"{MAX_OPENING_MM[0]:.0f}-{MAX_OPENING_MM[1]:.0f} mm at most (interincisal); speech and facial "
+        "expressions much less. Closed lips",
+        "of the mean faces are ~3 mm apart at these landmarks.",
         "",
         f"| faces | n | median | quartiles | 90 % | max | open (> {OPEN_MM:g} mm) |",
         "| --- | --- | --- | --- | --- | --- | --- |",
