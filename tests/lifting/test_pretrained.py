@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 
 from datamodules.landmarks3d import ViewConfig, bfm_in_flame_frame, flame_landmarks68, sample_views
 from experiments import lift as lift_cli
-from experiments import lifting, shipped_weights
+from experiments import lifting, pretrained, shipped_weights
 from experiments.checkpoints import WEIGHTS_KEYS
 from lightning_modules.metrics.shape3d import depth_error
 from tests.lifting.synthetic_faces import synthetic_faces
@@ -61,6 +61,19 @@ def test_lift_cli_uses_the_shipped_weights_without_ckpt(tmp_path: Path) -> None:
     with torch.no_grad():
         want = shipped_weights.load(SHIPPED).lift(v["landmarks_px"]).numpy()
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), want, atol=1e-4)
+
+
+def test_card_cli_rewrites_the_card_of_the_shipped_weights(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """`python -m experiments.pretrained card NAME --minutes M` re-measures NAME's card (write_card, as
+    `train` does after exporting), keeping the training time M; an unknown name is refused."""
+    calls = []
+    monkeypatch.setattr(pretrained, "write_card", lambda name, minutes=None: calls.append((name, minutes)) or Path("c.md"))
+    pretrained.main(["card", "zhao_depth_ibug68", "--minutes", "20"])
+    pretrained.main(["card", "zhao_depth_ibug68"])
+    assert calls == [("zhao_depth_ibug68", 20.0), ("zhao_depth_ibug68", None)]
+    assert "wrote c.md" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        pretrained.main(["card", "no_such_model"])
 
 
 @pytest.mark.parametrize("source", ["flame", "bfm"])
