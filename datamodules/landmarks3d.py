@@ -33,7 +33,6 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_in
 
 from facemodels.bfm import LinearBFM
 from facemodels.flame import FlameModel
-from facemodels.procedural.builder import MOUTH_OPEN_MODE
 from facemodels.procrustes import rigid_align
 from facemodels.rotations import euler_to_matrix
 from facemodels.world import default_bfm_dir, default_flame_dir
@@ -95,7 +94,7 @@ def bfm_landmarks68(
     Identity / expression coefficients are in units of the model's standard deviations
     (the first n_id / n_exp modes; the rest zero); Exp_Para as in flame_landmarks68: times a
     per-face intensity U(0, exp_intensity_max) when given, clipped to +-exp_clip. The
-    mouth-opening mode (facemodels.procedural.builder.MOUTH_OPEN_MODE) draws |N(0, mouth_std)|
+    mouth-opening mode the files declare (LinearBFM.mouth_open_mode) draws |N(0, mouth_std)|
     instead (None: exp_std), so mouths go from closed to open and lips never cross, as
     threeddfa.sample_expression. Only the 68 keypoint rows of the bases are evaluated (cheap also
     for the real 53k-vertex model).
@@ -116,8 +115,9 @@ def bfm_landmarks68(
     a = torch.randn(n, n_id, generator=g, dtype=torch.float64) * id_std
     z = torch.randn(n, n_exp, generator=g, dtype=torch.float64)
     e = z * exp_std
-    if n_exp > MOUTH_OPEN_MODE:
-        e[:, MOUTH_OPEN_MODE] = z[:, MOUTH_OPEN_MODE].abs() * (exp_std if mouth_std is None else mouth_std)
+    m = model.mouth_open_mode
+    if m is not None and m < n_exp:
+        e[:, m] = z[:, m].abs() * (exp_std if mouth_std is None else mouth_std)
     e = (e * _intensity(n, g, exp_intensity_max, torch.float64)).clamp(-exp_clip, exp_clip)
     lm = mean + (a @ id_pc.T + e @ exp_pc.T).view(n, 68, 3)
     return (lm * 1e-6).float()

@@ -27,7 +27,7 @@ from facemodels.procedural.masks import _inside_polygon, build_masks, dad_benchm
 from facemodels.procedural.surface import HeadSurface, angles, directions
 
 # Bump when the generated geometry or bases change: cached default folders are rebuilt.
-BUILD_VERSION = "5"
+BUILD_VERSION = "6"
 VERSION_FILE = "procedural_version.txt"
 N_SHAPE, N_EXPR = 300, 100
 N_BFM_SHAPE, N_BFM_EXPR = 199, 29
@@ -354,6 +354,7 @@ def _write_bfm(world: ProceduralWorld, out: Path) -> Path:
             "mu_exp": np.zeros((3 * n, 1), dtype=f32),
             "w_exp": bfm.exp_pc.astype(f32),
             "sigma_exp": bfm.exp_ev.reshape(-1, 1).astype(f32),
+            "suite_mouth_open_mode": np.array([[MOUTH_OPEN_MODE]], dtype=np.int32),  # facemodels.bfm.MOUTH_KEY
         },
     )
     mirror = _bfm_mirror(bfm.vertices)

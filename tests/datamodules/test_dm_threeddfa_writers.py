@@ -6,6 +6,7 @@ The BFM folder is the mirror-closed fixture of conftest.py (315 vertices), image
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -307,7 +308,12 @@ def test_aflw2000_reannotated_ground_truth_and_yaw_from_the_pose_list(tmp_path, 
 def test_sample_expression_neutral_to_strong(mirror_bfm_dir):
     """Exp_Para = clip(N(0, 1) x U(0, intensity_max), +-clip) x sigma_exp: the same draws by hand, the
     clip, and a range from neutral to strong over many faces (the writers used N(0, 0.6^2) before)."""
-    bfm = load_bfm_full(mirror_bfm_dir)
+    plain = load_bfm_full(mirror_bfm_dir)  # a real-like file: no mouth mode declared, every mode two-sided
+    assert plain.mouth_open_mode is None
+    raw = np.random.default_rng(3)
+    z = raw.normal(0.0, 1.0, plain.sigma_exp.size) * raw.uniform(0.0, EXP_INTENSITY_MAX)
+    np.testing.assert_allclose(sample_expression(np.random.default_rng(3), plain), np.clip(z, -3.0, 3.0) * plain.sigma_exp)
+    bfm = dataclasses.replace(plain, mouth_open_mode=MOUTH_OPEN_MODE)  # as the procedural files declare it
     rng, ref = np.random.default_rng(3), np.random.default_rng(3)
     z = ref.normal(0.0, 1.0, bfm.sigma_exp.size) * ref.uniform(0.0, EXP_INTENSITY_MAX)
     z[MOUTH_OPEN_MODE] = abs(z[MOUTH_OPEN_MODE])  # the mouth opens, never closes through itself

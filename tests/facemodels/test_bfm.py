@@ -13,6 +13,7 @@ import scipy.io
 import torch
 
 from facemodels.bfm import (
+    MOUTH_KEY,
     BfmFormatError,
     LinearBFM,
     bfm_project_3ddfa,
@@ -120,6 +121,7 @@ def test_mouth_mode_opens_the_jaw(world, bfm_dir, tmp_path):
     lower lip and chin move as the FLAME-format head's do with its jaw joint opened by the same
     angle (one jaw); the mode is orthogonal to the others and the largest."""
     bfm = LinearBFM(bfm_dir)
+    assert bfm.mouth_open_mode == MOUTH_OPEN_MODE  # the written file declares it (MOUTH_KEY)
     kp = bfm.keypoints68.numpy()
     pc = bfm.exp_pc.double().numpy().reshape(-1, 3, bfm.n_exp)[kp, :, MOUTH_OPEN_MODE] * 1e-6
     sd = float(bfm.exp_std[MOUTH_OPEN_MODE])
@@ -304,3 +306,18 @@ def test_light_reader_matches_full_reader_without_expression_file(bfm_dir, tmp_p
     scipy.io.savemat(str(out / "model_info.mat"), {"tri": np.ones((3, 1))})
     with pytest.raises(BfmFormatError, match=r"model_info.mat: missing key 'keypoints'"):
         load_bfm_mean_and_keypoints(out)
+
+
+def test_mouth_open_mode_key_is_optional_and_checked(bfm_dir, tmp_path):
+    """Real 3DDFA files have no MOUTH_KEY: no mode is one-sided; a malformed key names file and key."""
+    out = tmp_path / "real_like"
+    out.mkdir()
+    for f in ("01_MorphableModel.mat", "model_info.mat"):
+        (out / f).symlink_to(bfm_dir / f)
+    e = scipy.io.loadmat(str(bfm_dir / "Model_Expression.mat"))
+    plain = {k: e[k] for k in ("mu_exp", "w_exp", "sigma_exp")}
+    scipy.io.savemat(str(out / "Model_Expression.mat"), plain)
+    assert load_bfm_arrays(out).mouth_open_mode is None
+    scipy.io.savemat(str(out / "Model_Expression.mat"), {**plain, MOUTH_KEY: np.array([[99]])})
+    with pytest.raises(BfmFormatError, match=rf"Model_Expression.mat: key '{MOUTH_KEY}' must be one 0-based mode"):
+        load_bfm_arrays(out)
