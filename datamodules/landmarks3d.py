@@ -87,14 +87,17 @@ def flame_landmarks68(
 def bfm_landmarks68(
     n: int, seed: int, n_id: int = 80, n_exp: int = 29, id_std: float = 1.0,
     exp_std: float = 1.0, folder: str | None = None, exp_intensity_max: float | None = None,
-    exp_clip: float = 3.0, jaw_max_deg: float = 0.0, jaw_open_prob: float = 1.0,
+    exp_clip: float = 3.0, mouth_std: float | None = None,
 ) -> Tensor:
     """Random BFM-format faces -> (n, 68, 3) iBUG-68 landmarks, metres (file unit um * 1e-6).
 
     Identity / expression coefficients are in units of the model's standard deviations
     (the first n_id / n_exp modes; the rest zero); Exp_Para as in flame_landmarks68: times a
-    per-face intensity U(0, exp_intensity_max) when given, clipped to +-exp_clip. Only the 68 keypoint rows of the bases
-    are evaluated (cheap also for the real 53k-vertex model).
+    per-face intensity U(0, exp_intensity_max) when given, clipped to +-exp_clip. The
+    mouth-opening mode the files declare (LinearBFM.mouth_open_mode) draws |N(0, mouth_std)|
+    instead (None: exp_std), so mouths go from closed to open and lips never cross, as
+    threeddfa.sample_expression. Only the 68 keypoint rows of the bases are evaluated (cheap also
+    for the real 53k-vertex model).
     """
 
     g = torch.Generator().manual_seed(seed)
@@ -110,55 +113,14 @@ def bfm_landmarks68(
     id_pc = model.shape_pc[rows, :n_id].double() * model.shape_std[:n_id].double()  # (204, n_id) um per std
     exp_pc = model.exp_pc[rows, :n_exp].double() * model.exp_std[:n_exp].double()
     a = torch.randn(n, n_id, generator=g, dtype=torch.float64) * id_std
-    e = torch.randn(n, n_exp, generator=g, dtype=torch.float64) * exp_std
+    z = torch.randn(n, n_exp, generator=g, dtype=torch.float64)
+    e = z * exp_std
+    m = model.mouth_open_mode
+    if m is not None and m < n_exp:
+        e[:, m] = z[:, m].abs() * (exp_std if mouth_std is None else mouth_std)
     e = (e * _intensity(n, g, exp_intensity_max, torch.float64)).clamp(-exp_clip, exp_clip)
     lm = mean + (a @ id_pc.T + e @ exp_pc.T).view(n, 68, 3)
-    if jaw_max_deg > 0:
-        opened = torch.rand(n, generator=g) < jaw_open_prob
-        deg = torch.where(opened, torch.rand(n, generator=g) * jaw_max_deg,
-                          torch.rand(n, generator=g) * min(2.0, jaw_max_deg))
-        lm = open_jaw_ibug68(lm, deg.double())
     return (lm * 1e-6).float()
-
-
-# iBUG-68 landmarks carried by the lower jaw (0-based) and their blend weights
-_JAW_WEIGHTS = {2: 0.1, 3: 0.3, 4: 0.6, 5: 0.85, 6: 1.0, 7: 1.0, 8: 1.0, 9: 1.0, 10: 1.0, 11: 0.85, 12: 0.6,
-                13: 0.3, 14: 0.1, 48: 0.5, 54: 0.5, 55: 1.0, 56: 1.0, 57: 1.0, 58: 1.0, 59: 1.0, 60: 0.5,
-                64: 0.5, 65: 1.0, 66: 1.0, 67: 1.0}
-
-
-def open_jaw_ibug68(lm: Tensor, deg: Tensor) -> Tensor:
-    """Open the mouth of iBUG-68 landmark sets by a landmark-level jaw rotation.
-
-    For the BFM-format source, whose (procedural) expression basis has no jaw joint while the
-    real 3DDFA basis has a mouth-opening mode. Independent of FLAME's rig: the axes come from
-    the landmarks themselves (up: chin 8 -> nose bridge 27; forward: the nose tip 30 seen from
-    the mid-point of the contour ends 0, 16, made orthogonal to up), the pivot is that
-    mid-point, and the jaw landmarks (contour 2-14, lower lips) follow the rotation with
-    fixed blend weights (linear blend, as in skinning).
-    lm: (n, 68, 3) any unit; deg: (n,) opening angle, degrees (chin down and back).
-    Returns (n, 68, 3) in the input unit.
-    """
-    if lm.dim() != 3 or lm.shape[1:] != (IBUG68, 3) or deg.shape != lm.shape[:1]:
-        raise ValueError(f"open_jaw_ibug68: need (n, 68, 3) and (n,), got {tuple(lm.shape)}, {tuple(deg.shape)}")
-    up = lm[:, 27] - lm[:, 8]
-    up = up / up.norm(dim=-1, keepdim=True)
-    pivot = 0.5 * (lm[:, 0] + lm[:, 16])
-    fwd = lm[:, 30] - pivot
-    fwd = fwd - (fwd * up).sum(-1, keepdim=True) * up
-    fwd = fwd / fwd.norm(dim=-1, keepdim=True)
-    rel = lm - pivot[:, None]
-    pf = (rel * fwd[:, None]).sum(-1)
-    pu = (rel * up[:, None]).sum(-1)
-    th = (deg * (math.pi / 180.0)).to(lm.dtype).view(-1, 1)
-    # rotate in the (forward, up) plane: forward points below the pivot go down and back
-    nf = pf * torch.cos(th) + pu * torch.sin(th)
-    nu = -pf * torch.sin(th) + pu * torch.cos(th)
-    moved = lm + (nf - pf)[..., None] * fwd[:, None] + (nu - pu)[..., None] * up[:, None]
-    w = torch.zeros(IBUG68, dtype=lm.dtype)
-    for k, v in _JAW_WEIGHTS.items():
-        w[k] = v
-    return lm + w.view(1, -1, 1) * (moved - lm)
 
 
 # --------------------------------------------------------------------------------------
@@ -400,7 +362,7 @@ def bfm_in_flame_frame(n: int, seed: int, flame_kwargs: dict | None = None, bfm_
     (one map for all faces keeps their variation)."""
     fk, bk = dict(flame_kwargs or {}), dict(bfm_kwargs or {})
     ref = flame_landmarks68(1, 0, **{**fk, "shape_std": 0.0, "exp_std": 0.0, "jaw_max_deg": 0.0})[0]
-    bfm_mean = bfm_landmarks68(1, 0, **{**bk, "id_std": 0.0, "exp_std": 0.0, "jaw_max_deg": 0.0})[0]
+    bfm_mean = bfm_landmarks68(1, 0, **{**bk, "id_std": 0.0, "exp_std": 0.0, "mouth_std": 0.0})[0]
     return rigid_from_mean(bfm_mean, ref, bfm_landmarks68(n, seed, **bk))
 
 

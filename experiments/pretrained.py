@@ -1,8 +1,9 @@
-"""Shipped pretrained weights from the command line: retrain, export, list.
+"""Shipped pretrained weights from the command line: retrain, export, list, re-measure a card.
 
     python -m experiments.pretrained train zhao_depth_ibug68     # retrain a shipped model (make pretrained)
     python -m experiments.pretrained export --ckpt RUN/checkpoints/best.ckpt --name my_model
     python -m experiments.pretrained list
+    python -m experiments.pretrained card zhao_depth_ibug68 --minutes 20  # re-measure on the current world
 
 The weights files and how they are read: experiments.shipped_weights.
 """
@@ -65,9 +66,14 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("list", help="the shipped weights and where they came from")
     tr = sub.add_parser("train", help="retrain a shipped model from its recipe and export it")
     tr.add_argument("name", choices=sorted(RECIPES))
+    cd = sub.add_parser("card", help="re-measure the model card of shipped weights on the current world")
+    cd.add_argument("name", choices=sorted(RECIPES))
+    cd.add_argument("--minutes", type=float, help="the training time to keep on the card (minutes)")
     args = ap.parse_args(argv)
     if args.cmd == "train":
         print(f"wrote {train(args.name)} and its model card")
+    elif args.cmd == "card":
+        print(f"wrote {write_card(args.name, args.minutes)}")
     elif args.cmd == "export":
         metrics = {k: float(v) for k, v in (m.split("=", 1) for m in args.metric)}
         print(f"wrote {export(args.ckpt, args.name, args.config, metrics)}")

@@ -6,6 +6,8 @@ Files (real or procedural, see ``facemodels.world.default_bfm_dir``):
   deviations, texMU/texPC/texEV, tl (T, 3) 1-based triangles, segbin. x, y, z interleaved
   per vertex; micrometres.
 - ``Model_Expression.mat``: mu_exp (3M, 1), w_exp (3M, 29), sigma_exp (29, 1) (3DDFA).
+  Optional ``suite_mouth_open_mode`` (1, 1): the 0-based expression mode that opens the mouth
+  for positive coefficients (the procedural files write it; real files lack it).
 - ``model_info.mat``: keypoints (1, 68) 1-based vertex indices (iBUG-68 order); trimIndex (M, 1)
   1-based indices of the vertices 3DDFA keeps (the real expression basis lives on M = 53,215
   of the N = 53,490 vertices); tri (3, T') 1-based triangles of the trimmed mesh.
@@ -32,6 +34,20 @@ from facemodels.world import default_bfm_dir
 MODEL_FILE = "01_MorphableModel.mat"
 EXPR_FILE = "Model_Expression.mat"
 INFO_FILE = "model_info.mat"
+
+
+MOUTH_KEY = "suite_mouth_open_mode"
+
+
+def mouth_open_mode(expression: dict, path: Path) -> int | None:
+    """The 0-based mouth-opening mode a Model_Expression.mat dict declares (``MOUTH_KEY``), or None."""
+    if MOUTH_KEY not in expression:
+        return None
+    m = np.asarray(expression[MOUTH_KEY]).reshape(-1)
+    n_exp = np.asarray(expression["w_exp"]).shape[1] if "w_exp" in expression else None
+    if m.size != 1 or (n_exp is not None and not 0 <= int(m[0]) < n_exp):
+        raise BfmFormatError(f"{path}: key '{MOUTH_KEY}' must be one 0-based mode index < {n_exp}, got {m.tolist()}")
+    return int(m[0])
 
 
 class BfmFormatError(ValueError):
@@ -85,6 +101,7 @@ class BfmArrays:
     keypoints: np.ndarray  # (68,) int64 0-based vertex indices
     tex_mean: np.ndarray | None = None  # (N, 3) RGB 0..255
     trim_index: np.ndarray | None = None  # (N,) 0-based indices into the full model
+    mouth_open_mode: int | None = None  # expression mode opening the mouth for positive coefficients
 
 
 def load_bfm_mean_and_keypoints(folder: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
@@ -169,7 +186,8 @@ def load_bfm_arrays(folder: str | os.PathLike) -> BfmArrays:
         tex = np.asarray(m["texMU"], dtype=np.float64).reshape(-1, 3)
         if trim is not None:
             tex = tex[trim]
-    return BfmArrays(folder, (mu + mu_e).reshape(-1, 3), pc, ev, w_e, s_e, tri, kp, tex, trim)
+    return BfmArrays(folder, (mu + mu_e).reshape(-1, 3), pc, ev, w_e, s_e, tri, kp, tex, trim,
+                     mouth_open_mode(e, ep))
 
 
 class LinearBFM(nn.Module):
@@ -191,6 +209,7 @@ class LinearBFM(nn.Module):
         self.folder = Path(folder)
         self.n_vertices = a.mean.shape[0]
         self.n_shape, self.n_exp = a.shape_pc.shape[1], a.exp_pc.shape[1]
+        self.mouth_open_mode = a.mouth_open_mode  # int or None (see load_bfm_arrays)
         self.register_buffer("mean", torch.as_tensor(a.mean, dtype=dtype))  # (N, 3) um
         self.register_buffer("shape_pc", torch.as_tensor(a.shape_pc, dtype=dtype))  # (3N, S)
         self.register_buffer("exp_pc", torch.as_tensor(a.exp_pc, dtype=dtype))  # (3N, E)

@@ -17,8 +17,8 @@ missing; missing = -1), and the 3DDFA protocol arrays with 3DDFA's file names:
 
 Faces are single random BFM faces (one view each) with |yaw| drawn in AFLW2000-3D's bin
 proportions (1312 / 383 / 305 of 2000 in [0, 30], (30, 60], (60, 90) degrees), pitch
-N(0, 12 deg), roll N(0, 8 deg), Exp_Para from threeddfa.sample_expression (neutral to strong;
-mouths closed: the procedural BFM-format basis has no jaw mode). Image ids are 2, 4, 6, ... (``image00002``) since the real
+N(0, 12 deg), roll N(0, 8 deg), Exp_Para from threeddfa.sample_expression (neutral to strong,
+mouths closed to open: the BFM-format basis' mouth-opening mode). Image ids are 2, 4, 6, ... (``image00002``) since the real
 ids are sparse.
 """
 

@@ -25,6 +25,7 @@ import numpy as np
 import scipy.io as sio
 import torch
 
+from facemodels.bfm import mouth_open_mode
 from facemodels.render import rasterize, vertex_visibility
 from facemodels.rotations import euler_3ddfa_to_matrix
 from facemodels.world import default_bfm_dir
@@ -45,7 +46,7 @@ __all__ = [
 ]
 
 # Bump when the 300W-LP / AFLW2000-3D writers change their output (keys the write-once cache).
-WRITER_VERSION = 3
+WRITER_VERSION = 4
 # Expression strength of the 300W-LP / AFLW2000-3D writers (sample_expression): the realistic
 # range of the lifting data (configs/data/landmarks3d.yaml's exp_intensity_max, exp_clip 3).
 EXP_INTENSITY_MAX = 2.0
@@ -74,6 +75,7 @@ class BfmFull:
     tex_ev: np.ndarray
     tri: np.ndarray
     keypoints: np.ndarray
+    mouth_open_mode: int | None = None  # the expression mode that opens the mouth (files' optional key)
 
     @property
     def n_vertices(self) -> int:
@@ -137,7 +139,7 @@ def load_bfm_full(bfm_dir: str | Path | None = None) -> BfmFull:
         mu=shape_mu[rows], shape_pc=_need(m, "shapePC", paths["01_MorphableModel.mat"]).astype(f64)[rows],
         shape_ev=_need(m, "shapeEV", paths["01_MorphableModel.mat"]).astype(f64).reshape(-1),
         mu_exp=mu_exp, w_exp=w_exp, sigma_exp=sigma, tex_mu=tex_mu[rows], tex_pc=tex_pc[rows],
-        tex_ev=tex_ev, tri=tri, keypoints=kp,
+        tex_ev=tex_ev, tri=tri, keypoints=kp, mouth_open_mode=mouth_open_mode(e, paths["Model_Expression.mat"]),
     )
 
 
@@ -173,8 +175,12 @@ def pose_for_view(
 def sample_expression(rng: np.random.Generator, bfm: BfmFull, intensity_max: float = EXP_INTENSITY_MAX,
                       clip: float = EXP_CLIP) -> np.ndarray:
     """Exp_Para (n_exp,) of one face: N(0, 1) per mode times one per-face intensity U(0, intensity_max)
-    (neutral to strong faces), clipped to +-clip, in units of sigma_exp."""
+    (neutral to strong faces), clipped to +-clip, in units of sigma_exp. The mouth-opening mode the
+    files declare (``bfm.mouth_open_mode``, facemodels.bfm.MOUTH_KEY) takes the absolute value:
+    closed to open, never lips through each other; files without it are drawn symmetrically."""
     z = rng.normal(0.0, 1.0, bfm.sigma_exp.size) * rng.uniform(0.0, intensity_max)
+    if bfm.mouth_open_mode is not None:
+        z[bfm.mouth_open_mode] = abs(z[bfm.mouth_open_mode])
     return np.clip(z, -clip, clip) * bfm.sigma_exp
 
 

@@ -4,8 +4,8 @@
 the same names mirrored in ``<SET>_Flip/``, and ``<out>/landmarks/<SET>/<name>_pts.mat``.
 
 Each source face (``n_per_folder`` per set) is a random BFM face (Shape_Para ~ N(0, shapeEV^2),
-Exp_Para: threeddfa.sample_expression, neutral to strong; mouth closed: the procedural
-BFM-format basis has no jaw mode) rendered orthographically with 3DDFA's conventions
+Exp_Para: threeddfa.sample_expression, neutral to strong, mouth closed to open:
+the BFM-format basis' mouth-opening mode) rendered orthographically with 3DDFA's conventions
 (datamodules/writers/threeddfa.py) in ``n_profiles`` views k = 0.. with growing |yaw|
 (k = 0: |yaw| < 30 deg; each further view turns 12-20 deg further away from frontal, as
 300W-LP's face profiling, up to 89 deg). ``pt2d`` = the 3DDFA projection of the 68

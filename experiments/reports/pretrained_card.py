@@ -67,7 +67,7 @@ def aflw2000_row(lift, mean_face: torch.Tensor, n: int = 200, data_dir: str | No
     e_model, e_base = torch.cat(e_model), torch.cat(e_base)
     label = (f"AFLW2000-3D ({data_dir}, {e_model.numel()} images, exact 2D)" if data_dir else
              f"AFLW2000-3D format ({n} images, exact 2D; expressions neutral to strong: N(0, 1) x "
-             f"U(0, {EXP_INTENSITY_MAX:g}) sd; mouths closed)")
+             f"U(0, {EXP_INTENSITY_MAX:g}) sd; mouths closed to open)")
     return label, e_model.mean().item(), e_base.mean().item()
 
 

@@ -5,7 +5,8 @@ varies at a time, seen under the random views of a `ViewConfig` (yaw +-90, pitch
 2D noise):
 - `identity`: identity coefficients only (neutral expression, mouth closed);
 - `expression`: expression coefficients only (per-face intensity, mouth closed);
-- `mouth open`: the jaw opened U(0, max) on every face, nothing else;
+- `mouth open`: the mouth opened on every face, nothing else (FLAME: the jaw U(0, max); BFM-format:
+  the basis' mouth-opening mode, |N(0, 1)| sd times the source's per-face intensity);
 - `all`: the realistic mix (the data config's kwargs).
 Error: `shape3d.depth_error` (mean |depth error| after removing each face's mean depth, / the 3D
 outer-eye distance). Baseline: the given mean shape fitted under weak perspective, depth read off
@@ -33,13 +34,17 @@ def factor_kwargs(source: str, factor: str, kwargs: dict | None) -> dict:
         raise ValueError(f"zhao_factors: source must be flame|bfm and factor one of {FACTORS}, got {source!r}, {factor!r}")
     kw = dict(kwargs or {})
     ident = "shape_std" if source == "flame" else "id_std"
-    jaw_max = kw.get("jaw_max_deg", 30.0 if source == "flame" else 25.0)
+    # the FLAME-format head opens its mouth with the jaw joint, the BFM-format one with its mouth mode
+    if source == "flame":
+        closed, opened = {"jaw_max_deg": 0.0}, {"jaw_max_deg": kw.get("jaw_max_deg", 30.0), "jaw_open_prob": 1.0}
+    else:
+        closed, opened = {"mouth_std": 0.0}, {"mouth_std": 1.0}
     if factor == "identity":
-        kw.update({"exp_std": 0.0, "jaw_max_deg": 0.0})
+        kw.update({"exp_std": 0.0, **closed})
     elif factor == "expression":
-        kw.update({ident: 0.0, "jaw_max_deg": 0.0})
+        kw.update({ident: 0.0, **closed})
     elif factor == "mouth open":
-        kw.update({ident: 0.0, "exp_std": 0.0, "jaw_max_deg": jaw_max, "jaw_open_prob": 1.0})
+        kw.update({ident: 0.0, "exp_std": 0.0, **opened})
     return kw
 
 

@@ -27,11 +27,17 @@ from facemodels.procedural.masks import _inside_polygon, build_masks, dad_benchm
 from facemodels.procedural.surface import HeadSurface, angles, directions
 
 # Bump when the generated geometry or bases change: cached default folders are rebuilt.
-BUILD_VERSION = "4"
+BUILD_VERSION = "6"
 VERSION_FILE = "procedural_version.txt"
 N_SHAPE, N_EXPR = 300, 100
 N_BFM_SHAPE, N_BFM_EXPR = 199, 29
 STATIC_IDX = np.arange(17, 68)
+# The BFM-format expression basis' mouth-opening mode: column MOUTH_OPEN_MODE of w_exp opens the
+# jaw of the FLAME-format rig (rig.jaw_opening), positive coefficients open, MOUTH_OPEN_DEG degrees
+# at +MOUTH_OPEN_SD standard deviations (a linear mode: the chord of that rotation, scaled).
+MOUTH_OPEN_MODE = 0
+MOUTH_OPEN_DEG = 12.0
+MOUTH_OPEN_SD = 3.0
 
 
 @dataclass
@@ -241,10 +247,27 @@ def build_bfm(world: ProceduralWorld) -> BfmArraysOut:
     # taken on this mesh so the PCs are orthonormal with decreasing sds as in the real files
     id_c = B.principal_components(B.sample(world.id_fields, p))[0][:, :N_BFM_SHAPE]
     supp = B.expression_support(p)
-    ex_c = B.principal_components(B.sample(world.ex_fields, p, supp))[0][:, :N_BFM_EXPR]
+    mouth = bfm_mouth_mode(world, p)
+    unit = mouth / np.linalg.norm(mouth)
+    raw = B.sample(world.ex_fields, p, supp)
+    raw -= np.outer(unit, unit @ raw)  # the other modes orthogonal to the mouth mode
+    ex_c = B.principal_components(raw)[0][:, : N_BFM_EXPR - 1]
+    ex_c = np.insert(ex_c, MOUTH_OPEN_MODE, mouth, axis=1)
     id_n = np.linalg.norm(id_c, axis=0)
     ex_n = np.linalg.norm(ex_c, axis=0)
     return BfmArraysOut(verts, topo.tri, kp, id_c / id_n, id_n * 1e6, ex_c / ex_n, ex_n * 1e6)
+
+
+def bfm_mouth_mode(world: ProceduralWorld, p: np.ndarray) -> np.ndarray:
+    """(3N,) metres per standard deviation, x/y/z interleaved: the mouth-opening mode at the points
+    p (N, 3): the FLAME-format rig's jaw (its mean jaw joint and skinning weights) opened by
+    MOUTH_OPEN_DEG, divided by MOUTH_OPEN_SD. The real 3DDFA basis opens the mouth in its leading
+    modes; the FLAME-format head does it with its jaw joint instead."""
+    lm = world.landmarks68
+    joint = world.J_regressor[2] @ world.v_template
+    sto = 0.5 * (lm[62, 1] + lm[66, 1])
+    d = R.jaw_opening(p, joint, sto, np.radians(MOUTH_OPEN_DEG)) / MOUTH_OPEN_SD
+    return d.reshape(-1)
 
 
 def _bfm_texture(
@@ -281,7 +304,9 @@ def _write_bfm(world: ProceduralWorld, out: Path) -> Path:
     One world: the bases are the leading principal components (199 identity, 29 expression) of
     the same raw deformation fields as the FLAME-format bases, evaluated on this mesh, so both
     formats describe the same distribution of heads (coefficients do not map one to one).
-    ``mu_exp`` is zero.
+    One exception: the FLAME-format head opens its mouth with the jaw joint, the BFM-format one
+    with expression mode MOUTH_OPEN_MODE (:func:`bfm_mouth_mode`, the same jaw; the other 28
+    modes are taken orthogonal to it). ``mu_exp`` is zero.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -329,6 +354,7 @@ def _write_bfm(world: ProceduralWorld, out: Path) -> Path:
             "mu_exp": np.zeros((3 * n, 1), dtype=f32),
             "w_exp": bfm.exp_pc.astype(f32),
             "sigma_exp": bfm.exp_ev.reshape(-1, 1).astype(f32),
+            "suite_mouth_open_mode": np.array([[MOUTH_OPEN_MODE]], dtype=np.int32),  # facemodels.bfm.MOUTH_KEY
         },
     )
     mirror = _bfm_mirror(bfm.vertices)

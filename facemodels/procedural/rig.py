@@ -41,15 +41,15 @@ def j_regressor(topo: T.FlameTopology, verts: np.ndarray) -> np.ndarray:
     return J
 
 
-def lbs_weights(verts: np.ndarray, stomion_y: float) -> np.ndarray:
-    """(5023, 5) skinning weights from mean positions (metres)."""
-    W = np.zeros((T.N_VERTS, 5))
-    p = verts[: T.N_HEAD]
+def _root_weight_below(y: np.ndarray) -> np.ndarray:
+    """(N,) the root's share from height alone: the neck base below y = -0.112 m."""
+    return _ss((-0.112 - y) / 0.04)
+
+
+def jaw_weight(p: np.ndarray, stomion_y: float) -> np.ndarray:
+    """(N,) the lower jaw's skinning weight at mean positions p (N, 3) metres: 1 below the side-view
+    line from the TMJ (y, z) to the stomion, in front of the ears, above the neck; 0 above it."""
     x, y, z = p[:, 0], p[:, 1], p[:, 2]
-    ring = np.concatenate([[0], np.arange(T.N_HEAD - 1) // T.N_COLS])  # pole = ring 0
-    # the neck base follows the root: below y = -0.112 m, and the last rings (boundary = 1)
-    w_root = np.maximum(_ss((-0.112 - y) / 0.04), _ss((ring - (T.N_RINGS - 5)) / 4.0))
-    # jaw: below the side-view line from the TMJ (y, z) to the stomion, in front of the ears
     t0 = np.array([A.TMJ[1], A.TMJ[2]])
     s0 = np.array([stomion_y, 0.087])
     dirv = (s0 - t0) / np.linalg.norm(s0 - t0)
@@ -58,14 +58,35 @@ def lbs_weights(verts: np.ndarray, stomion_y: float) -> np.ndarray:
         nrm = -nrm
     d = (np.stack([y, z], 1) - t0) @ nrm
     width = 0.0008 + 0.25 * np.clip(np.abs(x) - 0.022, 0.0, None)
-    w_jaw = _ss(d / width + 0.5) * _ss((z + 0.005) / 0.02) * _ss((y + 0.118) / 0.03)
-    w_jaw = np.minimum(w_jaw, 1.0 - w_root)
+    return _ss(d / width + 0.5) * _ss((z + 0.005) / 0.02) * _ss((y + 0.118) / 0.03)
+
+
+def lbs_weights(verts: np.ndarray, stomion_y: float) -> np.ndarray:
+    """(5023, 5) skinning weights from mean positions (metres)."""
+    W = np.zeros((T.N_VERTS, 5))
+    p = verts[: T.N_HEAD]
+    ring = np.concatenate([[0], np.arange(T.N_HEAD - 1) // T.N_COLS])  # pole = ring 0
+    # the neck base follows the root: below y = -0.112 m, and the last rings (boundary = 1)
+    w_root = np.maximum(_root_weight_below(p[:, 1]), _ss((ring - (T.N_RINGS - 5)) / 4.0))
+    w_jaw = np.minimum(jaw_weight(p, stomion_y), 1.0 - w_root)
     W[: T.N_HEAD, 0] = w_root
     W[: T.N_HEAD, 2] = w_jaw
     W[: T.N_HEAD, 1] = 1.0 - w_root - w_jaw
     W[T.LEFT_EYE_SLICE, 3] = 1.0
     W[T.RIGHT_EYE_SLICE, 4] = 1.0
     return W
+
+
+def jaw_opening(p: np.ndarray, joint: np.ndarray, stomion_y: float, angle: float) -> np.ndarray:
+    """(N, 3) metres: the displacement of mean positions p (N, 3) when the jaw of this rig opens by
+    ``angle`` radians about the x axis through ``joint`` (3,) (the J_regressor's jaw joint), blended
+    by :func:`jaw_weight` (less the neck base's share) as linear blend skinning does. For a mesh
+    without the rig's joints (the BFM-format face): the same jaw as the FLAME-format head's."""
+    w = np.minimum(jaw_weight(p, stomion_y), 1.0 - _root_weight_below(p[:, 1]))
+    c, s = np.cos(angle), np.sin(angle)
+    rot = np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+    rel = p - joint
+    return w[:, None] * (rel @ rot.T - rel)
 
 
 def posedirs() -> np.ndarray:

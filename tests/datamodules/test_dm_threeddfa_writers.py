@@ -6,6 +6,7 @@ The BFM folder is the mirror-closed fixture of conftest.py (315 vertices), image
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -31,6 +32,7 @@ from datamodules.writers.threeddfa import (
 from datamodules.writers.w300lp import render_face, write_300wlp
 from experiments.data import main as data_main
 from facemodels.ibug68 import IBUG68_FLIP
+from facemodels.procedural.builder import MOUTH_OPEN_MODE
 
 
 @pytest.fixture(scope="module")
@@ -181,6 +183,26 @@ def test_aflw2000_writer_round_trip(tmp_path, mirror_bfm_dir):
     torch.testing.assert_close(b["yaw"], torch.from_numpy(yaw), atol=1e-3, rtol=0)
 
 
+def test_aflw2000_writer_opens_mouths_on_the_procedural_bfm(tmp_path):
+    """The AFLW2000-3D-format sample on the procedural BFM world has open mouths: the inner-lip
+    gap (iBUG 62-66, model space, from the written Shape_Para / Exp_Para) is over 5 mm on a good
+    share of the faces, closed (< 5 mm) on others, and never over 45 mm (adults' maximal
+    opening is ~40-50 mm)."""
+    from facemodels.world import default_bfm_dir
+
+    bfm_dir = default_bfm_dir()
+    write_aflw2000(tmp_path, n=40, seed=0, bfm_dir=str(bfm_dir), image_size=48, reannotated=False)
+    bfm = load_bfm_full(bfm_dir)
+    gaps = []
+    for n in (tmp_path / "AFLW2000-3D_crop.list").read_text().split():
+        m = read_mat(tmp_path / n.replace(".jpg", ".mat"), AFLW2000_SPEC)
+        lm = bfm.vertices(m["Shape_Para"][:, 0].astype(np.float64),
+                          m["Exp_Para"][:, 0].astype(np.float64))[bfm.keypoints]
+        gaps.append(np.linalg.norm(lm[66] - lm[62]) * 1e-3)  # um -> mm
+    gaps = np.array(gaps)
+    assert 0.3 < (gaps > 5.0).mean() < 0.95 and gaps.max() > 12.0 and gaps.max() < 45.0, gaps.round(1)
+
+
 def test_kp520_from_parameters_on_the_procedural_bfm(tmp_path):
     """kp520 on the procedural BFM world: the 520 points are reconstructed from the stored
     parameters; its first 28 points are the iBUG-68 keypoints 0-16, 30, 17-26 (the
@@ -286,12 +308,20 @@ def test_aflw2000_reannotated_ground_truth_and_yaw_from_the_pose_list(tmp_path, 
 def test_sample_expression_neutral_to_strong(mirror_bfm_dir):
     """Exp_Para = clip(N(0, 1) x U(0, intensity_max), +-clip) x sigma_exp: the same draws by hand, the
     clip, and a range from neutral to strong over many faces (the writers used N(0, 0.6^2) before)."""
-    bfm = load_bfm_full(mirror_bfm_dir)
+    plain = load_bfm_full(mirror_bfm_dir)  # a real-like file: no mouth mode declared, every mode two-sided
+    assert plain.mouth_open_mode is None
+    raw = np.random.default_rng(3)
+    z = raw.normal(0.0, 1.0, plain.sigma_exp.size) * raw.uniform(0.0, EXP_INTENSITY_MAX)
+    np.testing.assert_allclose(sample_expression(np.random.default_rng(3), plain), np.clip(z, -3.0, 3.0) * plain.sigma_exp)
+    bfm = dataclasses.replace(plain, mouth_open_mode=MOUTH_OPEN_MODE)  # as the procedural files declare it
     rng, ref = np.random.default_rng(3), np.random.default_rng(3)
     z = ref.normal(0.0, 1.0, bfm.sigma_exp.size) * ref.uniform(0.0, EXP_INTENSITY_MAX)
+    z[MOUTH_OPEN_MODE] = abs(z[MOUTH_OPEN_MODE])  # the mouth opens, never closes through itself
     np.testing.assert_allclose(sample_expression(rng, bfm), np.clip(z, -3.0, 3.0) * bfm.sigma_exp)
     units = np.stack([sample_expression(np.random.default_rng(i), bfm) / bfm.sigma_exp for i in range(400)])
     assert np.abs(units).max() <= 3.0 + 1e-12
+    assert units[:, MOUTH_OPEN_MODE].min() >= 0.0 and units[:, MOUTH_OPEN_MODE].max() > 2.0
+    assert (units[:, MOUTH_OPEN_MODE + 1:] < 0).mean() > 0.4  # the other modes stay two-sided
     strength = np.sqrt((units ** 2).mean(1))  # per-face rms in sd units: ~U(0, 2)
     assert strength.min() < 0.15 and strength.max() > 1.7 and 0.9 < strength.mean() < 1.1
     assert not sample_expression(np.random.default_rng(0), bfm, intensity_max=0.0).any()

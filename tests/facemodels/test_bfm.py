@@ -13,6 +13,7 @@ import scipy.io
 import torch
 
 from facemodels.bfm import (
+    MOUTH_KEY,
     BfmFormatError,
     LinearBFM,
     bfm_project_3ddfa,
@@ -20,7 +21,15 @@ from facemodels.bfm import (
     load_bfm_arrays,
     load_bfm_mean_and_keypoints,
 )
-from facemodels.procedural.builder import cached_world, write_bfm
+from facemodels.flame import FlameModel
+from facemodels.procedural.builder import (
+    MOUTH_OPEN_DEG,
+    MOUTH_OPEN_MODE,
+    MOUTH_OPEN_SD,
+    cached_world,
+    write_bfm,
+    write_flame,
+)
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +112,37 @@ def test_same_distribution_of_heads_as_flame(world, bfm_dir):
     rel = np.abs(sd_bfm - sd_flame).sum() / sd_flame.sum()
     assert rel < 0.1, rel
     del v
+
+
+def test_mouth_mode_opens_the_jaw(world, bfm_dir, tmp_path):
+    """Expression mode MOUTH_OPEN_MODE of the written file opens the mouth: the inner-lip gap
+    (iBUG 62-66) grows monotonically with the coefficient, to 20-35 mm at +3 sd (adults open
+    40-50 mm at most, speech and expressions much less); brows, eyes and nose (17-47) stay put;
+    lower lip and chin move as the FLAME-format head's do with its jaw joint opened by the same
+    angle (one jaw); the mode is orthogonal to the others and the largest."""
+    bfm = LinearBFM(bfm_dir)
+    assert bfm.mouth_open_mode == MOUTH_OPEN_MODE  # the written file declares it (MOUTH_KEY)
+    kp = bfm.keypoints68.numpy()
+    pc = bfm.exp_pc.double().numpy().reshape(-1, 3, bfm.n_exp)[kp, :, MOUTH_OPEN_MODE] * 1e-6
+    sd = float(bfm.exp_std[MOUTH_OPEN_MODE])
+    mean = bfm.mean.double().numpy()[kp] * 1e-6  # (68, 3) metres
+    z = np.linspace(0.0, 3.0, 13)
+    lm = mean[None] + z[:, None, None] * sd * pc[None]
+    gap = np.linalg.norm(lm[:, 66] - lm[:, 62], axis=-1) * 1e3  # mm
+    assert np.all(np.diff(gap) > 0.5) and gap[0] < 4.0 and 20.0 < gap[-1] < 35.0, gap
+    assert np.abs(lm[:, 17:48] - mean[17:48]).max() < 1e-5  # upper face: < 0.01 mm
+    assert lm[-1, 8, 1] < mean[8, 1] - 0.01  # the chin goes down > 1 cm
+    flame = FlameModel(write_flame(world, tmp_path / "flame"), n_shape=10, n_exp=10)
+    jaw = torch.zeros(1, 3, dtype=torch.float32)
+    jaw[0, 0] = math.radians(MOUTH_OPEN_DEG)
+    with torch.no_grad():
+        rest = flame(jaw_pose=torch.zeros(1, 3)).landmarks68[0].double().numpy()
+        opened = flame(jaw_pose=jaw).landmarks68[0].double().numpy()
+    for i in (8, 57):  # chin, lower lip (66 is embedded across the lip line on the FLAME mesh)
+        np.testing.assert_allclose(MOUTH_OPEN_SD * sd * pc[i], opened[i] - rest[i], atol=2e-4)
+    w = bfm.exp_pc.double()
+    torch.testing.assert_close(w.T @ w, torch.eye(bfm.n_exp, dtype=torch.float64), atol=1e-5, rtol=0)
+    assert int(bfm.exp_std.argmax()) == MOUTH_OPEN_MODE
 
 
 def test_linear_bfm_forward(bfm_dir):
@@ -266,3 +306,18 @@ def test_light_reader_matches_full_reader_without_expression_file(bfm_dir, tmp_p
     scipy.io.savemat(str(out / "model_info.mat"), {"tri": np.ones((3, 1))})
     with pytest.raises(BfmFormatError, match=r"model_info.mat: missing key 'keypoints'"):
         load_bfm_mean_and_keypoints(out)
+
+
+def test_mouth_open_mode_key_is_optional_and_checked(bfm_dir, tmp_path):
+    """Real 3DDFA files have no MOUTH_KEY: no mode is one-sided; a malformed key names file and key."""
+    out = tmp_path / "real_like"
+    out.mkdir()
+    for f in ("01_MorphableModel.mat", "model_info.mat"):
+        (out / f).symlink_to(bfm_dir / f)
+    e = scipy.io.loadmat(str(bfm_dir / "Model_Expression.mat"))
+    plain = {k: e[k] for k in ("mu_exp", "w_exp", "sigma_exp")}
+    scipy.io.savemat(str(out / "Model_Expression.mat"), plain)
+    assert load_bfm_arrays(out).mouth_open_mode is None
+    scipy.io.savemat(str(out / "Model_Expression.mat"), {**plain, MOUTH_KEY: np.array([[99]])})
+    with pytest.raises(BfmFormatError, match=rf"Model_Expression.mat: key '{MOUTH_KEY}' must be one 0-based mode"):
+        load_bfm_arrays(out)

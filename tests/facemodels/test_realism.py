@@ -7,7 +7,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from experiments.reports.realism import markdown, model_stats, plot
+from experiments.reports.realism import (
+    MAX_OPENING_MM,
+    markdown,
+    model_stats,
+    mouth_gaps,
+    mouth_lines,
+    plot,
+)
 from facemodels import anthropometry as AN
 from facemodels.procedural.builder import cached_world, write_bfm
 from facemodels.proportions import bfm_faces, flame_faces, proportions
@@ -103,3 +110,18 @@ def test_realism_report_table_and_plot(tmp_path, flame_dir, bfm_dir):
         + text.count("matches Al-Sebaei 2015 Table 4 |") == n_rows
     out = plot(stats, tmp_path / "images" / "p.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_realism_report_mouths(flame_dir, bfm_dir):
+    """Every data writer's faces open their mouths over a realistic range: a good share open
+    (inner-lip gap > 5 mm), others closed, none beyond the published maximal opening; the report's
+    mouth table carries the measured medians."""
+    gaps = mouth_gaps(flame_dir, bfm_dir, n=120, seed=1)
+    assert len(gaps) == 3
+    for name, g in gaps.items():
+        assert g.shape == (120,) and 0.3 < (g > 5.0).mean() < 0.95, (name, np.percentile(g, [10, 50, 90]))
+        assert 12.0 < g.max() < MAX_OPENING_MM[1], (name, g.max())
+    text = "\n".join(mouth_lines(gaps))
+    for name, g in gaps.items():
+        row = next(line for line in text.splitlines() if line.startswith(f"| {name} |"))
+        assert f"| {np.median(g):.1f} |" in row and f"| {(g > 5.0).mean():.0%} |" in row
