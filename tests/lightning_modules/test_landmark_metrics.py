@@ -118,8 +118,8 @@ def test_sigma_calibration_bins_by_hand(tmp_path):
 
 #: cleardusk/3DDFA benchmark_aflw2000.py (commit 09d138b7d8edf8ae04032d04627a013e5a098529, as the
 #: search tool's read_file returned it; utils/io.py _load at e53a741f) transcribed unchanged into
-#: /tmp/official/3DDFA, its test.configs arrays = make_aflw_case(12, 0):
-#:     python /tmp/official/aflw_official.py  ->  ana(calc_nme(fit.copy(), option)) per option
+#: $OFFICIAL_DIR/3DDFA, its test.configs arrays = make_aflw_case(12, 0):
+#:     python scripts/official_check/aflw_official.py  ->  ana(calc_nme(fit.copy(), option)) per option
 #: (bin means 0-30, 30-60, 60-90 and their mean, x100).
 OFFICIAL_AFLW_CASE0 = {
     "original": (1.4993319511413574, 1.5550086498260498, 1.709455966949463, 1.5879322290420532),
