@@ -249,8 +249,14 @@ class FitFinetuneModule(DenseLandmarkModule):
         preds, self._last_preds = self._last_preds, None
         if not self.fit_in_eval or "vertices" not in batch or preds is None:
             return
-        with torch.no_grad():
-            mesh = self.mesh_loss(preds["landmarks_px"].detach(), preds["confidences"].detach(), batch, train=False)
+        # Lightning validates under inference_mode, which the Theseus solve cannot run under (it reads
+        # tensor version counters): fit normal tensors (clones) under no_grad instead
+        with torch.inference_mode(False), torch.no_grad():
+            lm, conf = preds["landmarks_px"].detach().clone(), preds["confidences"].detach().clone()
+            fit_batch = {"vertices": batch["vertices"].clone()}
+            if isinstance(batch.get("camera"), dict) and "K" in batch["camera"]:
+                fit_batch["camera"] = {"K": batch["camera"]["K"].clone()}
+            mesh = self.mesh_loss(lm, conf, fit_batch, train=False)
         bs = batch["image"].shape[0]
         for key in ("mve_face_mm", "mve_head_mm", "fit_valid"):
             self.log(f"val/{key}", mesh[key], on_epoch=True, batch_size=bs, sync_dist=True)
