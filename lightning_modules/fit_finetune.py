@@ -31,6 +31,7 @@ from facemodels.flame_files import face_region_indices, head_without_neck_indice
 from fitting.builder import fitter_from_config
 from fitting.flame_fit import FitResult, LandmarkFitter
 from lightning_modules.dense_landmarks import DenseLandmarkModule
+from lightning_modules.landmark_system import GPU_PATH_ARGS
 
 __all__ = ["FitFinetuneModule", "load_state_dict_from", "masked_mean"]
 
@@ -108,6 +109,8 @@ class FitFinetuneModule(DenseLandmarkModule):
         num_overlays: int = 4,
         monitor: str | None = "val/mve_face_mm",
         monitor_mode: str | None = "min",
+        channels_last: bool | None = None,
+        compile: bool | str | None = False,
         fitter: LandmarkFitter | None = None,
         face_idx: np.ndarray | None = None,
         head_idx: np.ndarray | None = None,
@@ -125,8 +128,11 @@ class FitFinetuneModule(DenseLandmarkModule):
             num_overlays=num_overlays,
             monitor=monitor,
             monitor_mode=monitor_mode,
+            channels_last=channels_last,
+            compile=compile,
         )
-        self.save_hyperparameters(ignore=["net", "loss", "vertex_edge", "fitter", "face_idx", "head_idx"])
+        self.save_hyperparameters(ignore=["net", "loss", "vertex_edge", "fitter", "face_idx", "head_idx",
+                                          *GPU_PATH_ARGS])
         if backward_mode not in (None, "implicit", "truncated", "unroll"):
             raise ValueError(f"FitFinetuneModule: backward_mode={backward_mode!r}, expected implicit | truncated | unroll")
         block = dict(fitting or {})
