@@ -31,6 +31,7 @@ from facemodels.flame_files import face_region_indices, head_without_neck_indice
 from fitting.builder import fitter_from_config
 from fitting.flame_fit import FitResult, LandmarkFitter
 from lightning_modules.dense_landmarks import DenseLandmarkModule
+from lightning_modules.landmark_system import GPU_PATH_ARGS
 
 __all__ = ["FitFinetuneModule", "load_state_dict_from", "masked_mean"]
 
@@ -108,6 +109,8 @@ class FitFinetuneModule(DenseLandmarkModule):
         num_overlays: int = 4,
         monitor: str | None = "val/mve_face_mm",
         monitor_mode: str | None = "min",
+        channels_last: bool | None = None,
+        compile: bool | str | None = False,
         fitter: LandmarkFitter | None = None,
         face_idx: np.ndarray | None = None,
         head_idx: np.ndarray | None = None,
@@ -125,8 +128,11 @@ class FitFinetuneModule(DenseLandmarkModule):
             num_overlays=num_overlays,
             monitor=monitor,
             monitor_mode=monitor_mode,
+            channels_last=channels_last,
+            compile=compile,
         )
-        self.save_hyperparameters(ignore=["net", "loss", "vertex_edge", "fitter", "face_idx", "head_idx"])
+        self.save_hyperparameters(ignore=["net", "loss", "vertex_edge", "fitter", "face_idx", "head_idx",
+                                          *GPU_PATH_ARGS])
         if backward_mode not in (None, "implicit", "truncated", "unroll"):
             raise ValueError(f"FitFinetuneModule: backward_mode={backward_mode!r}, expected implicit | truncated | unroll")
         block = dict(fitting or {})
@@ -249,8 +255,14 @@ class FitFinetuneModule(DenseLandmarkModule):
         preds, self._last_preds = self._last_preds, None
         if not self.fit_in_eval or "vertices" not in batch or preds is None:
             return
-        with torch.no_grad():
-            mesh = self.mesh_loss(preds["landmarks_px"].detach(), preds["confidences"].detach(), batch, train=False)
+        # Lightning validates under inference_mode, which the Theseus solve cannot run under (it reads
+        # tensor version counters): fit normal tensors (clones) under no_grad instead
+        with torch.inference_mode(False), torch.no_grad():
+            lm, conf = preds["landmarks_px"].detach().clone(), preds["confidences"].detach().clone()
+            fit_batch = {"vertices": batch["vertices"].clone()}
+            if isinstance(batch.get("camera"), dict) and "K" in batch["camera"]:
+                fit_batch["camera"] = {"K": batch["camera"]["K"].clone()}
+            mesh = self.mesh_loss(lm, conf, fit_batch, train=False)
         bs = batch["image"].shape[0]
         for key in ("mve_face_mm", "mve_head_mm", "fit_valid"):
             self.log(f"val/{key}", mesh[key], on_epoch=True, batch_size=bs, sync_dist=True)
