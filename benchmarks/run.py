@@ -20,6 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from benchmarks.common import replace_section
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -180,7 +182,12 @@ def main() -> int:
             print(f"unknown benchmark '{args.only}'; available: {names}", file=sys.stderr)
             return 2
         result = run_one(args.only, args.threads)
+        lines = section(result)
+        lines[1:1] = ["", f"Measured {dt.datetime.now().isoformat(timespec='seconds')} on {machine()} alone "
+                      f"(`make bench BENCH={args.only}`; the header's date is the last full run)."]
+        replace_section(args.out, result.get("bench", args.only), lines)
         print(json.dumps(result))
+        print(f"wrote the {args.only} section of {args.out}")
         return 0 if "error" not in result else 1
     results = [run_one(n, args.threads) for n in names]
     write_markdown(results, Path(args.out), run_notes(args.threads))

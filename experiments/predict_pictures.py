@@ -1,5 +1,6 @@
 """The pictures ``make predict`` writes: the photo with each face's fitted FLAME mesh rendered over it
-(shaded grey, half transparent) and its landmarks coloured by confidence; a contact sheet of many.
+(shaded grey, half transparent) and its landmarks coloured by confidence (at most ``MAX_DOTS``: dense
+sets every k-th landmark); a contact sheet of many.
 
 Rendering uses the suite's CPU renderer (facemodels.render) in the photo's own camera, the crop camera
 mapped back (``K_image = M^-1 K_crop``, M the similarity photo px -> crop px). Large photos are drawn at
@@ -20,6 +21,7 @@ __all__ = ["FaceDrawing", "contact_sheet", "draw_faces"]
 
 MESH_GREY = 0.72
 MESH_ALPHA = 0.5
+MAX_DOTS = 170  # dense sets are drawn every k-th landmark, so the mesh under them stays visible
 
 
 @dataclass
@@ -59,8 +61,9 @@ def draw_faces(rgb: np.ndarray, faces: list[FaceDrawing], mesh_faces: np.ndarray
     draw = ImageDraw.Draw(pil)
     for f in faces:
         pts = np.asarray(f.landmarks_px, np.float64) * [w / W, h / H]
-        r = max(1.0, min(h, w) / 250.0) * (1.0 if len(pts) > 200 else 2.0)
-        for (x, y), c in zip(pts, f.confidences, strict=True):
+        step = -(-len(pts) // MAX_DOTS)  # ceil: 1 for iBUG-68, 10 for the 1609 face vertices
+        r = max(1.0, min(h, w) / 250.0) * (1.0 if step > 1 else 2.0)
+        for (x, y), c in zip(pts[::step], np.asarray(f.confidences)[::step], strict=True):
             draw.ellipse([x - r, y - r, x + r, y + r], fill=confidence_colour(float(c)))
         if f.box is not None:
             x0, y0, x1, y1 = (np.asarray(f.box, np.float64) * [w / W, h / H, w / W, h / H]).tolist()
