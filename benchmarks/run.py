@@ -183,7 +183,7 @@ def main() -> int:
             return 2
         result = run_one(args.only, args.threads)
         lines = section(result)
-        lines[1:1] = ["", f"Measured {dt.datetime.now().isoformat(timespec='seconds')} on {machine()} alone "
+        lines[1:1] = ["", f"Measured {dt.datetime.now().isoformat(timespec='seconds')} on {machine()} "
                       f"(`make bench BENCH={args.only}`; the header's date is the last full run)."]
         replace_section(args.out, result.get("bench", args.only), lines)
         print(json.dumps(result))

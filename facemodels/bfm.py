@@ -36,6 +36,10 @@ EXPR_FILE = "Model_Expression.mat"
 INFO_FILE = "model_info.mat"
 
 
+class BfmFormatError(ValueError):
+    """A BFM file is missing a key, has a wrong shape or cannot be read."""
+
+
 MOUTH_KEY = "suite_mouth_open_mode"
 
 
@@ -48,10 +52,6 @@ def mouth_open_mode(expression: dict, path: Path) -> int | None:
     if m.size != 1 or (n_exp is not None and not 0 <= int(m[0]) < n_exp):
         raise BfmFormatError(f"{path}: key '{MOUTH_KEY}' must be one 0-based mode index < {n_exp}, got {m.tolist()}")
     return int(m[0])
-
-
-class BfmFormatError(ValueError):
-    """A BFM file is missing a key, has a wrong shape or cannot be read."""
 
 
 def _loadmat(path: Path, keys: list[str] | None = None) -> dict:
