@@ -21,19 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.io as sio
 import torch
 from torch.utils.data import Dataset
 
 from datamodules.base import FaceDataModule, to_tensors
 from datamodules.views import view_points
+from facemodels.bfm import EXPR_FILE, INFO_FILE, MODEL_FILE, load_bfm_arrays
 from facemodels.rotations import euler_3ddfa_to_matrix
 from facemodels.world import default_bfm_dir
 
 __all__ = ["KeypointBasis", "load_keypoint_basis", "BfmSyntheticDataset", "BfmSyntheticDataModule"]
-
-LAYOUT = "expected a BFM folder with 01_MorphableModel.mat, Model_Expression.mat, model_info.mat"
-
 
 def _rows(vertex_ids_0: np.ndarray) -> np.ndarray:
     """(K,) 0-based vertex ids -> (3K,) interleaved coordinate rows."""
@@ -74,36 +71,14 @@ class KeypointBasis:
 def load_keypoint_basis(bfm_dir: str | Path | None = None,
                         vertex_ids: np.ndarray | None = None) -> KeypointBasis:
     """Rows of the 68 keypoints (default) or of ``vertex_ids`` (0-based trimmed vertex ids,
-    e.g. the kp520 set) of a 3DDFA-layout BFM folder."""
-    if bfm_dir is None:
-
-        bfm_dir = default_bfm_dir()
-    d = Path(bfm_dir)
-    for n in ("01_MorphableModel.mat", "Model_Expression.mat", "model_info.mat"):
-        if not (d / n).is_file():
-            raise FileNotFoundError(f"missing {d / n}; {LAYOUT}")
-    info = sio.loadmat(str(d / "model_info.mat"))
-    for key in ("trimIndex", "keypoints"):
-        if key not in info:
-            raise KeyError(f"{d / 'model_info.mat'}: missing key {key!r}")
-    trim = np.asarray(info["trimIndex"]).reshape(-1).astype(np.int64) - 1  # (M,) 0-based full ids
-    kp = np.asarray(info["keypoints"]).reshape(-1).astype(np.int64) - 1  # (68,) trimmed ids
-    if vertex_ids is not None:
-        kp = np.asarray(vertex_ids, np.int64).reshape(-1)
-    full_rows = _rows(trim[kp])
-    m = sio.loadmat(str(d / "01_MorphableModel.mat"))
-    e = sio.loadmat(str(d / "Model_Expression.mat"))
-    for key, src, name in (("shapeMU", m, "01_MorphableModel.mat"), ("shapePC", m, "01_MorphableModel.mat"),
-                           ("shapeEV", m, "01_MorphableModel.mat"), ("mu_exp", e, "Model_Expression.mat"),
-                           ("w_exp", e, "Model_Expression.mat")):
-        if key not in src:
-            raise KeyError(f"{d / name}: missing key {key!r}")
+    e.g. the kp520 set) of a 3DDFA-layout BFM folder (the default world when None), read by
+    :func:`facemodels.bfm.load_bfm_arrays` (errors name the file, key and expected shape)."""
+    a = load_bfm_arrays(default_bfm_dir() if bfm_dir is None else bfm_dir)
+    kp = a.keypoints if vertex_ids is None else np.asarray(vertex_ids, np.int64).reshape(-1)
+    rows = _rows(kp)
     return KeypointBasis(
-        mu=np.asarray(m["shapeMU"], np.float64).reshape(-1)[full_rows],
-        shape_pc=np.asarray(m["shapePC"], np.float64)[full_rows],
-        shape_ev=np.asarray(m["shapeEV"], np.float64).reshape(-1),
-        mu_exp=np.asarray(e["mu_exp"], np.float64).reshape(-1)[_rows(kp)],
-        w_exp=np.asarray(e["w_exp"], np.float64)[_rows(kp)],
+        mu=(a.mean - a.exp_mean)[kp].reshape(-1), shape_pc=a.shape_pc[rows], shape_ev=a.shape_ev,
+        mu_exp=a.exp_mean[kp].reshape(-1), w_exp=a.exp_pc[rows],
     )
 
 
@@ -144,10 +119,9 @@ class BfmSyntheticDataModule(FaceDataModule):
         self.yaws, self.projection, self.n_shape = tuple(yaws), projection, int(n_shape)
 
     def layout_help(self) -> str:
-        return LAYOUT
+        return f"expected a BFM folder with {MODEL_FILE}, {EXPR_FILE}, {INFO_FILE} (3DDFA layout)"
 
     def _build_root(self) -> Path:
-
         return Path(default_bfm_dir())
 
     def _build_datasets(self, root: Path) -> dict:

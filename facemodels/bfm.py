@@ -87,21 +87,50 @@ def _fmt(shape: tuple[int | None, ...]) -> str:
     return "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
 
 
+# albedo of a file without texMU (RGB 0..255): a plain skin grey for the procedural writers
+DEFAULT_ALBEDO = 180.0
+
+
 @dataclass
 class BfmArrays:
-    """BFM arrays after trimming to the expression basis' vertices. Micrometres."""
+    """BFM arrays after trimming to the expression basis' vertices (float64, micrometres).
+
+    The one reading of a BFM folder (``load_bfm_arrays``); the torch model (``LinearBFM``), the BFM
+    fit and the 300W-LP / AFLW2000-3D writers all start from it.
+    """
 
     folder: Path
     mean: np.ndarray  # (N, 3) shapeMU + mu_exp
     shape_pc: np.ndarray  # (3N, S) unit columns, interleaved
     shape_ev: np.ndarray  # (S,) standard deviations
-    exp_pc: np.ndarray  # (3N, E)
-    exp_ev: np.ndarray  # (E,)
+    exp_pc: np.ndarray  # (3N, E) w_exp
+    exp_ev: np.ndarray  # (E,) sigma_exp
     tri: np.ndarray  # (T, 3) int64 0-based
     keypoints: np.ndarray  # (68,) int64 0-based vertex indices
-    tex_mean: np.ndarray | None = None  # (N, 3) RGB 0..255
+    tex_mean: np.ndarray | None = None  # (N, 3) RGB 0..255 (texMU)
     trim_index: np.ndarray | None = None  # (N,) 0-based indices into the full model
     mouth_open_mode: int | None = None  # expression mode opening the mouth for positive coefficients
+    tex_pc: np.ndarray | None = None  # (3N, K) texPC, interleaved RGB per unit Tex_Para
+    tex_ev: np.ndarray | None = None  # (K,) texEV
+    exp_mean: np.ndarray | None = None  # (N, 3) mu_exp alone (already inside ``mean``)
+
+    @property
+    def n_vertices(self) -> int:
+        return len(self.mean)
+
+    def vertices(self, shape_para: np.ndarray, exp_para: np.ndarray) -> np.ndarray:
+        """(N, 3) micrometres for Shape_Para (<= S,) and Exp_Para (<= E,) in 3DDFA scale."""
+        s, e = np.asarray(shape_para).reshape(-1), np.asarray(exp_para).reshape(-1)
+        v = self.mean.reshape(-1) + self.shape_pc[:, : s.size] @ s + self.exp_pc[:, : e.size] @ e
+        return v.reshape(-1, 3)
+
+    def albedo(self, tex_para: np.ndarray | None = None) -> np.ndarray:
+        """(N, 3) RGB 0..255: ``texMU + texPC @ Tex_Para`` (``DEFAULT_ALBEDO`` where the file has none)."""
+        a = np.full(3 * self.n_vertices, DEFAULT_ALBEDO) if self.tex_mean is None else self.tex_mean.reshape(-1)
+        if tex_para is not None and self.tex_pc is not None:
+            t = np.asarray(tex_para).reshape(-1)
+            a = a + self.tex_pc[:, : t.size] @ t
+        return np.clip(a.reshape(-1, 3), 0, 255)
 
 
 def load_bfm_mean_and_keypoints(folder: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
@@ -181,13 +210,18 @@ def load_bfm_arrays(folder: str | os.PathLike) -> BfmArrays:
     kp = kp - 1
     if kp.min() < 0 or kp.max() >= n:
         raise BfmFormatError(f"{ip}: key 'keypoints' indexes vertices outside [1, {n}]")
-    tex = None
+    tex = tex_pc = tex_ev = None
     if "texMU" in m and np.asarray(m["texMU"]).size == 3 * n_full:
         tex = np.asarray(m["texMU"], dtype=np.float64).reshape(-1, 3)
         if trim is not None:
             tex = tex[trim]
+    if "texPC" in m:
+        tex_pc = _get(m, "texPC", mp, (3 * n_full, None)).astype(np.float64)
+        tex_ev = _get(m, "texEV", mp, (tex_pc.shape[1], 1)).astype(np.float64).reshape(-1)
+        if trim is not None:
+            tex_pc = tex_pc[rows]
     return BfmArrays(folder, (mu + mu_e).reshape(-1, 3), pc, ev, w_e, s_e, tri, kp, tex, trim,
-                     mouth_open_mode(e, ep))
+                     mouth_open_mode(e, ep), tex_pc, tex_ev, mu_e.reshape(-1, 3))
 
 
 class LinearBFM(nn.Module):

@@ -34,7 +34,7 @@ from datamodules.formats.matfiles import AFLW2000_SPEC, write_mat
 from datamodules.formats.roi import roi_box_from_landmarks, roi_from_points
 from datamodules.writers.threeddfa import (
     WRITER_VERSION,
-    load_bfm_full,
+    load_bfm,
     pose_for_view,
     sample_appearance,
     sample_expression,
@@ -73,7 +73,7 @@ def write_aflw2000(
     changes)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    bfm = load_bfm_full(bfm_dir)
+    bfm = load_bfm(bfm_dir)
     H = W = int(image_size)
     names, pts68, pts68_re, yaws, rois = [], [], [], [], []
     edges = ((0.0, 30.0), (30.0, 60.0), (60.0, 89.0))

@@ -18,22 +18,21 @@ Conventions (FORMATS.md, 3DDFA):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.io as sio
 import torch
+from scipy.linalg import cho_factor, cho_solve
+from scipy.spatial import cKDTree
 
-from facemodels.bfm import mouth_open_mode
+from facemodels.bfm import BfmArrays, load_bfm_arrays
 from facemodels.render import rasterize, vertex_visibility
 from facemodels.rotations import euler_3ddfa_to_matrix
 from facemodels.world import default_bfm_dir
 
 __all__ = [
     "WRITER_VERSION",
-    "BfmFull",
-    "load_bfm_full",
+    "load_bfm",
     "pose_matrix",
     "project_3ddfa",
     "render_orthographic",
@@ -52,95 +51,13 @@ WRITER_VERSION = 4
 EXP_INTENSITY_MAX = 2.0
 EXP_CLIP = 3.0
 
-LAYOUT = "expected a BFM folder with 01_MorphableModel.mat, Model_Expression.mat, model_info.mat"
+N_TEX = 199  # 3DDFA's Tex_Para length (written as zeros' draws when the BFM has no texture basis)
 
 
-@dataclass
-class BfmFull:
-    """The BFM restricted to 3DDFA's trimmed vertices (micrometres, interleaved rows).
-
-    mu (3M,), shape_pc (3M, 199), shape_ev (199,), mu_exp (3M,), w_exp (3M, 29),
-    sigma_exp (29,), tex_mu (3M,), tex_pc (3M, 199), tex_ev (199,), tri (T, 3) 0-based
-    trimmed ids, keypoints (68,) 0-based trimmed ids.
-    """
-
-    mu: np.ndarray
-    shape_pc: np.ndarray
-    shape_ev: np.ndarray
-    mu_exp: np.ndarray
-    w_exp: np.ndarray
-    sigma_exp: np.ndarray
-    tex_mu: np.ndarray
-    tex_pc: np.ndarray
-    tex_ev: np.ndarray
-    tri: np.ndarray
-    keypoints: np.ndarray
-    mouth_open_mode: int | None = None  # the expression mode that opens the mouth (files' optional key)
-
-    @property
-    def n_vertices(self) -> int:
-        return self.mu.size // 3
-
-    def vertices(self, shape_para: np.ndarray, exp_para: np.ndarray) -> np.ndarray:
-        """(M, 3) micrometres for Shape_Para (199,) and Exp_Para (29,)."""
-        v = self.mu + self.shape_pc @ shape_para + self.mu_exp + self.w_exp @ exp_para
-        return v.reshape(-1, 3)
-
-    def albedo(self, tex_para: np.ndarray) -> np.ndarray:
-        """(M, 3) RGB 0..255 for Tex_Para (199,)."""
-        return np.clip((self.tex_mu + self.tex_pc @ tex_para).reshape(-1, 3), 0, 255)
-
-
-def _need(d: dict, key: str, path: Path) -> np.ndarray:
-    if key not in d:
-        raise KeyError(f"{path}: missing key {key!r}; {LAYOUT}")
-    return np.asarray(d[key])
-
-
-def load_bfm_full(bfm_dir: str | Path | None = None) -> BfmFull:
-    """Read a 3DDFA-layout BFM folder (real or procedural) into :class:`BfmFull`."""
-    if bfm_dir is None:
-        bfm_dir = default_bfm_dir()
-    d = Path(bfm_dir)
-    paths = {n: d / n for n in ("01_MorphableModel.mat", "Model_Expression.mat", "model_info.mat")}
-    for p in paths.values():
-        if not p.is_file():
-            raise FileNotFoundError(f"missing {p}; {LAYOUT}")
-    m = sio.loadmat(str(paths["01_MorphableModel.mat"]))
-    e = sio.loadmat(str(paths["Model_Expression.mat"]))
-    info = sio.loadmat(str(paths["model_info.mat"]))
-    trim = _need(info, "trimIndex", paths["model_info.mat"]).reshape(-1).astype(np.int64) - 1
-    rows = (3 * trim[:, None] + np.arange(3)[None]).reshape(-1)
-    kp = _need(info, "keypoints", paths["model_info.mat"]).reshape(-1).astype(np.int64) - 1
-    if kp.shape != (68,):
-        raise ValueError(f"{paths['model_info.mat']}: 'keypoints' has {kp.size} entries, expected 68")
-    if "tri" in info:  # 3DDFA: (3, T) 1-based on the trimmed vertices
-        tri = np.asarray(info["tri"], np.int64)
-        tri = (tri.T if tri.shape[0] == 3 else tri) - 1
-    else:  # map the full model's triangles through trimIndex
-        tl = _need(m, "tl", paths["01_MorphableModel.mat"]).astype(np.int64) - 1
-        inv = np.full(int(trim.max()) + 1 if trim.size else 0, -1)
-        inv[trim] = np.arange(trim.size)
-        tl = tl[(tl < inv.size).all(1)]
-        tri = inv[tl]
-        tri = tri[(tri >= 0).all(1)]
-    f64 = np.float64
-    shape_mu = _need(m, "shapeMU", paths["01_MorphableModel.mat"]).astype(f64).reshape(-1)
-    tex_mu = m["texMU"].astype(f64).reshape(-1) if "texMU" in m else np.full(shape_mu.size, 180.0)
-    tex_pc = m["texPC"].astype(f64) if "texPC" in m else np.zeros((shape_mu.size, 199))
-    tex_ev = m["texEV"].astype(f64).reshape(-1) if "texEV" in m else np.zeros(199)
-    mu_exp = _need(e, "mu_exp", paths["Model_Expression.mat"]).astype(f64).reshape(-1)
-    w_exp = _need(e, "w_exp", paths["Model_Expression.mat"]).astype(f64)
-    sigma = e["sigma_exp"].astype(f64).reshape(-1) if "sigma_exp" in e else np.ones(w_exp.shape[1])
-    if w_exp.shape[0] != rows.size:
-        raise ValueError(f"{paths['Model_Expression.mat']}: 'w_exp' has {w_exp.shape[0]} rows, "
-                         f"expected 3 x {trim.size} trimmed vertices")
-    return BfmFull(
-        mu=shape_mu[rows], shape_pc=_need(m, "shapePC", paths["01_MorphableModel.mat"]).astype(f64)[rows],
-        shape_ev=_need(m, "shapeEV", paths["01_MorphableModel.mat"]).astype(f64).reshape(-1),
-        mu_exp=mu_exp, w_exp=w_exp, sigma_exp=sigma, tex_mu=tex_mu[rows], tex_pc=tex_pc[rows],
-        tex_ev=tex_ev, tri=tri, keypoints=kp, mouth_open_mode=mouth_open_mode(e, paths["Model_Expression.mat"]),
-    )
+def load_bfm(bfm_dir: str | Path | None = None) -> BfmArrays:
+    """The BFM folder of the writers (real or procedural; the default world when None), read by
+    :func:`facemodels.bfm.load_bfm_arrays` (trimmed vertices, micrometres, interleaved rows)."""
+    return load_bfm_arrays(default_bfm_dir() if bfm_dir is None else bfm_dir)
 
 
 def pose_matrix(pose_para: np.ndarray) -> np.ndarray:
@@ -158,7 +75,7 @@ def project_3ddfa(v: np.ndarray, pose_para: np.ndarray, height: int) -> np.ndarr
 
 
 def pose_for_view(
-    bfm: BfmFull, v: np.ndarray, pitch: float, yaw: float, roll: float, size: int,
+    bfm: BfmArrays, v: np.ndarray, pitch: float, yaw: float, roll: float, size: int,
     face_px: float, centre_px: tuple[float, float],
 ) -> np.ndarray:
     """Pose_Para (7,) placing the keypoint centroid of ``v`` at ``centre_px`` (image px, y
@@ -172,21 +89,22 @@ def pose_for_view(
     return np.array([pitch, yaw, roll, tx, ty, 0.0, s])
 
 
-def sample_expression(rng: np.random.Generator, bfm: BfmFull, intensity_max: float = EXP_INTENSITY_MAX,
+def sample_expression(rng: np.random.Generator, bfm: BfmArrays, intensity_max: float = EXP_INTENSITY_MAX,
                       clip: float = EXP_CLIP) -> np.ndarray:
     """Exp_Para (n_exp,) of one face: N(0, 1) per mode times one per-face intensity U(0, intensity_max)
-    (neutral to strong faces), clipped to +-clip, in units of sigma_exp. The mouth-opening mode the
+    (neutral to strong faces), clipped to +-clip, in units of sigma_exp (``bfm.exp_ev``). The mouth-opening mode the
     files declare (``bfm.mouth_open_mode``, facemodels.bfm.MOUTH_KEY) takes the absolute value:
     closed to open, never lips through each other; files without it are drawn symmetrically."""
-    z = rng.normal(0.0, 1.0, bfm.sigma_exp.size) * rng.uniform(0.0, intensity_max)
+    z = rng.normal(0.0, 1.0, bfm.exp_ev.size) * rng.uniform(0.0, intensity_max)
     if bfm.mouth_open_mode is not None:
         z[bfm.mouth_open_mode] = abs(z[bfm.mouth_open_mode])
-    return np.clip(z, -clip, clip) * bfm.sigma_exp
+    return np.clip(z, -clip, clip) * bfm.exp_ev
 
 
-def sample_appearance(rng: np.random.Generator, bfm: BfmFull) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def sample_appearance(rng: np.random.Generator, bfm: BfmArrays) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(Tex_Para (199,), Illum_Para (10,), Color_Para (7,)) drawn for one face."""
-    tex = rng.normal(0.0, 0.25, bfm.tex_ev.size) * bfm.tex_ev  # mild albedo variation
+    tex_ev = np.zeros(N_TEX) if bfm.tex_ev is None else bfm.tex_ev
+    tex = rng.normal(0.0, 0.25, tex_ev.size) * tex_ev  # mild albedo variation
     amb = rng.uniform(0.35, 0.6) * np.array([1.0, 1.0, 1.0]) + rng.uniform(-0.03, 0.03, 3)
     dirc = rng.uniform(0.4, 0.7) * np.ones(3)
     theta, phi = rng.uniform(-0.9, 0.9), rng.uniform(-0.6, 0.6)
@@ -270,17 +188,12 @@ class MirrorFitter:
     negated, tx -> W - 1 - tx.
     """
 
-    def __init__(self, bfm: BfmFull):
-        from scipy.spatial import cKDTree
-
+    def __init__(self, bfm: BfmArrays):
         self.bfm = bfm
-        mean = bfm.mu.reshape(-1, 3)
-        _, self.perm = cKDTree(mean).query(mean * np.array([-1.0, 1.0, 1.0]))
-        from scipy.linalg import cho_factor
-
+        _, self.perm = cKDTree(bfm.mean).query(bfm.mean * np.array([-1.0, 1.0, 1.0]))
         # normal equations with a Cholesky factor of the 228 x 228 Gram matrix (the columns
         # are near-orthogonal, so this is well conditioned and much cheaper than an SVD)
-        self.basis = np.concatenate([bfm.shape_pc, bfm.w_exp], 1)  # (3M, 228)
+        self.basis = np.concatenate([bfm.shape_pc, bfm.exp_pc], 1)  # (3M, 228)
         gram = self.basis.T @ self.basis
         self.cho = cho_factor(gram + 1e-12 * np.trace(gram) / len(gram) * np.eye(len(gram)))
         self.n_shape = bfm.shape_pc.shape[1]
@@ -289,9 +202,7 @@ class MirrorFitter:
                width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         v = self.bfm.vertices(shape_para, exp_para)
         target = (v * np.array([-1.0, 1.0, 1.0]))[self.perm].reshape(-1)
-        from scipy.linalg import cho_solve
-
-        coef = cho_solve(self.cho, self.basis.T @ (target - self.bfm.mu - self.bfm.mu_exp))
+        coef = cho_solve(self.cho, self.basis.T @ (target - self.bfm.mean.reshape(-1)))
         s2, e2 = coef[: self.n_shape], coef[self.n_shape:]
         fit = self.bfm.vertices(s2, e2).reshape(-1)
         res = float(np.sqrt(np.mean((fit - target) ** 2)))

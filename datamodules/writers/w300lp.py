@@ -32,10 +32,10 @@ from datamodules.formats.roi import roi_from_points
 from datamodules.writers.parallel import run_workers
 from datamodules.writers.threeddfa import (
     WRITER_VERSION,
-    BfmFull,
+    BfmArrays,
     MirrorFitter,
     camera_normals,
-    load_bfm_full,
+    load_bfm,
     pose_for_view,
     project_3ddfa,
     render_orthographic,
@@ -52,7 +52,7 @@ SOURCE_SETS = ("AFW", "HELEN", "IBUG", "LFPW")
 
 
 def render_face(
-    bfm: BfmFull, shape_para: np.ndarray, exp_para: np.ndarray, pose_para: np.ndarray,
+    bfm: BfmArrays, shape_para: np.ndarray, exp_para: np.ndarray, pose_para: np.ndarray,
     tex_para: np.ndarray, illum: np.ndarray, color: np.ndarray, background: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render one face. Returns (image (H, W, 3) uint8, keypoints (68, 3) px with z towards
@@ -125,7 +125,7 @@ def write_300wlp(
 def _write_units(spec: dict) -> int:
     """Write the source faces ``spec["units"]`` = [[set index, i], ...]; returns their count."""
     out, n_profiles, seed = Path(spec["out"]), spec["n_profiles"], spec["seed"]
-    bfm = load_bfm_full(spec["bfm_dir"])
+    bfm = load_bfm(spec["bfm_dir"])
     fitter = MirrorFitter(bfm)
     H = W = int(spec["image_size"])
     for s_idx, i in spec["units"]:

@@ -19,7 +19,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from datamodules.landmarks3d import bfm_landmarks68, flame_landmarks68
-from datamodules.writers.threeddfa import load_bfm_full, sample_expression
+from datamodules.writers.threeddfa import load_bfm, sample_expression
 from experiments.pictures import identity_sheet, mean_head_picture
 from facemodels import anthropometry as AN
 from facemodels.flame import FlameModel
@@ -45,7 +45,7 @@ def mouth_gaps(flame_dir: Path, bfm_dir: Path, n: int = 200, seed: int = 0) -> d
     for name, lm in (("FLAME-format lifting data", flame_landmarks68(n, seed, folder=str(flame_dir), **fk)),
                      ("BFM-format lifting data", bfm_landmarks68(n, seed, folder=str(bfm_dir), **bk))):
         out[name] = (lm[:, 66] - lm[:, 62]).double().norm(dim=-1).numpy() * 1e3
-    bfm, rng = load_bfm_full(bfm_dir), np.random.default_rng(seed)
+    bfm, rng = load_bfm(bfm_dir), np.random.default_rng(seed)
     gaps = []
     for _ in range(n):
         shape = rng.normal(0.0, 1.0, bfm.shape_ev.size) * bfm.shape_ev

@@ -30,8 +30,9 @@ def bfm_dir(tmp_path_factory):
         "shapeMU": mu.reshape(-1, 1), "shapePC": rng.normal(0, 1, (3 * n_full, 199)),
         "shapeEV": np.linspace(3000, 10, 199)[:, None], "tl": np.array([[1, 2, 3]])})
     sio.savemat(str(d / "Model_Expression.mat"), {
-        "mu_exp": rng.normal(0, 100, (3 * 90, 1)), "w_exp": rng.normal(0, 1000, (3 * 90, 29))})
-    sio.savemat(str(d / "model_info.mat"), {"trimIndex": trim[:, None],
+        "mu_exp": rng.normal(0, 100, (3 * 90, 1)), "w_exp": rng.normal(0, 1000, (3 * 90, 29)),
+        "sigma_exp": np.ones((29, 1))})
+    sio.savemat(str(d / "model_info.mat"), {"trimIndex": trim[:, None], "tri": np.array([[1], [2], [3]]),
                                             "keypoints": rng.choice(np.arange(1, 91), 68, replace=False)[None]})
     return d
 

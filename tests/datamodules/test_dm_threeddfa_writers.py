@@ -25,7 +25,7 @@ from datamodules.writers.threeddfa import (
     EXP_INTENSITY_MAX,
     MirrorFitter,
     camera_normals,
-    load_bfm_full,
+    load_bfm,
     project_3ddfa,
     sample_expression,
 )
@@ -96,7 +96,7 @@ def test_300wlp_flip_image_is_mirrored_and_views_turn_away(w300lp_dir):
 def test_render_face_covers_visible_keypoints(mirror_bfm_dir):
     """Rendered pixels and projected keypoints agree: on a black background every
     z-test-visible keypoint pixel is painted, the image corners are not."""
-    bfm = load_bfm_full(mirror_bfm_dir)
+    bfm = load_bfm(mirror_bfm_dir)
     pose = np.array([0.1, 0.5, -0.05, 0.0, 0.0, 0.0, 1.0])
     v = bfm.vertices(np.zeros(199), np.zeros(29))
     s = 60.0 / np.ptp(v[:, 0])
@@ -119,9 +119,9 @@ def test_render_face_covers_visible_keypoints(mirror_bfm_dir):
 
 
 def test_mirror_fit_exact_on_a_mirror_closed_basis(mirror_bfm_dir):
-    bfm = load_bfm_full(mirror_bfm_dir)
+    bfm = load_bfm(mirror_bfm_dir)
     rng = np.random.default_rng(0)
-    shape, exp = rng.normal(0, 1, 199) * bfm.shape_ev, rng.normal(0, 1, 29) * bfm.sigma_exp
+    shape, exp = rng.normal(0, 1, 199) * bfm.shape_ev, rng.normal(0, 1, 29) * bfm.exp_ev
     s2, e2, _, res = MirrorFitter(bfm).mirror(shape, exp, np.array([0, 0, 0, 10, 0, 0, 1.0]), 100)
     assert res < 1.0  # micrometres RMS, on faces ~1e5 um wide
     v, v2 = bfm.vertices(shape, exp), bfm.vertices(s2, e2)
@@ -192,7 +192,7 @@ def test_aflw2000_writer_opens_mouths_on_the_procedural_bfm(tmp_path):
 
     bfm_dir = default_bfm_dir()
     write_aflw2000(tmp_path, n=40, seed=0, bfm_dir=str(bfm_dir), image_size=48, reannotated=False)
-    bfm = load_bfm_full(bfm_dir)
+    bfm = load_bfm(bfm_dir)
     gaps = []
     for n in (tmp_path / "AFLW2000-3D_crop.list").read_text().split():
         m = read_mat(tmp_path / n.replace(".jpg", ".mat"), AFLW2000_SPEC)
@@ -308,17 +308,17 @@ def test_aflw2000_reannotated_ground_truth_and_yaw_from_the_pose_list(tmp_path, 
 def test_sample_expression_neutral_to_strong(mirror_bfm_dir):
     """Exp_Para = clip(N(0, 1) x U(0, intensity_max), +-clip) x sigma_exp: the same draws by hand, the
     clip, and a range from neutral to strong over many faces (the writers used N(0, 0.6^2) before)."""
-    plain = load_bfm_full(mirror_bfm_dir)  # a real-like file: no mouth mode declared, every mode two-sided
+    plain = load_bfm(mirror_bfm_dir)  # a real-like file: no mouth mode declared, every mode two-sided
     assert plain.mouth_open_mode is None
     raw = np.random.default_rng(3)
-    z = raw.normal(0.0, 1.0, plain.sigma_exp.size) * raw.uniform(0.0, EXP_INTENSITY_MAX)
-    np.testing.assert_allclose(sample_expression(np.random.default_rng(3), plain), np.clip(z, -3.0, 3.0) * plain.sigma_exp)
+    z = raw.normal(0.0, 1.0, plain.exp_ev.size) * raw.uniform(0.0, EXP_INTENSITY_MAX)
+    np.testing.assert_allclose(sample_expression(np.random.default_rng(3), plain), np.clip(z, -3.0, 3.0) * plain.exp_ev)
     bfm = dataclasses.replace(plain, mouth_open_mode=MOUTH_OPEN_MODE)  # as the procedural files declare it
     rng, ref = np.random.default_rng(3), np.random.default_rng(3)
-    z = ref.normal(0.0, 1.0, bfm.sigma_exp.size) * ref.uniform(0.0, EXP_INTENSITY_MAX)
+    z = ref.normal(0.0, 1.0, bfm.exp_ev.size) * ref.uniform(0.0, EXP_INTENSITY_MAX)
     z[MOUTH_OPEN_MODE] = abs(z[MOUTH_OPEN_MODE])  # the mouth opens, never closes through itself
-    np.testing.assert_allclose(sample_expression(rng, bfm), np.clip(z, -3.0, 3.0) * bfm.sigma_exp)
-    units = np.stack([sample_expression(np.random.default_rng(i), bfm) / bfm.sigma_exp for i in range(400)])
+    np.testing.assert_allclose(sample_expression(rng, bfm), np.clip(z, -3.0, 3.0) * bfm.exp_ev)
+    units = np.stack([sample_expression(np.random.default_rng(i), bfm) / bfm.exp_ev for i in range(400)])
     assert np.abs(units).max() <= 3.0 + 1e-12
     assert units[:, MOUTH_OPEN_MODE].min() >= 0.0 and units[:, MOUTH_OPEN_MODE].max() > 2.0
     assert (units[:, MOUTH_OPEN_MODE + 1:] < 0).mean() > 0.4  # the other modes stay two-sided
