@@ -325,3 +325,38 @@ def test_sample_expression_neutral_to_strong(mirror_bfm_dir):
     strength = np.sqrt((units ** 2).mean(1))  # per-face rms in sd units: ~U(0, 2)
     assert strength.min() < 0.15 and strength.max() > 1.7 and 0.9 < strength.mean() < 1.1
     assert not sample_expression(np.random.default_rng(0), bfm, intensity_max=0.0).any()
+
+
+def test_bfm_arrays_trim_the_neck_and_rebuild_faces_by_hand(mirror_bfm_dir):
+    """The one BFM reader on a real-layout folder whose model file has 10 neck vertices more than the
+    expression basis: shape and texture rows are trimmed with trimIndex, and ``vertices`` / ``albedo``
+    equal 3DDFA's formulas written out on the raw .mat arrays."""
+    bfm = load_bfm(mirror_bfm_dir)
+    m = sio.loadmat(str(mirror_bfm_dir / "01_MorphableModel.mat"))
+    e = sio.loadmat(str(mirror_bfm_dir / "Model_Expression.mat"))
+    n = e["mu_exp"].size // 3
+    assert bfm.n_vertices == n and m["shapeMU"].size == 3 * (n + 10)
+    assert bfm.tex_pc.shape == (3 * n, 199) and bfm.tex_ev.shape == (199,)
+    rng = np.random.default_rng(5)
+    s, x, t = rng.normal(0, 1e4, 199), rng.normal(0, 1e3, 29), rng.normal(0, 3, 199)
+    f64 = np.float64
+    v = (m["shapeMU"][: 3 * n, 0].astype(f64) + m["shapePC"][: 3 * n].astype(f64) @ s
+         + e["mu_exp"][:, 0].astype(f64) + e["w_exp"].astype(f64) @ x)
+    np.testing.assert_allclose(bfm.vertices(s, x), v.reshape(-1, 3), rtol=1e-12, atol=1e-6)
+    tex = m["texMU"][: 3 * n, 0].astype(f64) + m["texPC"][: 3 * n].astype(f64) @ t
+    np.testing.assert_allclose(bfm.albedo(t), np.clip(tex, 0, 255).reshape(-1, 3), atol=1e-9)
+    kb = load_keypoint_basis(mirror_bfm_dir)  # the keypoint rows of the same reading
+    np.testing.assert_allclose(kb.project_3ddfa(s, x, np.array([0, 0, 0, 0, 0, 0, 1.0]), 1)[:, 0],
+                               bfm.vertices(s, x)[bfm.keypoints, 0], rtol=1e-12, atol=1e-6)
+
+
+def test_bfm_check_names_the_file_and_key(mirror_bfm_dir, tmp_path, capsys):
+    """`experiments.data check --dataset bfm` on a folder whose expression file lacks w_exp: one
+    problem line naming Model_Expression.mat and 'w_exp', exit code 1."""
+    for name in ("01_MorphableModel.mat", "model_info.mat"):
+        (tmp_path / name).write_bytes((mirror_bfm_dir / name).read_bytes())
+    e = sio.loadmat(str(mirror_bfm_dir / "Model_Expression.mat"))
+    sio.savemat(str(tmp_path / "Model_Expression.mat"), {"mu_exp": e["mu_exp"], "sigma_exp": e["sigma_exp"]})
+    assert data_main(["check", "--dataset", "bfm", "--dir", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "Model_Expression.mat: missing key 'w_exp'" in out and "1 problem(s)" in out
