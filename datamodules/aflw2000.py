@@ -111,6 +111,7 @@ class Aflw2000DataModule(FaceDataModule):
     AFLW2000-3D-format set of ``n`` images."""
 
     box_convention = "landmarks68"  # crops around the box of the 68 landmarks (experiments.face_detection)
+    face_model = "bfm"
 
     def __init__(self, n: int = 200, bfm_dir: str | None = None, gt: str = "original",
                  protocol_dir: str | None = None, **kwargs):

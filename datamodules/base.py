@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from datamodules.batch_photometric import apply_photometric, host_params
 from datamodules.stage_timer import StageTimer, stage
 from datamodules.transforms import AugmentConfig
+from facemodels.landmark_sets import landmark_set_names
 
 __all__ = ["FaceDataset", "FaceDataModule", "to_tensors", "sample_rng"]
 
@@ -128,6 +129,9 @@ class FaceDataModule(pl.LightningDataModule):
     # The box the crops are taken around (a key of experiments.face_detection.BOX_CONVENTIONS): "head"
     # (the projected head vertices, DAD-3DHeads' bbox) or "landmarks68" (the box of the 68 landmarks).
     box_convention = "head"
+    # The face model whose topology the dataset's landmark sets live on ("flame" or "bfm", a key of
+    # facemodels.landmark_sets); None: the subclass checks its landmark_set itself.
+    face_model: str | None = None
 
     def __init__(
         self,
@@ -149,6 +153,9 @@ class FaceDataModule(pl.LightningDataModule):
         super().__init__()
         if kwargs:
             raise TypeError(f"{type(self).__name__}: unknown arguments {sorted(kwargs)}")
+        if self.face_model is not None and landmark_set not in landmark_set_names(self.face_model):
+            raise ValueError(f"{type(self).__name__}: landmark_set must be one of {list(landmark_set_names(self.face_model))} "
+                             f"(the sets on {self.face_model.upper()}, this dataset's topology), got {landmark_set!r}")
         self.data_dir = data_dir
         self.landmark_set = landmark_set
         self.image_size = int(image_size)

@@ -89,6 +89,8 @@ class ComaDataset(FaceDataset):
 class ComaDataModule(FaceDataModule):
     """CoMA. ``data_dir`` null -> procedural CoMA (12 x 12 sequences of ``n_frames``)."""
 
+    face_model = "flame"
+
     def __init__(
         self,
         split_mode: str = "sliced",

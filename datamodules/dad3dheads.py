@@ -27,6 +27,8 @@ class Dad3DHeadsDataModule(FaceDataModule):
     """DAD-3DHeads. ``data_dir`` null -> procedural DAD-format data (n_train / n_val /
     n_test images of ``frame_size`` px) written once under the cache root."""
 
+    face_model = "flame"
+
     def __init__(
         self,
         n_train: int = 1500,

@@ -214,6 +214,7 @@ class W300LPDataModule(FaceDataModule):
     source set, each with ``n_profiles`` profiling views and the _Flip copies)."""
 
     box_convention = "landmarks68"  # crops around the box of the 68 landmarks (experiments.face_detection)
+    face_model = "bfm"
 
     def __init__(self, val_fraction: float = 0.05, n_per_folder: int = 40, n_profiles: int = 3,
                  bfm_dir: str | None = None, with_3d: bool = True, **kwargs):

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from datamodules.registry import check_dataset, dataset_names, get_dataset, write_dataset
+from facemodels.landmark_sets import landmark_set_names
 from tests.harness.compose import compose_config
 
 LOADER = {"batch_size": 2, "num_workers": 0}
@@ -72,3 +73,15 @@ def test_registry_rejects_a_second_entry_of_one_name():
         get_dataset("nope")
     assert dataset_names("write")[:5] == ["dad3dheads", "w300lp", "aflw2000", "coma", "bfm"]
     assert set(dataset_names()) - set(dataset_names("write")) == {"landmarks3d", "synthetic"}
+
+
+@pytest.mark.parametrize("name", [n for n in dataset_names() if getattr(get_dataset(n).datamodule, "face_model", None)])
+def test_a_landmark_set_of_the_other_topology_is_refused_on_construction(name):
+    """A FLAME-topology dataset refuses the BFM's 520 keypoints and a BFM one FLAME's 1609 face vertices,
+    before any data is written, naming the class, the sets it has and the set asked for."""
+    cls = get_dataset(name).datamodule
+    other = "kp520" if cls.face_model == "flame" else "face1609"
+    assert other not in landmark_set_names(cls.face_model)
+    with pytest.raises(ValueError, match=rf"{cls.__name__}: landmark_set must be one of .*got '{other}'"):
+        cls(landmark_set=other)
+    cls(landmark_set="ibug68")  # the shared set is on both

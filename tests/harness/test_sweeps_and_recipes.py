@@ -3,6 +3,7 @@ reproduce recipe's runs compose at both scales."""
 
 from __future__ import annotations
 
+import hydra
 import pytest
 from omegaconf import OmegaConf
 
@@ -43,6 +44,8 @@ def test_recipe_runs_compose(name, tmp_path):
             overrides = [a for a in cmd[3:] if not a.startswith("hydra.")]
             cfg = compose_config("train", overrides, tmp_path)
             OmegaConf.resolve(cfg)
+            # the DataModule accepts the model's landmark set (each one checks its topology on construction)
+            hydra.utils.instantiate(cfg.data)
 
 
 def test_a_runs_override_wins_over_its_scales(tmp_path):
