@@ -19,22 +19,23 @@ from pathlib import Path
 from experiments.reports.pretrained_card import card
 from experiments.reproduce import best_checkpoint, last_metrics
 from experiments.shipped_weights import (
-    RECIPES,
     REPO_ROOT,
     WEIGHTS_DIR,
     available,
     export,
     provenance,
+    trainable,
+    training_overrides,
 )
 
 
 def train(name: str) -> Path:
-    """Run RECIPES[name] into logs/pretrained/<name> (resumes a killed run), export its best checkpoint
-    with its test metrics, and write the model card. Returns the weights file."""
-    if name not in RECIPES:
-        raise KeyError(f"no recipe for {name!r}; recipes: {sorted(RECIPES)}")
+    """Train shipped model `name` from its experiment file (``training_overrides``) into
+    logs/pretrained/<name> (resumes a killed run), export its best checkpoint with its test metrics, and
+    write the model card. Returns the weights file."""
     run = REPO_ROOT / "logs" / "pretrained" / name
-    cmd = [sys.executable, "-m", "experiments.train", *RECIPES[name], "task_name=pretrained", f"hydra.run.dir={run}"]
+    cmd = [sys.executable, "-m", "experiments.train", *training_overrides(name), "task_name=pretrained",
+           f"hydra.run.dir={run}"]
     print("$", " ".join(cmd), flush=True)
     start = time.time()
     subprocess.check_call(cmd, cwd=REPO_ROOT)
@@ -49,9 +50,9 @@ def train(name: str) -> Path:
 
 
 def write_card(name: str, minutes: float | None = None) -> Path:
-    """<name>.md beside the weights: the recipe, where the weights came from, what they measure."""
+    """<name>.md beside the weights: how it was trained, where the weights came from, what they measure."""
     path = WEIGHTS_DIR / f"{name}.md"
-    path.write_text(card(name, RECIPES.get(name), provenance(name), minutes))
+    path.write_text(card(name, training_overrides(name), provenance(name), minutes))
     return path
 
 
@@ -64,10 +65,10 @@ def main(argv: list[str] | None = None) -> None:
     ex.add_argument("--config", help="Hydra run config (default: <ckpt>/../../.hydra/config.yaml)")
     ex.add_argument("--metric", action="append", default=[], help="key=value test metric to record")
     sub.add_parser("list", help="the shipped weights and where they came from")
-    tr = sub.add_parser("train", help="retrain a shipped model from its recipe and export it")
-    tr.add_argument("name", choices=sorted(RECIPES))
+    tr = sub.add_parser("train", help="retrain a shipped model from its experiment file and export it")
+    tr.add_argument("name", choices=trainable())
     cd = sub.add_parser("card", help="re-measure the model card of shipped weights on the current world")
-    cd.add_argument("name", choices=sorted(RECIPES))
+    cd.add_argument("name", choices=trainable())
     cd.add_argument("--minutes", type=float, help="the training time to keep on the card (minutes)")
     args = ap.parse_args(argv)
     if args.cmd == "train":

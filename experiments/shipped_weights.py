@@ -16,19 +16,27 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from experiments import experiment_files
 from experiments.checkpoints import load_system, read_checkpoint, run_config
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 REPO_ROOT = WEIGHTS_DIR.parents[1]
 
-# How each shipped model is trained: experiments.train overrides (`train` below runs them and exports).
-RECIPES: dict[str, list[str]] = {
-    # Zhao's depth MLP on the realistic procedural world (configs/data/landmarks3d.yaml: FLAME- and
-    # BFM-format faces, expressions, open mouths, yaw +-90, 30 % perspective, 2 % 2D noise). 50,000
-    # identities: more identities generalise better to the other face model (docs/DECISIONS.md).
-    "zhao_depth_ibug68": ["model=zhao_depth", "schedule=paper", "data.n_train=50000", "data.n_val=1000",
-                          "data.n_test=2000", "trainer.max_epochs=60", "model.num_threads=1", "logger=csv"],
-}
+
+
+def training_overrides(name: str) -> list[str]:
+    """The experiments.train overrides that retrain shipped model `name`: its experiment file
+    configs/experiment/<name>.yaml (one experiment system: experiments/experiment_files.py), on the paper's
+    full schedule on any machine (a shipped model is never trained on the CPU schedule's 8-minute cap)."""
+    if name not in trainable():
+        raise KeyError(f"no experiment file configs/experiment/{name}.yaml for shipped model {name!r}; "
+                       f"trainable: {trainable()}")
+    return [f"experiment={name}", "schedule=paper"]
+
+
+def trainable() -> list[str]:
+    """Shipped models that have an experiment file of their name (configs/experiment/<name>.yaml)."""
+    return sorted(set(available()) & set(experiment_files.names("experiment")))
 
 
 def _relative(path: Path) -> str:

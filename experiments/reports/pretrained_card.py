@@ -71,7 +71,7 @@ def aflw2000_row(lift, mean_face: torch.Tensor, n: int = 200, data_dir: str | No
     return label, e_model.mean().item(), e_base.mean().item()
 
 
-def card(name: str, recipe: list[str] | None, prov: dict, minutes: float | None = None) -> str:
+def card(name: str, overrides: list[str] | None, prov: dict, minutes: float | None = None) -> str:
     module = shipped_weights.load(name)
     mean_face = mean_face_landmarks()
     rows = [*procedural_rows(module.lift, mean_face), aflw2000_row(module.lift, mean_face)]
@@ -86,7 +86,7 @@ def card(name: str, recipe: list[str] | None, prov: dict, minutes: float | None 
         "## Training",
         "",
         f"- command: `python -m experiments.pretrained train {name}` (`make pretrained`)",
-        f"- overrides: `{' '.join(recipe or [])}`",
+        f"- experiment: `configs/experiment/{name}.yaml`; overrides `{' '.join(overrides or [])}`",
         f"- run: `{prov['run_dir']}`, checkpoint `{prov['checkpoint']}` (epoch {prov['epoch']}, "
         f"step {prov['global_step']})" + (f", {minutes:.0f} min on this machine" if minutes else ""),
         "- test split of the run (held-out identities, both face models): "

@@ -17,6 +17,7 @@ from experiments import lift as lift_cli
 from experiments import lifting, pretrained, shipped_weights
 from experiments.checkpoints import WEIGHTS_KEYS
 from lightning_modules.metrics.shape3d import depth_error
+from tests.harness.compose import compose_config
 from tests.lifting.synthetic_faces import synthetic_faces
 from tests.lifting.test_lifting_train import tiny_zhao_run
 
@@ -75,6 +76,20 @@ def test_card_cli_rewrites_the_card_of_the_shipped_weights(monkeypatch: pytest.M
     with pytest.raises(SystemExit):
         pretrained.main(["card", "no_such_model"])
 
+
+
+@pytest.mark.parametrize("name", shipped_weights.available())
+def test_every_shipped_model_retrains_from_its_experiment_file(name: str, tmp_path: Path) -> None:
+    """Each shipped weights file has an experiment file of its name, and the run that file composes
+    (with the overrides `experiments.pretrained train` adds) builds exactly the model config the weights
+    store: retraining reproduces the shipped architecture and loss, not a near copy."""
+    assert name in shipped_weights.trainable()
+    cfg = compose_config("train", shipped_weights.training_overrides(name), tmp_path)
+    OmegaConf.resolve(cfg)
+    stored = torch.load(shipped_weights.weights_path(name), weights_only=True)["model"]
+    assert OmegaConf.to_container(cfg.model) == stored
+    with pytest.raises(KeyError, match="no experiment file configs/experiment/nope.yaml"):
+        shipped_weights.training_overrides("nope")
 
 @pytest.mark.parametrize("source", ["flame", "bfm"])
 def test_shipped_zhao_beats_the_mean_face_on_unseen_faces(source: str) -> None:
