@@ -43,6 +43,7 @@ from fitting.weak_perspective import fix_chirality_ibug68, lift_with_shape
 from lightning_modules.components.depth_mlp import standardise_2d
 from lightning_modules.components.dissimilarity_net import DeepMDSNet
 from lightning_modules.lifting_base import LiftingModule, centred_depth
+from lightning_modules.optimization import optimizer_config
 
 PAPER_N_PARAMETERS = 27_505
 
@@ -140,13 +141,10 @@ class DeepMDSLifter(LiftingModule):
         ]
         opt = self.hparams.optimizer(params=params)
         if self.hparams.get("lr_schedule", "scheduler") != "cosine":
-            if self.hparams.get("scheduler") is None:
-                return opt
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": self.hparams.scheduler(optimizer=opt),
-                                                       "monitor": self.hparams.monitor}}
+            return optimizer_config(opt, self.hparams.get("scheduler"), self.hparams.monitor)
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        cosine = functools.partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=total)
+        return optimizer_config(opt, cosine, self.hparams.monitor, interval="step")
 
     def _pair_coords(self, canon: Tensor) -> Tensor:
         """(B, n, 2) canonical view -> the dissimilarity net's coordinates (see `pair_origin`)."""

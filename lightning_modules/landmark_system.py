@@ -16,6 +16,7 @@ from torch import nn
 from facemodels.landmark_sets import landmark_count
 from lightning_modules.metrics.landmark_error import MeanLandmarkError
 from lightning_modules.metrics.nme import AFLW2000NME, YAW_BIN_NAMES
+from lightning_modules.optimization import optimizer_config
 from lightning_modules.overlays import draw_landmark_overlay, overlay_grid, save_png
 
 log = logging.getLogger(__name__)
@@ -288,11 +289,5 @@ class LandmarkSystem(pl.LightningModule):
 
     # ----------------------------------------------------------------------------- optimisation
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(params=self.parameters())
-        if self.scheduler_factory is None:
-            return {"optimizer": optimizer}
-        scheduler = self.scheduler_factory(optimizer=optimizer)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "monitor": self.monitor, "interval": "epoch", "frequency": 1},
-        }
+        return optimizer_config(self.optimizer_factory(params=self.parameters()), self.scheduler_factory,
+                                self.monitor)

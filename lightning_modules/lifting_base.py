@@ -32,6 +32,7 @@ from lightning_modules.metrics.shape3d import (
     mse_procrustes,
     normalised_depth,
 )
+from lightning_modules.optimization import optimizer_config
 from lightning_modules.test_errors import write_test_errors
 
 
@@ -123,10 +124,8 @@ class LiftingModule(pl.LightningModule):
         return self.lift(batch["landmarks_px"])
 
     def configure_optimizers(self):
-        opt = self.hparams.optimizer(params=self.parameters())
-        if self.hparams.get("scheduler") is None:
-            return opt
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": self.hparams.scheduler(optimizer=opt), "monitor": self.hparams.monitor}}
+        return optimizer_config(self.hparams.optimizer(params=self.parameters()), self.hparams.get("scheduler"),
+                                self.hparams.monitor)
 
     def configure_callbacks(self):
         patience = self.hparams.get("early_stopping_patience")

@@ -11,6 +11,8 @@ test also logs the mean-shape baseline and the registered-model upper bound.
 
 `monitor` / `monitor_mode`: the metric the system is judged by (default val/dist, min); its LR scheduler
 watches it and configs/callbacks/*.yaml read it (`${model.monitor}`) for checkpointing.
+`scheduler_interval`: "step" (default; the paper's schedule is in iterations) or "epoch" (needed for a
+ReduceLROnPlateau on `monitor`); see lightning_modules/optimization.py.
 
 Batch keys: `image` (B, 3, 96, 96) and `params`, either
 - (B, 118) in the layout of lightning_modules.components.bfm118 (raw units, incl. the camera); the
@@ -40,6 +42,7 @@ from torch import Tensor, nn
 
 from lightning_modules.components.bfm118 import BFM118, N_3DDFA, N_PARAMS
 from lightning_modules.metrics.shape3d import CEDAUC, icp_procrustes_distance
+from lightning_modules.optimization import optimizer_config
 from lightning_modules.test_errors import write_test_errors
 
 LOSSES = ("mse", "l2_2d3d", "l1_2d3d")
@@ -53,6 +56,7 @@ class MobileFaceRegressor(pl.LightningModule):
         face_model: BFM118,
         optimizer: functools.partial,
         scheduler: functools.partial | None = None,
+        scheduler_interval: str = "step",
         loss: str = "l2_2d3d",
         w3d: float = 1.0,
         w2d: float = 1.0,
@@ -233,8 +237,5 @@ class MobileFaceRegressor(pl.LightningModule):
         self._test_errors = []
 
     def configure_optimizers(self):
-        opt = self.hparams.optimizer(params=self.parameters())
-        if self.hparams.get("scheduler") is None:
-            return opt
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": self.hparams.scheduler(optimizer=opt),
-                                                   "monitor": self.hparams.monitor, "interval": "step"}}
+        return optimizer_config(self.hparams.optimizer(params=self.parameters()), self.hparams.get("scheduler"),
+                                self.hparams.monitor, self.hparams.scheduler_interval)

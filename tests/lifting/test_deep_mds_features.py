@@ -153,12 +153,12 @@ def test_residual_autoencoder_passes_the_input_view_through() -> None:
 def test_autoencoder_lr_is_a_second_parameter_group() -> None:
     net = DeepMDSNet(ViewAutoencoder(), DissimilarityNet(output="depth"))
     m = DeepMDSLifter(net, functools.partial(torch.optim.Adam, lr=0.04), autoencoder_lr=0.004)
-    opt = m.configure_optimizers()  # lr_schedule "scheduler" with no scheduler partial: the optimizer
+    opt = m.configure_optimizers()["optimizer"]  # lr_schedule "scheduler" with no scheduler partial: no scheduler
     assert [g["lr"] for g in opt.param_groups] == [0.004, 0.04]
     ids = [{id(p) for p in g["params"]} for g in opt.param_groups]
     assert ids[0] == {id(p) for p in net.autoencoder.parameters()}
     assert ids[1] == {id(p) for p in net.dissimilarity.parameters()}
-    one = DeepMDSLifter(net, functools.partial(torch.optim.Adam, lr=0.04)).configure_optimizers()
+    one = DeepMDSLifter(net, functools.partial(torch.optim.Adam, lr=0.04)).configure_optimizers()["optimizer"]
     assert len(one.param_groups) == 1 and one.param_groups[0]["lr"] == 0.04
 
 

@@ -48,7 +48,7 @@ def test_every_loss_trains_a_step(loss: str) -> None:
     fm = _face_model()
     module = MobileFaceRegressor(MobileNetV1(), fm, functools.partial(torch.optim.Adam, lr=1e-3), loss=loss)
     batch = _batch(fm)
-    opt = module.configure_optimizers()
+    opt = module.configure_optimizers()["optimizer"]
     before = [p.detach().clone() for p in module.net.parameters()]
     loss_val, p, _ = module.model_step(batch)
     assert torch.isfinite(loss_val) and p.shape == (4, N_PARAMS)
@@ -107,7 +107,7 @@ def test_3ddfa_batch_trains_a_step(loss: str) -> None:
     crop = torch.tensor([[[0.5, 0.0, -60.0], [0.0, 0.5, -60.0], [0.0, 0.0, 1.0]]]).expand(2, -1, -1)
     batch = {"image": torch.randn(2, 3, 96, 96, generator=g), "params": params, "crop_matrix": crop,
              "source_height": torch.full((2,), 450.0), "flipped": torch.tensor([0.0, 1.0])}
-    opt = module.configure_optimizers()
+    opt = module.configure_optimizers()["optimizer"]
     loss_v, p, p_gt = module.model_step(batch)
     assert torch.isfinite(loss_v) and p.shape == p_gt.shape == (2, 118)
     opt.zero_grad()

@@ -120,6 +120,8 @@ def test_the_monitored_metric_is_defined_once(name, tmp_path):
     overrides = tiny_settings(name)
     if "scheduler" in cfg.model:
         overrides["scheduler"] = PLATEAU
+    if "scheduler_interval" in cfg.model:  # MobileFace steps its scheduler per iteration; a plateau needs epochs
+        overrides["scheduler_interval"] = "epoch"
     if "lr_schedule" in cfg.model:  # Deep-MDS: the `scheduler` partial is used only with lr_schedule=scheduler
         overrides["lr_schedule"] = "scheduler"
     model = create_model(name, **overrides)
