@@ -3,6 +3,9 @@
 Every function accepts arbitrary leading batch dimensions ``(...)`` and keeps dtype and
 device. Matrices act on column vectors: ``x' = R @ x`` (row-vector code uses ``x @ R.T``).
 
+The axis-angle, quaternion and 6D conversions are RoMa's (``roma``); the two Euler conventions
+below (the suite's model space and 3DDFA's Pose_Para), which no library has, are written here.
+
 Conventions
 -----------
 * Axis-angle ``(..., 3)``: direction = axis, norm = angle in radians (Rodrigues).
@@ -37,6 +40,7 @@ Conventions
 
 from __future__ import annotations
 
+import roma
 import torch
 from torch import Tensor
 
@@ -59,10 +63,6 @@ __all__ = [
     "matrix_to_3ddfa_euler",
     "geodesic_angle",
 ]
-
-# Below this squared angle (rad^2) Taylor series replace sin(t)/t and (1-cos t)/t^2.
-_SMALL_ANGLE_SQ = 1e-6
-
 
 def _check_last(x: Tensor, n: int, name: str) -> None:
     if not torch.is_tensor(x):
@@ -120,13 +120,13 @@ def rotation_z(angle: Tensor) -> Tensor:
 
 
 # ----------------------------------------------------------------------------------------
-# axis-angle
+# axis-angle, quaternions, 6D: RoMa (roma.rotvec_to_rotmat, ...), batched, without data-dependent
+# indexing (no device synchronisation, no graph breaks). RoMa's quaternions are (x, y, z, w); the
+# suite's are (w, x, y, z), converted at this boundary only.
 # ----------------------------------------------------------------------------------------
 def axis_angle_to_matrix(axis_angle: Tensor) -> Tensor:
-    """Rodrigues' formula ``R = I + a K + b K^2`` with ``K = hat(w)``.
-
-    ``a = sin(t)/t`` and ``b = (1 - cos t)/t^2`` switch to Taylor series near t = 0, so
-    value and gradient are finite (and exact to float precision) at the zero rotation.
+    """Rodrigues' formula (``roma.rotvec_to_rotmat``; first order below 1e-6 rad, so value and
+    gradient are finite at the zero rotation).
 
     Args:
         axis_angle: (..., 3) radians.
@@ -134,49 +134,44 @@ def axis_angle_to_matrix(axis_angle: Tensor) -> Tensor:
         (..., 3, 3) rotation matrices.
     """
     _check_last(axis_angle, 3, "axis_angle_to_matrix")
-    t2 = (axis_angle * axis_angle).sum(-1)  # (...,)
-    small = t2 < _SMALL_ANGLE_SQ
-    t2_safe = torch.where(small, torch.ones_like(t2), t2)
-    t = torch.sqrt(t2_safe)
-    a = torch.where(small, 1.0 - t2 / 6.0 + t2 * t2 / 120.0, torch.sin(t) / t)
-    b = torch.where(small, 0.5 - t2 / 24.0 + t2 * t2 / 720.0, (1.0 - torch.cos(t)) / t2_safe)
-    K = hat(axis_angle)  # (..., 3, 3)
-    eye = torch.eye(3, dtype=axis_angle.dtype, device=axis_angle.device).expand_as(K)
-    return eye + a[..., None, None] * K + b[..., None, None] * (K @ K)
+    return roma.rotvec_to_rotmat(axis_angle)
 
 
 def matrix_to_axis_angle(R: Tensor) -> Tensor:
-    """Inverse of :func:`axis_angle_to_matrix`; angle in [0, pi]. Via quaternions.
+    """Inverse of :func:`axis_angle_to_matrix`; angle in [0, pi] (``roma.rotmat_to_rotvec``, via
+    quaternions).
 
     Args:
         R: (..., 3, 3) rotation matrices.
     Returns:
         (..., 3) axis-angle, radians.
     """
-    return quaternion_to_axis_angle(matrix_to_quaternion(R))
+    _check_matrix(R, "matrix_to_axis_angle")
+    return roma.rotmat_to_rotvec(R)
 
 
-# ----------------------------------------------------------------------------------------
-# quaternions (w, x, y, z)
-# ----------------------------------------------------------------------------------------
+def _wxyz(q_xyzw: Tensor) -> Tensor:
+    return torch.cat([q_xyzw[..., 3:], q_xyzw[..., :3]], dim=-1)
+
+
+def _xyzw(q_wxyz: Tensor) -> Tensor:
+    return torch.cat([q_wxyz[..., 1:], q_wxyz[..., :1]], dim=-1)
+
+
+def _positive_w(q: Tensor) -> Tensor:
+    return torch.where(q[..., :1] < 0, -q, q)
+
+
 def quaternion_to_matrix(q: Tensor) -> Tensor:
     """Unit quaternion (normalised here) ``(..., 4) = (w, x, y, z)`` -> (..., 3, 3)."""
     _check_last(q, 4, "quaternion_to_matrix")
     q = q / q.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(q.dtype).tiny)
-    w, x, y, z = q.unbind(-1)
-    m = [
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ]  # fmt: skip
-    return torch.stack(m, dim=-1).reshape(q.shape[:-1] + (3, 3))
+    return roma.unitquat_to_rotmat(_xyzw(q))
 
 
 def matrix_to_quaternion(R: Tensor) -> Tensor:
-    """Rotation matrix -> unit quaternion ``(w, x, y, z)`` with ``w >= 0``.
-
-    Numerically robust: of the four candidate formulas (each dividing by one of
-    4w, 4x, 4y, 4z) the one with the largest denominator is used per element.
+    """Rotation matrix -> unit quaternion ``(w, x, y, z)`` with ``w >= 0`` (Markley's variant of
+    Shepperd's method, ``roma.rotmat_to_unitquat``: unit even for slightly non-orthonormal input).
 
     Args:
         R: (..., 3, 3).
@@ -184,64 +179,24 @@ def matrix_to_quaternion(R: Tensor) -> Tensor:
         (..., 4).
     """
     _check_matrix(R, "matrix_to_quaternion")
-    m00, m01, m02 = R[..., 0, 0], R[..., 0, 1], R[..., 0, 2]
-    m10, m11, m12 = R[..., 1, 0], R[..., 1, 1], R[..., 1, 2]
-    m20, m21, m22 = R[..., 2, 0], R[..., 2, 1], R[..., 2, 2]
-    # 4 * (w^2, x^2, y^2, z^2)
-    sq = torch.stack(
-        [1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22],
-        dim=-1,
-    )
-    root = torch.sqrt(sq.clamp_min(0.0))  # (..., 4): 2|w|, 2|x|, 2|y|, 2|z|
-    # candidate k: 4 * q * q_k, i.e. the quaternion scaled by 4 q_k
-    cands = torch.stack(
-        [
-            torch.stack([sq[..., 0], m21 - m12, m02 - m20, m10 - m01], -1),
-            torch.stack([m21 - m12, sq[..., 1], m10 + m01, m02 + m20], -1),
-            torch.stack([m02 - m20, m10 + m01, sq[..., 2], m12 + m21], -1),
-            torch.stack([m10 - m01, m20 + m02, m21 + m12, sq[..., 3]], -1),
-        ],
-        dim=-2,
-    )  # (..., 4 candidates, 4 components)
-    denom = 2.0 * root.clamp_min(0.1)  # only the largest (>= 1) is used; clamp keeps grads finite
-    cands = cands / denom[..., :, None]
-    best = sq.argmax(dim=-1)  # (...,)
-    idx = best[..., None, None].expand(best.shape + (1, 4))
-    q = torch.gather(cands, -2, idx).squeeze(-2)  # (..., 4)
-    q = torch.where(q[..., :1] < 0, -q, q)
-    return q / q.norm(dim=-1, keepdim=True)
+    return _positive_w(_wxyz(roma.rotmat_to_unitquat(R)))
 
 
 def axis_angle_to_quaternion(axis_angle: Tensor) -> Tensor:
     """(..., 3) radians -> (..., 4) ``(w, x, y, z)``; stable at zero."""
     _check_last(axis_angle, 3, "axis_angle_to_quaternion")
-    t2 = (axis_angle * axis_angle).sum(-1)
-    small = t2 < _SMALL_ANGLE_SQ
-    t = torch.sqrt(torch.where(small, torch.ones_like(t2), t2))
-    half_sinc = torch.where(small, 0.5 - t2 / 48.0, torch.sin(0.5 * t) / t)  # sin(t/2)/t
-    w = torch.where(small, 1.0 - t2 / 8.0, torch.cos(0.5 * t))
-    return torch.cat([w[..., None], axis_angle * half_sinc[..., None]], dim=-1)
+    return _wxyz(roma.rotvec_to_unitquat(axis_angle))
 
 
 def quaternion_to_axis_angle(q: Tensor) -> Tensor:
-    """(..., 4) ``(w, x, y, z)`` -> (..., 3) radians, angle in [0, pi]; stable at identity."""
+    """(..., 4) unit ``(w, x, y, z)`` -> (..., 3) radians, angle in [0, pi]; stable at identity."""
     _check_last(q, 4, "quaternion_to_axis_angle")
-    q = torch.where(q[..., :1] < 0, -q, q)
-    w, v = q[..., 0], q[..., 1:]
-    n2 = (v * v).sum(-1)
-    small = n2 < _SMALL_ANGLE_SQ
-    n = torch.sqrt(torch.where(small, torch.ones_like(n2), n2))
-    half = torch.atan2(n, w)  # t / 2
-    # t / sin(t/2) = 2 * atan2(n, w) / n; series near n = 0: 2 / w * (1 - n^2 / (3 w^2))
-    factor = torch.where(small, 2.0 / w * (1.0 - n2 / (3.0 * w * w)), 2.0 * half / n)
-    return v * factor[..., None]
+    return roma.unitquat_to_rotvec(_xyzw(q), shortest_arc=True)
 
 
-# ----------------------------------------------------------------------------------------
-# 6D (Zhou et al.)
-# ----------------------------------------------------------------------------------------
 def rotation_6d_to_matrix(d6: Tensor, eps: float = 1e-8) -> Tensor:
-    """Gram-Schmidt of two 3-vectors into the first two columns of R.
+    """Zhou et al.'s 6D: Gram-Schmidt of two 3-vectors into the first two columns of R
+    (``roma.special_gramschmidt``).
 
     Args:
         d6: (..., 6) = [a1 (3), a2 (3)], any non-parallel pair.
@@ -251,12 +206,7 @@ def rotation_6d_to_matrix(d6: Tensor, eps: float = 1e-8) -> Tensor:
         normalised), ``b3 = b1 x b2``.
     """
     _check_last(d6, 6, "rotation_6d_to_matrix")
-    a1, a2 = d6[..., :3], d6[..., 3:]
-    b1 = a1 / a1.norm(dim=-1, keepdim=True).clamp_min(eps)
-    u2 = a2 - (b1 * a2).sum(-1, keepdim=True) * b1
-    b2 = u2 / u2.norm(dim=-1, keepdim=True).clamp_min(eps)
-    b3 = torch.cross(b1, b2, dim=-1)
-    return torch.stack([b1, b2, b3], dim=-1)  # columns
+    return roma.special_gramschmidt(torch.stack([d6[..., :3], d6[..., 3:]], dim=-1), epsilon=eps)
 
 
 def matrix_to_rotation_6d(R: Tensor) -> Tensor:

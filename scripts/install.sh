@@ -104,6 +104,6 @@ say "the suite and its dependencies (editable, with dev extras)"
 say "facenet-pytorch 2.6.0 without its dependencies (the face detector)"
 "$VENV/bin/python" -c "import facenet_pytorch" 2>/dev/null || "${PIP[@]}" --no-deps "facenet-pytorch==2.6.0"
 
-"$VENV/bin/python" -c "import torch, torchvision, timm, theseus, smplx, normflows, pytorch_lightning, hydra, wandb, facenet_pytorch, av; \
+"$VENV/bin/python" -c "import torch, torchvision, timm, theseus, smplx, roma, normflows, pytorch_lightning, hydra, wandb, facenet_pytorch, av; \
 print('[install] ok: torch', torch.__version__, '| cuda available:', torch.cuda.is_available())"
 echo "$want" > "$STAMP"
