@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from experiments.harness.checkpoint_io import RUN_CONFIG_KEY
 from experiments.harness.resolvers import register_resolvers
 from experiments.train import instantiate_model
+from lightning_modules.checkpoint_file import WEIGHTS_KEYS, is_weights_file, read_checkpoint
 
 __all__ = [
     "RUN_CONFIG_KEY",
@@ -38,9 +39,6 @@ __all__ = [
     "run_config",
 ]
 
-WEIGHTS_KEYS = ("model", "state_dict", "provenance")  # a shipped weights file (.pt)
-
-
 @dataclass
 class LoadedSystem:
     """A rebuilt system: ``module`` in eval mode on the asked device, ``config`` the run config
@@ -48,36 +46,6 @@ class LoadedSystem:
 
     module: torch.nn.Module
     config: DictConfig
-
-
-def _is_weights_file(path: Path) -> bool:
-    return path.suffix == ".pt"
-
-
-def read_checkpoint(path: str | os.PathLike, mmap: bool = False) -> dict[str, Any]:
-    """The dict in a Lightning checkpoint or weights file; FileNotFoundError / KeyError name the file.
-
-    Lightning checkpoints hold Python objects in their hyper-parameters and are loaded with
-    ``weights_only=False``: load only checkpoints you trust. Weights files (``.pt``) hold tensors and
-    plain containers only and are loaded with ``weights_only=True``.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    weights_only = _is_weights_file(path)
-    kwargs: dict[str, Any] = {"map_location": "cpu", "weights_only": weights_only}
-    if mmap:
-        kwargs["mmap"] = True
-    blob = torch.load(path, **kwargs)
-    if not isinstance(blob, dict) or "state_dict" not in blob:
-        keys = sorted(blob) if isinstance(blob, dict) else type(blob).__name__
-        raise KeyError(f"{path}: missing key 'state_dict' (a Lightning checkpoint or weights file is "
-                       f"expected; found {keys})")
-    if weights_only:
-        missing = [k for k in WEIGHTS_KEYS if k not in blob]
-        if missing:
-            raise KeyError(f"{path}: missing key(s) {missing}; a weights file holds {list(WEIGHTS_KEYS)}")
-    return blob
 
 
 def run_config(
@@ -96,7 +64,7 @@ def run_config(
         source = str(path)
     else:
         blob = read_checkpoint(ckpt) if blob is None else blob
-        if _is_weights_file(ckpt):
+        if is_weights_file(ckpt):
             cfg, source = OmegaConf.create({"model": blob["model"]}), str(ckpt)
         elif RUN_CONFIG_KEY in blob:
             cfg, source = OmegaConf.create(blob[RUN_CONFIG_KEY]), f"{ckpt} [{RUN_CONFIG_KEY}]"

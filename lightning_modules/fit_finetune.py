@@ -30,29 +30,14 @@ from torch import Tensor, nn
 from facemodels.flame_files import face_region_indices, head_without_neck_indices
 from fitting.builder import fitter_from_config
 from fitting.flame_fit import FitResult, LandmarkFitter
+from lightning_modules.checkpoint_file import read_state_dict
 from lightning_modules.dense_landmarks import DenseLandmarkModule
 from lightning_modules.landmark_system import GPU_PATH_ARGS
 
-__all__ = ["FitFinetuneModule", "load_state_dict_from", "masked_mean"]
+__all__ = ["FitFinetuneModule", "masked_mean"]
 
 #: The model-config keys of the fitting block (configs/fitting/default.yaml) the builder reads.
 _BUILDER_KEYS = ("landmark_set", "flame_dir", "n_shape", "n_expr", "config")
-
-
-def load_state_dict_from(path: str | Path) -> dict[str, Tensor]:
-    """The ``state_dict`` of a Lightning checkpoint (or a bare state_dict file), on the CPU.
-
-    Raises FileNotFoundError / KeyError naming the file (and the keys it has)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"init_from: no checkpoint file {path}")
-    blob = torch.load(path, map_location="cpu", weights_only=False)
-    if isinstance(blob, Mapping) and "state_dict" in blob:
-        return dict(blob["state_dict"])
-    if isinstance(blob, Mapping) and blob and all(torch.is_tensor(v) for v in blob.values()):
-        return dict(blob)
-    keys = sorted(blob)[:10] if isinstance(blob, Mapping) else type(blob).__name__
-    raise KeyError(f"init_from: {path} has no 'state_dict' key and is not a state_dict (keys: {keys})")
 
 
 def masked_mean(values: Tensor, valid: Tensor) -> Tensor:
@@ -171,7 +156,7 @@ class FitFinetuneModule(DenseLandmarkModule):
 
     def load_init_weights(self, path: str | Path) -> None:
         """Load the state_dict of ``path`` (strict; errors name the file and the keys)."""
-        state = load_state_dict_from(path)
+        state = read_state_dict(path)
         own = self.state_dict()
         missing = sorted(set(own) - set(state))
         unexpected = sorted(set(state) - set(own))
