@@ -6,28 +6,26 @@ size, writer version, model folder) and the procedural world's build version (a 
 from an older world is not reused). Concurrent processes (DDP ranks, parallel tests)
 serialise on a file lock and a half-written dataset is never visible
 (:func:`facemodels.cache.build_folder_once`). The cache root defaults to
-``$FACESUITE_DATA_DIR`` or ``<repo>/data/procedural``.
+``<data root>/procedural`` (``facemodels.world.data_root``: ``$FACESUITE_DATA_ROOT`` or ``<repo>/data``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 from facemodels.cache import build_folder_once
 from facemodels.procedural.builder import BUILD_VERSION
+from facemodels.world import data_root
 
 __all__ = ["default_cache_root", "cached_dataset", "params_hash"]
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
 
 def default_cache_root() -> Path:
-    env = os.environ.get("FACESUITE_DATA_DIR")
-    return Path(env) if env else REPO_ROOT / "data" / "procedural"
+    """``<data root>/procedural``: where the procedural datasets are written once."""
+    return data_root() / "procedural"
 
 
 def params_hash(params: dict) -> str:

@@ -33,14 +33,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from datamodules.cache import REPO_ROOT, cached_dataset
+from datamodules.cache import cached_dataset
 from datamodules.flame_info import flame_topology
 from datamodules.formats import dad
 from datamodules.transforms import AugmentConfig
 from facemodels.cameras import gl_to_krt
 from facemodels.render import rasterize, vertex_normals, vertex_visibility
 from facemodels.rotations import matrix_to_euler
-from facemodels.world import default_flame_dir
+from facemodels.world import data_root, default_flame_dir
 
 __all__ = ["flame_dir_or_default", "load_split_annotations", "load_split_images", "crop_region",
            "load_split_regions"]
@@ -127,7 +127,7 @@ def load_split_annotations(
     st = dad.index_path(root, split).stat()
     params = {"root": str(root), "split": split, "size": st.st_size, "mtime": st.st_mtime_ns,
               "flame": str(flame_dir), "version": 1}
-    cache_root = Path(cache_root) if cache_root else REPO_ROOT / "data" / "cache"
+    cache_root = Path(cache_root) if cache_root else data_root() / "cache"
 
     def write(out: Path, **_: object) -> None:
         np.savez(out / f"{split}.npz", **_parse_split(root, entries, flame_dir))
@@ -148,7 +148,7 @@ def load_split_images(
     root = Path(root).resolve()
     st = dad.index_path(root, split).stat()
     params = {"root": str(root), "split": split, "size": st.st_size, "mtime": st.st_mtime_ns, "version": 1}
-    cache_root = Path(cache_root) if cache_root else REPO_ROOT / "data" / "cache"
+    cache_root = Path(cache_root) if cache_root else data_root() / "cache"
     sizes = set()
     for e in entries[:1] + entries[-1:]:
         with Image.open(root / e["img_path"]) as im:
@@ -203,7 +203,7 @@ def load_split_regions(
     params = {"root": str(root), "split": split, "size": st.st_size, "mtime": st.st_mtime_ns, "version": 1,
               "max_side": int(max_side), "crop_scale": aug.crop_scale, "scale_max": aug.scale_range[1],
               "shift": aug.shift, "rotation_deg": aug.rotation_deg, "layout": 2}
-    cache_root = Path(cache_root) if cache_root else REPO_ROOT / "data" / "cache"
+    cache_root = Path(cache_root) if cache_root else data_root() / "cache"
     R = int(max_side)
 
     def write(out: Path, **_: object) -> None:

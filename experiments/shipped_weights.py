@@ -18,9 +18,9 @@ from omegaconf import OmegaConf
 
 from experiments import experiment_files
 from experiments.checkpoints import load_system, read_checkpoint, run_config
+from experiments.harness.resolvers import REPO_ROOT
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-REPO_ROOT = WEIGHTS_DIR.parents[1]
 
 
 

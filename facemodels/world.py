@@ -5,8 +5,9 @@ Environment variables:
 - ``FACESUITE_FLAME_DIR``: a real FLAME folder (FLAME_NEUTRAL.pkl, embeddings, masks); used as is.
 - ``FACESUITE_BFM_DIR``: a real BFM folder (01_MorphableModel.mat, Model_Expression.mat,
   model_info.mat); used as is.
-- ``FACESUITE_DATA_ROOT``: where the procedural world is built (default ``<repo>/data``), in
-  ``facemodels/flame_procedural_seed0`` and ``facemodels/bfm_procedural_seed0``.
+- ``FACESUITE_DATA_ROOT``: the root of everything the suite writes once (default ``<repo>/data``):
+  the procedural world in ``facemodels/flame_procedural_seed0`` and ``facemodels/bfm_procedural_seed0``,
+  the procedural datasets in ``procedural/`` (datamodules/cache.py), DAD-3DHeads split caches in ``cache/``.
 The procedural folders are built once (seed 0), under a file lock, into a temporary folder that
 is renamed into place atomically, so parallel processes never see a half-written folder. A folder
 written by an older builder version (``procedural_version.txt``) is rebuilt.

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from datamodules.cache import REPO_ROOT
+from facemodels.world import REPO_ROOT
 
 __all__ = ["run_workers", "job_main"]
 

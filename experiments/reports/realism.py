@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 
 from datamodules.landmarks3d import bfm_landmarks68, flame_landmarks68
 from datamodules.writers.threeddfa import load_bfm, sample_expression
+from experiments.harness.resolvers import REPO_ROOT
 from experiments.pictures import identity_sheet, mean_head_picture
 from facemodels import anthropometry as AN
 from facemodels.flame import FlameModel
@@ -27,7 +28,6 @@ from facemodels.proportions import ModelFaces, absolute_mm, bfm_faces, flame_fac
 from facemodels.sampler import SamplerConfig, SceneSampler
 from facemodels.world import default_bfm_dir, default_flame_dir
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 MODELS = ("FLAME-format", "BFM-format")
 LANDMARKS3D_CONFIG = REPO_ROOT / "configs" / "data" / "landmarks3d.yaml"
 # Maximal (interincisal) mouth opening of healthy adults, as commonly reported: ~40-50 mm.

@@ -12,6 +12,7 @@ import datamodules.cache as cache
 from datamodules.cache import cached_dataset
 from datamodules.formats import dad, matfiles
 from datamodules.formats.coma import coma_path, list_coma
+from facemodels.world import data_root
 from fitting.mesh_io import write_ply
 
 
@@ -145,3 +146,13 @@ def test_cache_keys_on_the_world_build_version(tmp_path, monkeypatch):
     second = cache.cached_dataset("toy", {"n": 3}, write, tmp_path)
     assert second != first and calls == [3, 3]
     assert '"world_build_version"' in (second / "params.json").read_text()
+
+
+def test_one_data_root_holds_the_world_the_datasets_and_the_split_caches(tmp_path, monkeypatch):
+    """$FACESUITE_DATA_ROOT moves every write-once folder of the suite together: the procedural datasets
+    (<root>/procedural) beside the face-model world (facemodels.world.data_root)."""
+    monkeypatch.setenv("FACESUITE_DATA_ROOT", str(tmp_path / "elsewhere"))
+    assert data_root() == tmp_path / "elsewhere"
+    assert cache.default_cache_root() == tmp_path / "elsewhere" / "procedural"
+    monkeypatch.delenv("FACESUITE_DATA_ROOT")
+    assert cache.default_cache_root() == data_root() / "procedural" and data_root().name == "data"
