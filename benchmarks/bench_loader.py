@@ -56,9 +56,10 @@ from torch.utils.data import default_collate
 
 from benchmarks.common import replace_section
 from benchmarks.run import loader_vs_step
+from datamodules.crop_geometry import warp_image_pil
 from datamodules.dad3dheads import Dad3DHeadsDataModule
+from datamodules.photometric import color_jitter
 from datamodules.stage_timer import StageTimer
-from datamodules.transforms import color_jitter, warp_image_pil
 
 TARGET = 500.0  # samples/s, issue 4
 

@@ -22,8 +22,8 @@ import numpy as np
 
 from datamodules.base import FaceDataModule
 from datamodules.cache import cached_dataset
+from datamodules.crop_geometry import apply_affine
 from datamodules.formats.matfiles import AFLW2000_SPEC
-from datamodules.transforms import apply_affine
 from datamodules.w300lp import W300LPDataset
 from datamodules.writers.aflw2000 import write_aflw2000
 from datamodules.writers.threeddfa import WRITER_VERSION

@@ -24,13 +24,8 @@ from __future__ import annotations
 
 import torch
 
-from datamodules.transforms import (
-    GRAY_WEIGHTS,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    jitter_matrix,
-    one_torch_thread,
-)
+from datamodules.crop_geometry import one_torch_thread
+from datamodules.photometric import GRAY_WEIGHTS, IMAGENET_MEAN, IMAGENET_STD, jitter_matrix
 
 __all__ = ["apply_photometric", "normalise_batch", "host_params"]
 
@@ -85,7 +80,7 @@ def _jitter_affine(means: torch.Tensor, jitter: torch.Tensor) -> tuple[torch.Ten
 
         normalise(A f + (1 - ct) m) = S A f + S (1 - ct) m - shift,  S = diag(1 / (255 std)),
 
-    A = ct b (sat I + (1 - sat) 1 w^T) (``transforms.jitter_matrix``), m = b w . means. Clipping to
+    A = ct b (sat I + (1 - sat) 1 w^T) (``datamodules.photometric.jitter_matrix``), m = b w . means. Clipping to
     0..255 before the normalisation equals clipping to [normalise(0), normalise(255)] after it
     (an increasing affine map per channel)."""
     dev = means.device

@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from datamodules.base import FaceDataset
+from datamodules.crop_geometry import transform_camera
 from datamodules.dad3dheads_splits import (
     flame_dir_or_default,
     load_split_annotations,
@@ -37,13 +38,9 @@ from datamodules.dad3dheads_splits import (
 )
 from datamodules.flame_info import LandmarkSet
 from datamodules.formats import dad
+from datamodules.photometric import normalise_image
 from datamodules.stage_timer import stage
-from datamodules.transforms import (
-    AugmentConfig,
-    FaceCropTransform,
-    normalise_image,
-    transform_camera,
-)
+from datamodules.transforms import AugmentConfig, FaceCropTransform
 
 __all__ = ["Dad3DHeadsDataset", "cache_mode"]
 

@@ -14,7 +14,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD
+from datamodules.photometric import IMAGENET_MEAN, IMAGENET_STD
 from facemodels.landmark_sets import landmark_count
 
 _MEAN = torch.from_numpy(IMAGENET_MEAN).view(3, 1, 1)

@@ -38,14 +38,10 @@ from PIL import Image
 from datamodules.base import FaceDataModule, FaceDataset
 from datamodules.bfm_synthetic import load_keypoint_basis
 from datamodules.cache import cached_dataset
+from datamodules.crop_geometry import crop_matrix, flip_matrix
 from datamodules.formats.matfiles import W300LP_SPEC, read_mat
-from datamodules.transforms import (
-    AugmentConfig,
-    FaceCropTransform,
-    crop_matrix,
-    flip_matrix,
-    normalise_image,
-)
+from datamodules.photometric import normalise_image
+from datamodules.transforms import AugmentConfig, FaceCropTransform
 from datamodules.writers.threeddfa import WRITER_VERSION
 from datamodules.writers.w300lp import write_300wlp
 from facemodels.ibug68 import IBUG68_FLIP

@@ -15,7 +15,7 @@ folder of them (sorted by name, not recursive). Which faces each picture holds:
   with (the run's data: the head box for DAD-3DHeads-style data, the 68-landmark box for 300W-LP);
   ``--faces whole``: the picture is a face crop, used whole (padded to a square, centred, resized).
 
-A box is cropped exactly as the datamodules do at test time (``datamodules.transforms.crop_matrix``
+A box is cropped exactly as the datamodules do at test time (``datamodules.crop_geometry.crop_matrix``
 with the run's ``data.augment.crop_scale``, default 1.2, then ``warp_image``). The network (rebuilt from
 the checkpoint alone, ``experiments.checkpoints``) runs batched; its landmarks are mapped back to
 original px with the inverse crop matrix. FLAME is fitted in the crop frame (confidences as weights, the
@@ -60,7 +60,8 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 from rich.progress import Progress
 
-from datamodules.transforms import apply_affine, crop_matrix, normalise_image, warp_image
+from datamodules.crop_geometry import apply_affine, crop_matrix, warp_image
+from datamodules.photometric import normalise_image
 from experiments.checkpoints import load_system
 from experiments.face_detection import BOX_CONVENTIONS, Detection, FaceDetector, five_points_from_68
 from experiments.media_io import (

@@ -11,11 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
+from datamodules.crop_geometry import apply_affine, crop_matrix
 from datamodules.dad3dheads import Dad3DHeadsDataModule
 from datamodules.dad3dheads_dataset import Dad3DHeadsDataset
 from datamodules.flame_info import flame_topology
 from datamodules.formats import dad
-from datamodules.transforms import apply_affine, crop_matrix
 from datamodules.writers.dad3dheads import render_scenes, write_dad3dheads
 
 SIZE = 128

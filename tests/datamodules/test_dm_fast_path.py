@@ -11,21 +11,22 @@ import torch
 
 from datamodules.base import FaceDataModule
 from datamodules.batch_photometric import apply_photometric, normalise_batch
-from datamodules.stage_timer import StageTimer, stage
-from datamodules.transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    AugmentConfig,
-    FaceCropTransform,
+from datamodules.crop_geometry import (
     apply_affine,
-    color_jitter,
     crop_matrix,
     flip_matrix,
-    normalise_image,
-    paint_occluders,
     warp_image,
     warp_image_pil,
 )
+from datamodules.photometric import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    color_jitter,
+    normalise_image,
+    paint_occluders,
+)
+from datamodules.stage_timer import StageTimer, stage
+from datamodules.transforms import AugmentConfig, FaceCropTransform
 
 # one grey level in normalised units is 1 / (255 std) <= 1 / (255 * 0.224) = 0.0175
 HALF_LEVEL = 0.5 / (255 * float(IMAGENET_STD.min())) + 1e-5
@@ -240,7 +241,7 @@ def test_host_decisions_before_the_transfer_give_the_same_batch():
 def test_planar_color_jitter_equals_pil_color_jitter():
     """The torch colour jitter of the per-sample path rounds like PIL's matrix convert: equal
     pixels (a float tie at .5 may flip one level), also on the channel-first view warp_image returns."""
-    from datamodules.transforms import color_jitter_planar
+    from datamodules.photometric import color_jitter_planar
 
     rng = np.random.default_rng(7)
     n_diff = 0
@@ -257,7 +258,7 @@ def test_planar_color_jitter_equals_pil_color_jitter():
 
 
 def test_one_torch_thread_restores_the_thread_count():
-    from datamodules.transforms import one_torch_thread
+    from datamodules.crop_geometry import one_torch_thread
 
     n = torch.get_num_threads()
     torch.set_num_threads(2)

@@ -6,19 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules.transforms import (
-    AugmentConfig,
-    FaceCropTransform,
+from datamodules.crop_geometry import (
     apply_affine,
-    color_jitter_planar,
     crop_matrix,
     flip_matrix,
-    jitter_matrix,
     mirror_vertices,
-    normalise_image,
     transform_camera,
     warp_image,
 )
+from datamodules.photometric import color_jitter_planar, jitter_matrix, normalise_image
+from datamodules.transforms import AugmentConfig, FaceCropTransform
 
 
 def _centroid(img: np.ndarray) -> np.ndarray:
@@ -152,7 +149,7 @@ def test_normalise_image_hand_values():
 
 
 def test_color_jitter_matches_the_float_formula():
-    from datamodules.transforms import color_jitter
+    from datamodules.photometric import color_jitter
 
     img = np.random.default_rng(3).integers(0, 256, (20, 30, 3), dtype=np.uint8)
     b, ct, sat = 1.2, 0.8, 0.7

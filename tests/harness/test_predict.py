@@ -12,8 +12,9 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
+from datamodules.crop_geometry import apply_affine
+from datamodules.photometric import normalise_image
 from datamodules.synthetic import SyntheticLandmarkDataset
-from datamodules.transforms import apply_affine, normalise_image
 from experiments.predict import (
     full_image_matrix,
     load_model,
