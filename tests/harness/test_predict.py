@@ -15,10 +15,9 @@ from PIL import Image
 from datamodules.crop_geometry import apply_affine
 from datamodules.photometric import normalise_image
 from datamodules.synthetic import SyntheticLandmarkDataset
-from experiments.predict import (
+from experiments.predict import load_model, main
+from experiments.predict_inputs import (
     full_image_matrix,
-    load_model,
-    main,
     parse_bbox,
     prepare_image,
     read_sidecar_bbox,
