@@ -216,13 +216,20 @@ ZYGOMATIC = Measurement(
 
 @dataclass(frozen=True)
 class Range:
-    """Published range of a ratio to ex-ex: pooled over sexes and sources (not NOT_POOLED)."""
+    """Published range of a measurement (a ratio to ex-ex, or millimetres), pooled over sexes
+    and sources (not NOT_POOLED)."""
 
     name: str
-    mean: float  # mean of the per-(sex, source) ratios
-    sd: float  # mean of their propagated sds
+    mean: float  # mean of the per-(sex, source) values
+    sd: float  # mean of their sds (propagated, for a ratio)
     lo: float  # smallest mean - 2 sd over (sex, source)
     hi: float  # largest mean + 2 sd
+
+
+def _pooled(name: str, values: list[float], sds: list[float]) -> Range:
+    r, s = np.array(values), np.array(sds)
+    return Range(name, float(r.mean()), float(s.mean()), float((r - 2 * s).min()),
+                 float((r + 2 * s).max()))
 
 
 def published_ratio(m: Measurement) -> Range:
@@ -240,9 +247,15 @@ def published_ratio(m: Measurement) -> Range:
         sds.append(r * np.hypot(p.sd_mm / p.mean_mm, q.sd_mm / q.mean_mm))
     if not rs:
         raise ValueError(f"{m.name}: no published value shares a (sex, source) with {REFERENCE}")
-    r, s = np.array(rs), np.array(sds)
-    return Range(m.name, float(r.mean()), float(s.mean()), float((r - 2 * s).min()),
-                 float((r + 2 * s).max()))
+    return _pooled(m.name, rs, sds)
+
+
+def published_mm(m: Measurement) -> Range:
+    """The published absolute size of ``m`` (mm), pooled like :func:`published_ratio`."""
+    rows = [p for p in m.published if p.source not in NOT_POOLED]
+    if not rows:
+        raise ValueError(f"{m.name}: every published value is from a source left out of the pool")
+    return _pooled(m.name, [p.mean_mm for p in rows], [p.sd_mm for p in rows])
 
 
 def published_ranges() -> dict[str, Range]:

@@ -1,5 +1,6 @@
-"""Anatomy of the procedural head: published proportions (mean and +-2 sd samples), symmetry,
-bases (orthogonal, decreasing, expressions leave the skull alone) and the rig (jaw, eyes, neck)."""
+"""Anatomy of the procedural head: published sizes (facemodels.anthropometry; the mean and +-2 sd
+identities), symmetry, bases (orthogonal, decreasing, expressions leave the skull alone) and the
+rig (jaw, eyes, neck)."""
 
 from __future__ import annotations
 
@@ -7,26 +8,14 @@ import numpy as np
 import pytest
 import torch
 
+from facemodels import anthropometry as AN
 from facemodels.ibug68 import IBUG68_FLIP
 from facemodels.procedural import anatomy as A
 from facemodels.procedural.builder import cached_world
 from facemodels.procedural.masks import mirror_index
+from facemodels.proportions import ModelFaces, absolute_mm, flame_faces
 
 pytest.importorskip("smplx")
-
-# Published adult ranges (Farkas et al.; cm), widened to cover both sexes at about +-2.5 sd.
-RANGES = {
-    "head_breadth": (13.5, 17.5),  # eu-eu ~15.2
-    "bizygomatic": (12.0, 15.8),  # zy-zy ~13.5-14
-    "face_height": (10.2, 13.8),  # n-gn ~12
-    "intercanthal": (2.5, 4.0),  # en-en ~3.2
-    "biocular": (7.9, 10.3),  # ex-ex ~9
-    "nose_width": (2.5, 4.2),  # al-al ~3.4
-    "nose_height": (4.2, 6.0),  # n-sn ~5
-    "nose_protrusion": (1.2, 2.6),  # sn-prn ~1.8-2
-    "mouth_width": (4.0, 6.4),  # ch-ch ~5
-    "lower_face": (5.8, 8.4),  # sn-gn ~6.5-7
-}
 
 
 @pytest.fixture(scope="module")
@@ -41,53 +30,36 @@ def model(flame_dir):
     return FlameModel(flame_dir, n_shape=300, n_exp=100)
 
 
-def measurements(v: np.ndarray, lm: np.ndarray, head: np.ndarray) -> dict[str, np.ndarray]:
-    """v (B, 5023, 3), lm (B, 68, 3) metres -> dict of (B,) centimetres."""
-
-    def d(i: int, j: int) -> np.ndarray:
-        return np.linalg.norm(lm[:, i] - lm[:, j], axis=-1)
-
-    hv = v[:, head]
-    band = (hv[..., 1] > -0.005) & (hv[..., 1] < 0.02) & (hv[..., 2] > -0.01)
-    m = {
-        "head_breadth": 2 * np.abs(hv[..., 0]).max(-1),
-        "bizygomatic": 2 * np.where(band, np.abs(hv[..., 0]), 0).max(-1),
-        "face_height": d(27, 8),
-        "intercanthal": d(39, 42),
-        "biocular": d(36, 45),
-        "nose_width": d(31, 35),
-        "nose_height": d(27, 33),
-        "nose_protrusion": lm[:, 30, 2] - lm[:, 33, 2],
-        "mouth_width": d(48, 54),
-        "lower_face": d(33, 8),
-    }
-    return {k: 100 * x for k, x in m.items()}
-
-
 def _head(world) -> np.ndarray:
     ears = np.concatenate([world.masks["left_ear"], world.masks["right_ear"]])
     return np.setdiff1d(np.arange(4681), ears)
 
 
-def test_mean_proportions(world):
-    m = measurements(world.v_template[None], world.landmarks68[None], _head(world))
-    for k, (lo, hi) in RANGES.items():
-        assert lo < m[k][0] < hi, (k, m[k][0])
-    # the mean sits at the published means, not just inside the ranges
-    assert abs(m["intercanthal"][0] - 3.2) < 0.15 and abs(m["biocular"][0] - 9.0) < 0.2
-    assert abs(m["face_height"][0] - 12.0) < 0.3 and abs(m["mouth_width"][0] - 5.0) < 0.2
+def test_mean_sizes_published(world):
+    """The mean head is life-size (metres, as real FLAME): every measurement of
+    facemodels.anthropometry inside its published absolute range and within 2 sd of its mean."""
+    m = absolute_mm(ModelFaces(world.v_template[None], world.landmarks68[None]))
+    for meas in (*AN.MEASUREMENTS, AN.ZYGOMATIC):
+        rng = AN.published_mm(meas)
+        assert rng.lo < m[meas.name][0] < rng.hi, (meas.name, m[meas.name][0], rng)
+        assert abs(m[meas.name][0] - rng.mean) < 2 * rng.sd, (meas.name, m[meas.name][0], rng)
 
 
-def test_random_identities_within_published_ranges(world, model):
-    g = torch.Generator().manual_seed(0)
-    betas = torch.randn(200, 300, generator=g).clamp(-2, 2)
-    with torch.no_grad():
-        out = model(shape=betas)
-    m = measurements(out.vertices.double().numpy(), out.landmarks68.double().numpy(), _head(world))
-    for k, (lo, hi) in RANGES.items():
-        assert lo < m[k].min() and m[k].max() < hi, (k, m[k].min(), m[k].max())
-    # and identities do differ (sd of head breadth several mm)
-    assert 0.3 < m["head_breadth"].std() < 0.9
+def test_random_identities_life_size(world, flame_dir):
+    """200 identities from the model's prior: for every published measurement their mean within
+    2 sd of the published mean, their sd within a factor 2 of the published sd, and at least 97 %
+    of them inside the published pooled range widened by one sd; every head (eu-eu, over the
+    skull without the ears) wider than its face (zy-zy)."""
+    faces = flame_faces(flame_dir, n=200)
+    m = absolute_mm(faces)
+    for meas in (*AN.MEASUREMENTS, AN.ZYGOMATIC):
+        rng, x = AN.published_mm(meas), m[meas.name][1:]
+        assert abs(x.mean() - rng.mean) < 2 * rng.sd, (meas.name, x.mean(), rng)
+        assert rng.sd / 2 < x.std() < 2 * rng.sd, (meas.name, x.std(), rng)
+        inside = ((x > rng.lo - rng.sd) & (x < rng.hi + rng.sd)).mean()
+        assert inside >= 0.97, (meas.name, inside, x.min(), x.max(), rng)
+    head_breadth = 2e3 * np.abs(faces.vertices[:, _head(world), 0]).max(-1)
+    assert (head_breadth > m[AN.ZYGOMATIC.name]).all()
 
 
 def test_mean_is_mirror_symmetric(world):

@@ -68,6 +68,17 @@ def test_published_ratio_propagates_sds():
     assert AN.BY_NAME["ex-ex"].published[0].check == AN.UNCHECKED
 
 
+def test_published_mm_pools_rows_hand_computed():
+    m = AN.Measurement("x-x", "test", (0,), (1,), AN._p(
+        ("male", 50.0, 2.0, "farkas1994"), ("female", 46.0, 3.0, "jkamprs2019"),
+        ("male", 80.0, 1.0, "jayaratne2013")))  # a NOT_POOLED source: left out
+    rng = AN.published_mm(m)
+    assert (rng.mean, rng.sd, rng.lo, rng.hi) == pytest.approx((48.0, 2.5, 40.0, 54.0))
+    only_unpooled = AN.Measurement("y-y", "test", (0,), (1,), AN._p(("male", 1.0, 0.1, "jayaratne2013")))
+    with pytest.raises(ValueError, match="y-y"):
+        AN.published_mm(only_unpooled)
+
+
 def test_not_pooled_sources_leave_the_range_unchanged():
     m = AN.BY_NAME["en-en"]
     assert any(p.source in AN.NOT_POOLED for p in m.published)
