@@ -1,8 +1,10 @@
 """The layer contracts of pyproject.toml ([tool.importlinter]) hold for the tree, and they catch an
-upward import, also one hidden inside a function, and an import cycle between sibling modules."""
+upward import, also one hidden inside a function, and an import cycle between sibling modules; every
+entry point (``if __name__ == "__main__"``) lives in experiments/."""
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -68,3 +70,29 @@ def test_a_cycle_between_sibling_modules_is_caught(tree: Path) -> None:
                              "fitting/zz_b.py": "def f():\n    from fitting import zz_a\n    return zz_a\n"})
     assert proc.returncode != 0
     assert "No cycles are allowed in fitting" in proc.stdout
+
+
+LIBRARIES = ("facemodels", "fitting", "datamodules", "lightning_modules")
+
+
+def _entry_points(path: Path) -> list[int]:
+    """Line numbers of ``if __name__ == "__main__"`` blocks in one Python file."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        test = getattr(node, "test", None) if isinstance(node, ast.If) else None
+        if (isinstance(test, ast.Compare) and isinstance(test.left, ast.Name) and test.left.id == "__name__"
+                and any(isinstance(c, ast.Constant) and c.value == "__main__" for c in test.comparators)):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_every_entry_point_lives_in_experiments(tmp_path: Path) -> None:
+    found = [f"{f.relative_to(REPO)}:{n}" for pkg in LIBRARIES for f in sorted((REPO / pkg).rglob("*.py"))
+             for n in _entry_points(f)]
+    found += [str(f.relative_to(REPO)) for pkg in LIBRARIES for f in (REPO / pkg).rglob("__main__.py")]
+    assert found == [], f"entry points belong in experiments/: {found}"
+    # the check sees one when there is one
+    probe = tmp_path / "probe.py"
+    probe.write_text("def main():\n    pass\n\n\nif __name__ == '__main__':\n    main()\n")
+    assert _entry_points(probe) == [5]
+    assert _entry_points(REPO / "experiments" / "train.py") != []
