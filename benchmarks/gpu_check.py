@@ -4,18 +4,25 @@
     python -m benchmarks.gpu_check --out DIR --smoke    # tiny sizes on the CPU (seconds per step)
 
 Each step runs as its own subprocess under ``timeout`` (a step that fails or hangs never stops
-the rest) and writes ``DIR/steps/<step>.log`` (stdout + stderr) and ``DIR/steps/<step>.json``
-(the benchmark's last JSON line, or what the step measured). ``DIR/summary.json`` holds one
+the rest) and streams its stdout + stderr into ``DIR/steps/<step>.log``; ``DIR/steps/<step>.json``
+holds the benchmark's last JSON line (or what the step measured). ``DIR/summary.json`` holds one
 entry per step: ``{"status": "ok" | "failed" | "timeout" | "skipped: <why>", "seconds": s,
-"command": ..., "figures": {...}}``; it is printed last. ``--pack`` also writes
-``DIR/steps.tar.gz`` and removes ``DIR/steps`` (the device tool brings back at most 8 files).
+"command": ..., "figures": {...}}``; it is rewritten after every step and printed last. ``--budget``
+seconds bound the whole check: a step's timeout is cut to what is left, and a step with under
+15 s left is skipped ("skipped: out of time"), so the summary is complete inside the budget.
+``--pack`` also writes ``DIR/steps.tar.gz`` and removes ``DIR/steps`` (the device tool brings back
+at most 8 files).
 
-Steps: env (GPU, driver, torch, CUDA, package versions), pytest_gpu (``pytest -m gpu``),
-fitting (benchmarks/bench_fitting.py), train / train_compile (bench_train.py), loader
-(bench_loader.py), inference (bench_inference.py), train_run / train_ddp (``experiments.train``
-for ``--train-minutes``, plain and through configs/trainer/ddp.yaml with one device), fit (the
-fit module on train_run's checkpoint). In ``--smoke`` the steps that need CUDA are skipped
-("skipped: no CUDA") and the benchmarks run at tiny sizes on the CPU.
+Steps, in order: env (GPU, driver, torch, CUDA, package versions); data (in the background from
+the start: ``experiments.data prepare`` writes the procedural DAD-3DHeads set on the CPU cores
+while the GPU benchmarks run; loader, train_run and train_ddp wait for it); fitting
+(benchmarks/bench_fitting.py); train / train_compile (bench_train.py); inference
+(bench_inference.py); pytest_gpu (``pytest -m gpu``); loader (bench_loader.py); train_run
+(``experiments.train`` for ``--train-minutes``); fit (the fit module on train_run's checkpoint);
+predict (bench_predict.py); train_ddp (the same training through configs/trainer/ddp.yaml with one
+device, for ``--ddp-minutes``). In ``--smoke`` the steps that need CUDA are skipped ("skipped: no
+CUDA"), data and loader too (they write the full procedural set, minutes), and the benchmarks run
+at tiny sizes on the CPU.
 """
 
 from __future__ import annotations
@@ -57,7 +64,8 @@ REQUIRED = {
 @dataclass
 class Step:
     """One time-boxed step: ``command`` (argv) under ``timeout`` seconds; ``needs_cuda``: skipped
-    without a GPU; ``figures``: keys of the last JSON line copied into the summary."""
+    without a GPU; ``figures``: keys of the last JSON line copied into the summary;
+    ``background``: started and left running; ``after``: the background step to wait for."""
 
     name: str
     command: list[str]
@@ -66,6 +74,8 @@ class Step:
     skip: str | None = None
     figures: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
+    background: bool = False  # started, then the next steps run while it does
+    after: str | None = None  # a background step this one waits for first
 
 
 def fit_module() -> str:
@@ -115,9 +125,8 @@ def steps(a: argparse.Namespace, work: Path, cuda: bool) -> list[Step]:
     m = [PY, "-m"]
     smoke = a.smoke
     train_dir, ddp_dir, fit_dir = work / "train_run", work / "train_ddp", work / "fit"
-    max_time = f"00:00:{a.train_minutes:02d}:00"
-    run_args = ["model=resll_convnext", "schedule=paper", f"trainer.max_time={max_time}", "test=false",
-                "logger=csv", "resume=false", f"data.num_workers={a.workers}"]
+    run_args = ["model=resll_convnext", "schedule=paper", "test=false", "logger=csv", "resume=false",
+                f"data.num_workers={a.workers}"]
     ckpt = train_dir / "checkpoints" / "last.ckpt"
     if smoke:
         fitting = [*m, "benchmarks.bench_fitting", "--device", "cpu", "--batches", "1", "2",
@@ -145,30 +154,40 @@ def steps(a: argparse.Namespace, work: Path, cuda: bool) -> list[Step]:
     fm = fit_module()
     out = [
         Step("env", [*m, "benchmarks.gpu_check", "--env-only"], 60),
-        Step("pytest_gpu", [*m, "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", "tests"],
-             t(90, 30), needs_cuda=True),
+        Step("data", [*m, "experiments.data", "prepare", "--dataset", "dad3dheads"], 300, background=True,
+             skip="skipped: smoke (writes the procedural DAD-3DHeads data, minutes)" if smoke else None),
         Step("fitting", fitting, t(150, 90), needs_cuda=not smoke,
              figures=("device", "faces_per_s", "peak_memory_mib", "host_syncs_per_lm_iteration",
                       "host_syncs_per_lm_iteration_by_owner", "cost_ratio_vs_cpu", "cost_ratio_max",
                       "scipy_faces_per_s")),
         Step("train", train, t(90, 60), needs_cuda=not smoke, figures=("device", "images_per_s", "precision", "memory_format")),
+        Step("inference", inference, 60, needs_cuda=not smoke, figures=("device", "images_per_s", "precision", "memory_format")),
         Step("train_compile", [*train, "--compile"], t(150, 60), needs_cuda=True,
              figures=("device", "images_per_s", "compiled")),
-        Step("loader", loader, t(120, 60), figures=("samples_per_s", "workers", "batch_device"),
+        Step("pytest_gpu", [*m, "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", "tests"],
+             t(90, 30), needs_cuda=True),
+        Step("loader", loader, t(120, 60), figures=("samples_per_s", "workers", "batch_device"), after="data",
              skip="skipped: smoke (writes the procedural DAD-3DHeads data, minutes)" if smoke else None),
-        Step("inference", inference, 60, needs_cuda=not smoke, figures=("device", "images_per_s", "precision", "memory_format")),
-        Step("predict", predict, t(120, 90), needs_cuda=not smoke, figures=("device", "photos_per_s", "seconds_per_photo")),
-        Step("train_run", [*m, "experiments.train", *run_args, f"hydra.run.dir={train_dir}"],
-             t(60 * a.train_minutes + 90, 30), needs_cuda=True),
-        Step("train_ddp", [*m, "experiments.train", *run_args, "trainer=ddp", "trainer.devices=1",
-                           f"hydra.run.dir={ddp_dir}"], t(60 * a.train_minutes + 90, 30), needs_cuda=True),
+        Step("train_run", [*m, "experiments.train", *run_args, f"trainer.max_time={max_time(a.train_minutes)}",
+                           f"hydra.run.dir={train_dir}"],
+             t(round(60 * a.train_minutes) + 90, 30), needs_cuda=True, after="data"),
         Step("fit", [*m, fm, f"ckpt_path={ckpt}", "limit_batches=4", "device=cuda",
                      f"hydra.run.dir={fit_dir}"], t(120, 30), needs_cuda=True),
+        Step("predict", predict, t(120, 90), needs_cuda=not smoke, figures=("device", "photos_per_s", "seconds_per_photo")),
+        Step("train_ddp", [*m, "experiments.train", *run_args, f"trainer.max_time={max_time(a.ddp_minutes)}",
+                           "trainer=ddp", "trainer.devices=1", f"hydra.run.dir={ddp_dir}"],
+             t(round(60 * a.ddp_minutes) + 90, 30), needs_cuda=True, after="data"),
     ]
     for st in out:
         if st.needs_cuda and not cuda and st.skip is None:
             st.skip = "skipped: no CUDA"
     return out
+
+
+def max_time(minutes: float) -> str:
+    """Lightning's ``max_time`` (DD:HH:MM:SS) for ``minutes``: 1.5 -> "00:00:01:30"."""
+    secs = max(1, round(60 * minutes))
+    return f"00:{secs // 3600:02d}:{secs // 60 % 60:02d}:{secs % 60:02d}"
 
 
 def _lookup(d, path: str) -> list:
@@ -208,30 +227,30 @@ def _last_json(text: str) -> dict | None:
     return None
 
 
-def run_step(st: Step, out: Path) -> dict:
-    """Run one step under ``timeout``; its log and JSON go to ``out/<name>.log|json``."""
-    entry: dict = {"command": " ".join(st.command), "timeout_s": st.timeout}
-    if st.skip:
-        entry.update(status=st.skip, seconds=0.0, figures={})
-        (out / f"{st.name}.json").write_text(json.dumps(entry) + "\n")
-        return entry
+def start_step(st: Step, out: Path, timeout: int) -> subprocess.Popen:
+    """Start one step under ``timeout`` seconds; its output streams into ``out/<name>.log``
+    (timeout(1) kills the whole step, children included; -k: SIGKILL 10 s after SIGTERM)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1", **st.env)
-    t0 = time.perf_counter()
     with open(out / f"{st.name}.log", "w") as log:
-        log.write(f"$ {entry['command']}\n")
+        log.write(f"$ {' '.join(st.command)}\n")
         log.flush()
-        # timeout(1) kills the whole step, children included (-k: SIGKILL 10 s after SIGTERM)
-        proc = subprocess.run(["timeout", "-k", "10", str(st.timeout), *st.command], cwd=ROOT, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        log.write(proc.stdout)
-    entry["seconds"] = round(time.perf_counter() - t0, 1)
-    entry["rc"] = proc.returncode
-    result = _last_json(proc.stdout) or {}
-    if proc.returncode in (124, 137):
+        return subprocess.Popen(["timeout", "-k", "10", str(timeout), *st.command], cwd=ROOT, env=env,
+                                stdout=log, stderr=subprocess.STDOUT, text=True)
+
+
+def finish_step(st: Step, proc: subprocess.Popen, t0: float, out: Path, timeout: int) -> dict:
+    """Wait for a started step and return its summary entry (status, seconds, rc, figures);
+    ``out/<name>.json`` gets its last JSON line (or the entry)."""
+    rc = proc.wait()
+    text = (out / f"{st.name}.log").read_text(errors="replace")
+    entry: dict = {"command": " ".join(st.command), "timeout_s": timeout,
+                   "seconds": round(time.perf_counter() - t0, 1), "rc": rc}
+    result = _last_json(text) or {}
+    if rc in (124, 137):
         entry["status"] = "timeout"
-    elif proc.returncode != 0:
+    elif rc != 0:
         entry["status"] = "failed"
-        entry["tail"] = proc.stdout[-1500:]
+        entry["tail"] = text[-1500:]
     else:
         problems = check_figures(st.name, result)
         entry["status"] = "ok" if not problems else "failed"
@@ -241,11 +260,53 @@ def run_step(st: Step, out: Path) -> dict:
     if st.name == "env":
         figures = result
     if st.name == "pytest_gpu":
-        tail = [ln for ln in proc.stdout.strip().splitlines() if ln.strip()][-1:]
+        tail = [ln for ln in text.strip().splitlines() if ln.strip()][-1:]
         figures = {"result": tail[0] if tail else ""}
     entry["figures"] = figures
     (out / f"{st.name}.json").write_text(json.dumps(result or entry) + "\n")
     return entry
+
+
+def skipped(st: Step, out: Path, why: str) -> dict:
+    """The summary entry of a step that did not run (and its ``out/<name>.json``)."""
+    entry = {"command": " ".join(st.command), "timeout_s": st.timeout, "status": why, "seconds": 0.0,
+             "figures": {}}
+    (out / f"{st.name}.json").write_text(json.dumps(entry) + "\n")
+    return entry
+
+
+def run_steps(todo: list[Step], out: Path, budget: float, report, min_step: int = 15, margin: int = 5) -> None:
+    """Run ``todo`` in order inside ``budget`` seconds; ``report(name, entry)`` after each step.
+    A background step is started and collected when a later step names it in ``after`` (or at
+    the end); each timeout is cut to the time left less ``margin`` s, and a step that would get
+    under ``min_step`` s is skipped."""
+    deadline = time.perf_counter() + budget
+    running: dict[str, tuple[Step, subprocess.Popen, float, int]] = {}
+
+    def collect(name: str) -> None:
+        st, proc, t0, timeout = running.pop(name)
+        report(name, finish_step(st, proc, t0, out, timeout))
+
+    for st in todo:
+        if st.after in running:
+            collect(st.after)
+        if st.skip:
+            report(st.name, skipped(st, out, st.skip))
+            continue
+        timeout = int(min(st.timeout, deadline - time.perf_counter() - margin))
+        if timeout < min_step:
+            report(st.name, skipped(st, out, "skipped: out of time"))
+            continue
+        print(f"[gpu_check] {st.name} (<= {timeout} s{', background' if st.background else ''}): "
+              f"{' '.join(st.command)}", flush=True)
+        t0 = time.perf_counter()
+        proc = start_step(st, out, timeout)
+        if st.background:
+            running[st.name] = (st, proc, t0, timeout)
+        else:
+            report(st.name, finish_step(st, proc, t0, out, timeout))
+    for name in list(running):
+        collect(name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -253,7 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="results folder (required unless --env-only)")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU")
     ap.add_argument("--only", nargs="*", default=None, help="run only these steps")
-    ap.add_argument("--train-minutes", type=int, default=2)
+    ap.add_argument("--budget", type=float, default=540, help="seconds for the whole check")
+    ap.add_argument("--train-minutes", type=float, default=2, help="train_run's max_time")
+    ap.add_argument("--ddp-minutes", type=float, default=1, help="train_ddp's max_time")
     ap.add_argument("--train-batch", type=int, default=128)
     ap.add_argument("--workers", type=int, default=12, help="loader workers (train runs, loader bench)")
     ap.add_argument("--pack", action="store_true", help="tar the steps' files into steps.tar.gz")
@@ -274,14 +337,15 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     summary: dict = {"check": "gpu", "smoke": a.smoke, "cuda": cuda, "steps": {}}
     t0 = time.perf_counter()
-    for st in steps(a, work, cuda):
-        if a.only is not None and st.name not in a.only:
-            continue
-        print(f"[gpu_check] {st.name} (<= {st.timeout} s): {' '.join(st.command)}", flush=True)
-        entry = run_step(st, step_dir)
-        summary["steps"][st.name] = entry
-        print(f"[gpu_check] {st.name}: {entry['status']} in {entry['seconds']} s", flush=True)
+
+    def report(name: str, entry: dict) -> None:
+        summary["steps"][name] = entry
+        print(f"[gpu_check] {name}: {entry['status']} in {entry['seconds']} s", flush=True)
         (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+
+    todo = [st for st in steps(a, work, cuda) if a.only is None or st.name in a.only]
+    summary["steps"] = {st.name: {"status": "not run", "seconds": 0.0, "figures": {}} for st in todo}
+    run_steps(todo, step_dir, a.budget, report)
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     if a.pack:

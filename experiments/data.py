@@ -3,11 +3,14 @@ dataset registry (datamodules/registry.py)::
 
     python -m experiments.data write --dataset NAME --out DIR [--n N] [--seed S]
     python -m experiments.data check --dataset NAME --dir DIR
+    python -m experiments.data prepare --dataset NAME
     python -m experiments.data names [--can write|check] [--sep SEP]
 
 ``write`` writes a procedural dataset in its real layout; ``check`` prints one line per problem
 (missing file, corrupt image / mat / json / ply, wrong shape, NaN) starting with the path, then a
-summary line, and exits 1 when problems were found; ``names`` prints the registered names.
+summary line, and exits 1 when problems were found; ``prepare`` writes (once, into the cache
+that training reads) the procedural set the dataset's DataModule reads with its default
+arguments, and prints its folder; ``names`` prints the registered names.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="report every problem in a dataset folder")
     c.add_argument("--dataset", required=True, choices=dataset_names("check"))
     c.add_argument("--dir", required=True)
+    p = sub.add_parser("prepare", help="write the DataModule's default procedural set into its cache, as training would")
+    p.add_argument("--dataset", required=True, choices=dataset_names())
     n = sub.add_parser("names", help="print the registered dataset names")
     n.add_argument("--can", choices=["write", "check"], default=None, help="only those with a writer / checker")
     n.add_argument("--sep", default="\n")
@@ -52,6 +57,12 @@ def main(argv: list[str] | None = None) -> int:
             print(p)
         print(f"{a.dataset} {a.dir}: checked {n} files, {len(problems)} problem(s)")
         return 1 if problems else 0
+    if a.command == "prepare":
+        dm = get_dataset(a.dataset).datamodule()
+        dm.prepare_data()
+        dm.setup()
+        print(f"prepared {a.dataset} at {dm.root}")
+        return 0
     print(a.sep.join(dataset_names(a.can)))
     return 0
 

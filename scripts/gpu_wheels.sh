@@ -11,7 +11,7 @@
 # its CHOLMOD sparse solver needs it; the fit uses the dense Cholesky solver).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PY:-python3}
+PY=${PY:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
 DEST=.whl
 PINS=(
   # the suite's direct needs the image lacks

@@ -11,7 +11,7 @@ Item ids are 8-digit scene numbers; train / val / test draw disjoint scene numbe
 Speed: FLAME is evaluated for a chunk of scenes in one batched forward (a single-scene
 forward costs ~20x more per scene), then each scene is rendered by
 ``facemodels.sampler.render_scene`` with those vertices; ``n_jobs`` processes render
-disjoint chunks in parallel (default: min(2, CPU count)) as fresh interpreters. The output
+disjoint chunks in parallel (default: the CPU count, at most 16) as fresh interpreters. The output
 does not depend on ``n_jobs`` (tested byte for byte).
 """
 
@@ -165,7 +165,7 @@ def write_dad3dheads(
 ) -> Path:
     """Write n_train / n_val / n_test procedural images in the DAD-3DHeads layout.
 
-    n_jobs: worker processes (None -> min(2, CPU count); 1 -> in this process; at most one
+    n_jobs: worker processes (None -> the CPU count, at most 16; 1 -> in this process; at most one
     per ``chunk`` items); does not change the output. chunk: scenes per batched FLAME forward
     (the batch size can change float32 roundings of the vertices, ~1e-7 m).
     """
@@ -179,7 +179,7 @@ def write_dad3dheads(
             (out / split / "annotations").mkdir(parents=True, exist_ok=True)
         items += [(split, i) for i in range(start, start + n)]
         start += n
-    n_jobs = min(2, os.cpu_count() or 1) if n_jobs is None else max(1, int(n_jobs))
+    n_jobs = min(16, os.cpu_count() or 1) if n_jobs is None else max(1, int(n_jobs))
     chunk = max(1, int(chunk))
     n_jobs = min(n_jobs, max(1, len(items) // chunk))
     if n_jobs == 1:

@@ -13,8 +13,8 @@ import sys
 from benchmarks import gpu_check
 from experiments.harness.resolvers import REPO_ROOT
 
-STEPS = ["env", "pytest_gpu", "fitting", "train", "train_compile", "loader", "inference", "predict",
-         "train_run", "train_ddp", "fit"]
+STEPS = ["env", "data", "fitting", "train", "inference", "train_compile", "pytest_gpu", "loader", "train_run",
+         "fit", "predict", "train_ddp"]
 
 
 def test_smoke_mode_summary_has_every_step_with_a_status(tmp_path):
@@ -29,7 +29,7 @@ def test_smoke_mode_summary_has_every_step_with_a_status(tmp_path):
     status = {k: v["status"] for k, v in summary["steps"].items()}
     for name in ("pytest_gpu", "train_compile", "train_run", "train_ddp", "fit"):
         assert status[name] == "skipped: no CUDA", status
-    assert status["loader"].startswith("skipped: smoke")
+    assert status["loader"].startswith("skipped: smoke") and status["data"].startswith("skipped: smoke")
     for name in ("env", "fitting", "train", "inference", "predict"):
         assert status[name] == "ok", summary["steps"][name]
         assert (tmp_path / "out" / "steps" / f"{name}.log").stat().st_size > 0
@@ -43,6 +43,29 @@ def test_smoke_mode_summary_has_every_step_with_a_status(tmp_path):
     assert len(numbers) == 6 and all(math.isfinite(x) and x > 0 for x in numbers), numbers
     # the suite's own host syncs per LM iteration on the CPU path (tests/harness/test_host_syncs.py)
     assert figs["fitting"]["host_syncs_per_lm_iteration_by_owner"]["theseus"] > 0
+
+
+def test_run_steps_waits_for_background_steps_and_keeps_inside_the_budget(tmp_path):
+    py = [sys.executable, "-c"]
+    todo = [gpu_check.Step("bg", [*py, "import time; time.sleep(0.5); print('{\"x\": 1}')"], 30, background=True),
+            gpu_check.Step("a", [*py, "print('a')"], 30, after="bg"),
+            gpu_check.Step("long", [*py, "import time; time.sleep(60)"], 600),
+            gpu_check.Step("late", [*py, "print(1)"], 30)]
+    seen = []
+    gpu_check.run_steps(todo, tmp_path, budget=4, report=lambda n, e: seen.append((n, e)), min_step=1, margin=0)
+    assert [n for n, _ in seen] == ["bg", "a", "long", "late"]  # bg collected before the step after it
+    e = dict(seen)
+    assert e["bg"]["status"] == "ok" and e["bg"]["seconds"] >= 0.5
+    assert e["a"]["status"] == "ok"
+    assert e["long"]["status"] == "timeout" and e["long"]["timeout_s"] <= 4  # cut from 600 to what was left
+    assert e["late"]["status"] == "skipped: out of time"
+    assert json.loads((tmp_path / "bg.json").read_text()) == {"x": 1}
+    assert (tmp_path / "a.log").read_text().splitlines()[-1] == "a"  # the output streams into the log
+
+
+def test_max_time_is_lightnings_format():
+    assert gpu_check.max_time(1.5) == "00:00:01:30" and gpu_check.max_time(2) == "00:00:02:00"
+    assert gpu_check.max_time(75) == "00:01:15:00"
 
 
 def test_check_figures_flags_missing_and_non_positive_numbers():
