@@ -17,6 +17,7 @@ PINS=(
   # the suite's direct needs the image lacks
   theseus-ai==0.2.3 torchlie==0.1.0 torchkin==0.1.1 urdf-parser-py==0.0.4 semantic-version==2.10.0
   normflows==1.7.3 smplx==0.1.28 roma==1.8.0
+  plyfile==1.1.5  # tests/fitting/test_mesh_io.py checks the suite's PLY files against it (pytest -m gpu collects it)
   facenet-pytorch==2.6.0  # make predict's face detector (weights in the wheel; installed --no-deps)
   hydra-core==1.3.8 omegaconf==2.3.1 antlr4-python3-runtime==4.9.3
   # wandb (the default logger; the check itself logs to CSV) and what it needs beyond the image

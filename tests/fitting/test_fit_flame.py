@@ -85,7 +85,12 @@ def test_flame_fit_on_cuda_matches_cpu(flame_dir):
     gpu = fitter.to("cuda").fit(prob.landmarks.float().cuda())
     assert gpu.vertices.is_cuda and gpu.valid.all()
     torch.testing.assert_close(gpu.cost.cpu(), cpu.cost, rtol=1e-3, atol=1e-2)
-    torch.testing.assert_close(gpu.vertices.cpu(), cpu.vertices, atol=2e-4, rtol=0)
+    # Same cost, slightly different meshes: float32 sums in another order move the solution along
+    # the fit's flat directions. Measured on an H200 (torch 2.11, make gpu-check, 2026-12-04): max
+    # |difference| 1.06 mm, 11.9 % of the coordinates more than 0.2 mm apart; bounds with margin.
+    diff = (gpu.vertices.cpu() - cpu.vertices).abs()
+    assert diff.max() < 2e-3, f"max vertex difference {diff.max():.2e} m"
+    assert (diff > 2e-4).float().mean() < 0.25, f"{(diff > 2e-4).float().mean():.1%} of coordinates > 0.2 mm apart"
 
 
 def test_subset_landmark_sets_and_frozen_rigid_stage(flame_dir):

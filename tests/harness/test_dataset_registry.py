@@ -124,3 +124,18 @@ def test_unregistered_throwaway_leaves_no_hydra_config(tmp_path):
     assert "throwaway" not in dataset_names()
     with pytest.raises(MissingConfigException):
         compose_config("train", ["data=throwaway"], tmp_path)
+
+
+def test_prepare_writes_the_datamodules_default_set_into_its_cache(tmp_path, capsys):
+    """`experiments.data prepare` writes the set a DataModule with these arguments would write when
+    training starts, and a DataModule built with the same arguments finds it (same folder, no rewrite)."""
+    args = {**get_dataset("dad3dheads").tiny, "cache_root": str(tmp_path)}
+    assert data_main(["prepare", "--dataset", "dad3dheads", *[f"--arg={k}={v}" for k, v in args.items()]]) == 0
+    root = Path(capsys.readouterr().out.strip().split(" at ")[-1])
+    assert root.parent == tmp_path and len(list((root / "train" / "images").iterdir())) == args["n_train"]
+    stamp = {f: f.stat().st_mtime_ns for f in root.rglob("*") if f.is_file()}
+    dm = get_dataset("dad3dheads").datamodule(**args)
+    dm.prepare_data()
+    assert dm.root == root and {f: f.stat().st_mtime_ns for f in root.rglob("*") if f.is_file()} == stamp
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        data_main(["prepare", "--dataset", "dad3dheads", "--arg", "n_train"])
