@@ -6,7 +6,8 @@ Two ways, one interface (:class:`HostSyncCounter`):
   an operation that synchronises when the tensor lives on a GPU (:data:`SYNC_OPS`: ``.item()``,
   ``bool(t)`` as in ``if t.any():``, ``float`` / ``int`` / ``index`` of a tensor, ``.tolist()``,
   ``.cpu()``, ``nonzero``, boolean-mask indexing, the ``torch.linalg`` calls that check their
-  ``info`` on the host, ...). On the CPU nothing waits, so this counts what *would* wait on CUDA.
+  ``info`` on the host, and host -> device copies of Python data: ``torch.tensor(data,
+  device=...)`` and indexing with a Python list, ...). On the CPU nothing waits, so this counts what *would* wait on CUDA.
 * ``mode="cuda"``: ``torch.cuda.set_sync_debug_mode("warn")``; every warning CUDA raises for a
   synchronising call is one count (what really waited, including ops the list above misses).
 
@@ -55,8 +56,12 @@ def _is_sync(name: str, args: tuple, kwargs: dict) -> bool:
         return True
     if name in ("__getitem__", "__setitem__") and len(args) > 1:
         idx = args[1] if isinstance(args[1], tuple) else (args[1],)
-        # a boolean mask becomes indices through nonzero (data-dependent shape)
-        return any(torch.is_tensor(i) and i.dtype == torch.bool for i in idx)
+        # a boolean mask becomes indices through nonzero (data-dependent shape); a Python list
+        # index is copied to the device from pageable host memory
+        return any((torch.is_tensor(i) and i.dtype == torch.bool) or isinstance(i, list) for i in idx)
+    if name in ("tensor", "as_tensor") and kwargs.get("device") is not None and args and not torch.is_tensor(args[0]):
+        # Python data put on the tensor's device: a host -> device copy from pageable memory
+        return True
     if name == "to" and args and torch.is_tensor(args[0]) and args[0].device.type != "cpu":
         # a device -> host copy (on a CPU tensor ``.to(x.device)`` cannot be told apart from
         # ``.to("cpu")``: only ``.cpu()`` is counted there)

@@ -288,7 +288,7 @@ class LandmarkLBS(nn.Module):
         w = pose.reshape(B * F, 3)
         # dR/dw_a = R hat(J_r(w) e_a): (B, F, a, 3, 3)
         Jr = so3_right_jacobian(w)  # (B F, 3, 3)
-        Rf = rots[:, list(self.free_joints)].reshape(B * F, 3, 3)
+        Rf = torch.stack([rots[:, j] for j in self.free_joints], 1).reshape(B * F, 3, 3)  # no list index (a host->device copy)
         dRf = Rf[:, None] @ hat(Jr.transpose(1, 2))  # (B F, a, 3, 3): column a of J_r
         dRf = dRf.reshape(B, F, 3, 3, 3)
         nj = len(self.parents)

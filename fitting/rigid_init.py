@@ -18,6 +18,8 @@ from torch import Tensor
 from facemodels.procrustes import affine_camera
 from facemodels.rotations import matrix_to_axis_angle
 
+from .reprojection import flip_rows
+
 __all__ = ["rigid_init"]
 
 
@@ -47,13 +49,13 @@ def rigid_init(
         torch.cat([z[:, None] * (ybar - c) / f[:, None], z[:, None]], 1)
         - (R_cv @ Xbar[..., None])[..., 0]
     )
-    flip = torch.tensor([1.0, -1.0, -1.0], dtype=dt, device=X.device)
-    rot = matrix_to_axis_angle(flip[:, None] * R_cv)
+    rot = matrix_to_axis_angle(flip_rows(R_cv))
     ok = torch.isfinite(rot).all(-1) & torch.isfinite(t).all(-1) & (s > 1e-6) & (z > 0)
     frontal_t = torch.stack(
         [torch.zeros_like(z), torch.zeros_like(z), torch.full_like(z, fallback_depth)], 1
     )
-    frontal_t = frontal_t - Xbar.nan_to_num() * flip  # centre of the mean face on the optical axis
+    xb = Xbar.nan_to_num()
+    frontal_t = frontal_t - torch.cat((xb[:, :1], -xb[:, 1:]), 1)  # centre of the mean face (CV axes) on the optical axis
     rot = torch.where(ok[:, None], rot, torch.zeros_like(rot))
     t = torch.where(ok[:, None], t, frontal_t)
     return rot.to(landmarks.dtype), t.to(landmarks.dtype)

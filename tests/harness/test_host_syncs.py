@@ -33,15 +33,19 @@ def test_counter_counts_syncing_ops_only_and_names_their_line():
             line = _line() + 1
             if mask.any():  # __bool__: 1
                 x[mask].sum().item()  # boolean mask: 1, .item(): 1
+            x[[0, 2]] + torch.tensor([1.0, 2.0], device=x.device)  # host -> device copies: 2
+            torch.tensor([1.0, 2.0])  # a host tensor: not a sync
     loop.iteration()  # the hook is gone after the block
     s = c.summary()
-    assert s["total"] == 6 and s["iterations"] == 2 and s["per_iteration"] == 3.0
-    assert s["by_owner"] == {"suite": 6}
+    assert s["total"] == 10 and s["iterations"] == 2 and s["per_iteration"] == 5.0
+    assert s["by_owner"] == {"suite": 10}
     here = "tests/harness/test_host_syncs.py"
     assert s["sites"] == {
         f"{here}:{line} test_counter_counts_syncing_ops_only_and_names_their_line (__bool__)": 2,
         f"{here}:{line + 1} test_counter_counts_syncing_ops_only_and_names_their_line (__getitem__)": 2,
         f"{here}:{line + 1} test_counter_counts_syncing_ops_only_and_names_their_line (item)": 2,
+        f"{here}:{line + 2} test_counter_counts_syncing_ops_only_and_names_their_line (__getitem__)": 2,
+        f"{here}:{line + 2} test_counter_counts_syncing_ops_only_and_names_their_line (tensor)": 2,
     }
 
 
