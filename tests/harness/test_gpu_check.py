@@ -14,7 +14,7 @@ from benchmarks import gpu_check
 from experiments.harness.resolvers import REPO_ROOT
 
 STEPS = ["env", "data", "fitting", "train", "inference", "train_compile", "pytest_gpu", "loader", "train_run",
-         "fit", "predict", "train_ddp"]
+         "fit", "train_ddp", "predict"]
 
 
 def test_smoke_mode_summary_has_every_step_with_a_status(tmp_path):
