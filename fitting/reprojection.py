@@ -19,14 +19,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from facemodels.cameras import model_to_cv_rotation
 from facemodels.rotations import axis_angle_to_matrix
 
 from .so3 import so3_right_jacobian
 
 __all__ = [
-    "FLIP",
     "camera_rotation",
-    "flip_rows",
     "so3_right_jacobian",
     "project",
     "ReprojectionTerms",
@@ -37,17 +36,7 @@ __all__ = [
 
 def camera_rotation(rot: Tensor) -> Tensor:
     """(B, 3) model-space axis-angle -> (B, 3, 3) CV camera rotation ``diag(1,-1,-1) R(rot)``."""
-    return flip_rows(axis_angle_to_matrix(rot))
-
-
-def flip_rows(R: Tensor) -> Tensor:
-    """(B, 3, 3) -> ``diag(FLIP) R`` (rows 2 and 3 negated; model <-> CV camera axes). Built
-    without a constant tensor: ``torch.tensor(FLIP, device=cuda)`` per call is a host -> device
-    copy that synchronises (2.6 per LM iteration, measured on an H200)."""
-    return torch.cat((R[:, :1], -R[:, 1:]), dim=1)
-
-
-FLIP = (1.0, -1.0, -1.0)
+    return model_to_cv_rotation(axis_angle_to_matrix(rot))
 
 
 def project(points_cam: Tensor, K: Tensor) -> Tensor:

@@ -15,10 +15,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from facemodels.cameras import model_to_cv_rotation
 from facemodels.procrustes import affine_camera
 from facemodels.rotations import matrix_to_axis_angle
-
-from .reprojection import flip_rows
 
 __all__ = ["rigid_init"]
 
@@ -49,13 +48,13 @@ def rigid_init(
         torch.cat([z[:, None] * (ybar - c) / f[:, None], z[:, None]], 1)
         - (R_cv @ Xbar[..., None])[..., 0]
     )
-    rot = matrix_to_axis_angle(flip_rows(R_cv))
+    rot = matrix_to_axis_angle(model_to_cv_rotation(R_cv))  # diag(1,-1,-1) is its own inverse
     ok = torch.isfinite(rot).all(-1) & torch.isfinite(t).all(-1) & (s > 1e-6) & (z > 0)
     frontal_t = torch.stack(
         [torch.zeros_like(z), torch.zeros_like(z), torch.full_like(z, fallback_depth)], 1
     )
-    xb = Xbar.nan_to_num()
-    frontal_t = frontal_t - torch.cat((xb[:, :1], -xb[:, 1:]), 1)  # centre of the mean face (CV axes) on the optical axis
+    # the centre of the mean face (in CV axes) on the optical axis
+    frontal_t = frontal_t - model_to_cv_rotation(Xbar.nan_to_num()[..., None])[..., 0]
     rot = torch.where(ok[:, None], rot, torch.zeros_like(rot))
     t = torch.where(ok[:, None], t, frontal_t)
     return rot.to(landmarks.dtype), t.to(landmarks.dtype)

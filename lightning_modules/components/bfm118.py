@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from facemodels.bfm import LinearBFM
+from facemodels.cameras import model_to_cv_rotation
 from facemodels.rotations import euler_3ddfa_to_matrix, euler_to_matrix, matrix_to_euler
 from facemodels.world import default_bfm_dir
 
@@ -150,14 +151,13 @@ class BFM118(nn.Module):
         c, s = lin[:, 0, 0] / scale, lin[:, 1, 0] / scale  # lin = scale [[c, -s], [s, c]]
         o, one = torch.zeros_like(c), torch.ones_like(c)
         rz = torch.stack([c, -s, o, s, c, o, o, o, one], -1).view(-1, 3, 3)
-        flip_yz = torch.diag(torch.tensor([1.0, -1.0, -1.0], dtype=dt, device=params.device))
-        r_cv = rz @ flip_yz @ euler_3ddfa_to_matrix(pose[:, :3])  # model -> cv camera
+        r_cv = rz @ model_to_cv_rotation(euler_3ddfa_to_matrix(pose[:, :3]))  # model -> cv camera
         k = scale * pose[:, 6] * 1e6  # crop px per metre (3DDFA's s maps um -> source px)
         origin_src = torch.stack([pose[:, 3], source_height.reshape(-1).to(dt) - 1.0 - pose[:, 4]], -1)
         origin = (lin @ origin_src.unsqueeze(-1)).squeeze(-1) + off  # (B, 2) crop px of the model origin
         p = torch.zeros(params.shape[0], N_PARAMS, dtype=dt, device=params.device)
         p[:, : N_ID + N_EXP] = coeff
-        p[:, SLICES["angles"]] = torch.deg2rad(matrix_to_euler(flip_yz @ r_cv))
+        p[:, SLICES["angles"]] = torch.deg2rad(matrix_to_euler(model_to_cv_rotation(r_cv)))  # diag(1,-1,-1) is its own inverse
         centre = (self.image_size - 1) / 2.0
         p[:, SLICES["f"]] = self.focal
         p[:, SLICES["pp"]] = centre
@@ -231,7 +231,7 @@ class BFM118(nn.Module):
         """(B, 118) -> (B, N, 2) crop px of the perspective projection of S(p)."""
         v = self.shape(p) if vertices is None else vertices
         r_model = euler_to_matrix(torch.rad2deg(p[:, SLICES["angles"]][:, [0, 1, 2]]))
-        r_cv = r_model * torch.tensor([1.0, -1.0, -1.0], device=p.device, dtype=p.dtype).view(1, 3, 1)
+        r_cv = model_to_cv_rotation(r_model)
         cam = v @ r_cv.transpose(1, 2) + p[:, SLICES["t"]].unsqueeze(1)  # (B, N, 3)
         z = cam[..., 2:3].clamp_min(1e-3)
         return p[:, SLICES["f"]].unsqueeze(1) * cam[..., :2] / z + p[:, SLICES["pp"]].unsqueeze(1)
